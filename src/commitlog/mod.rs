@@ -1,0 +1,294 @@
+//! The CommitLog: every record of every topic, appended by a single writer into fixed-size
+//! segments named by their start offset. A record never straddles segments: one that does not
+//! fit gets the 8-byte blank record and moves whole to the next segment.
+
+mod preparer;
+pub(crate) mod recovery;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::error::{Error, Result};
+use crate::format::record::{self, BLANK_LEN, Decoded, RecordView};
+use crate::storage::fs::{segment_name, sync_dir};
+use crate::storage::{Segment, SegmentWriter};
+
+pub(crate) use preparer::Preparer;
+
+/// The shared, read side of the CommitLog plus its flush bookkeeping. The write side is a
+/// [`LogWriter`], owned by whoever serialises appends.
+#[derive(Debug)]
+pub(crate) struct CommitLog {
+    dir: PathBuf,
+    segment_size: u64,
+    segments: RwLock<Vec<Arc<Segment>>>,
+    /// End of the appended data.
+    written: AtomicU64,
+    /// End of the data known durable.
+    flushed: AtomicU64,
+    /// Store time of the last appended record.
+    last_store_ts: AtomicU64,
+    /// Store time of the last record known durable.
+    flushed_store_ts: AtomicU64,
+    flush_lock: Mutex<()>,
+}
+
+/// The single writer of the CommitLog.
+#[derive(Debug)]
+pub(crate) struct LogWriter {
+    seg: SegmentWriter,
+    preparer: Option<Preparer>,
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Appended {
+    pub(crate) physical_offset: u64,
+    pub(crate) size: u32,
+}
+
+impl CommitLog {
+    /// Wraps recovered segments. `end` is the end of valid data; the last segment's published
+    /// length must already be set to it.
+    pub(crate) fn new(
+        dir: PathBuf,
+        segment_size: u64,
+        segments: Vec<Segment>,
+        end: u64,
+        last_store_ts: u64,
+    ) -> CommitLog {
+        CommitLog {
+            dir,
+            segment_size,
+            segments: RwLock::new(segments.into_iter().map(Arc::new).collect()),
+            written: AtomicU64::new(end),
+            flushed: AtomicU64::new(end),
+            last_store_ts: AtomicU64::new(last_store_ts),
+            flushed_store_ts: AtomicU64::new(last_store_ts),
+            flush_lock: Mutex::new(()),
+        }
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn segment_size(&self) -> u64 {
+        self.segment_size
+    }
+
+    /// Creates the writer at the end of the log, creating the first (or next) segment when the
+    /// log is empty or its last segment is full.
+    pub(crate) fn writer(&self, preparer: Option<Preparer>) -> Result<LogWriter> {
+        let last = self.segments.read().last().cloned();
+        let seg = match last {
+            Some(seg) if (seg.published() as u64) < self.segment_size => seg,
+            other => {
+                let base = other.map_or(self.written.load(Ordering::Acquire), |s| {
+                    s.base() + self.segment_size
+                });
+                self.add_segment(Segment::create(
+                    &self.dir.join(segment_name(base)),
+                    base,
+                    self.segment_size,
+                )?)?
+            }
+        };
+        let seg = seg
+            .into_writer()
+            .ok_or_else(|| Error::InvalidConfig("commitlog writer already exists".into()))?;
+        let mut w = LogWriter { seg, preparer };
+        w.request_next(self.segment_size);
+        Ok(w)
+    }
+
+    fn add_segment(&self, seg: Segment) -> Result<Arc<Segment>> {
+        sync_dir(&self.dir)?;
+        let seg = Arc::new(seg);
+        self.segments.write().push(seg.clone());
+        Ok(seg)
+    }
+
+    /// Appends one record of `len` bytes, letting `fill` encode it in place given its physical
+    /// offset. Rolls to the next segment (writing the blank record) when it does not fit.
+    pub(crate) fn append(
+        &self,
+        w: &mut LogWriter,
+        len: usize,
+        store_ts: u64,
+        fill: impl FnOnce(&mut [u8], u64),
+    ) -> Result<Appended> {
+        if len as u64 + BLANK_LEN as u64 > self.segment_size {
+            return Err(Error::InvalidMessage(format!(
+                "record of {len} bytes does not fit in a {}-byte segment",
+                self.segment_size
+            )));
+        }
+        if w.seg.remaining() < len + BLANK_LEN {
+            self.roll(w)?;
+        }
+        let base = w.seg.segment().base();
+        let phys = base + w.seg.pos() as u64;
+        w.seg.append(len, |buf| fill(buf, phys));
+        w.seg.publish();
+        self.last_store_ts.store(store_ts, Ordering::Relaxed);
+        self.written.store(phys + len as u64, Ordering::Release);
+        Ok(Appended {
+            physical_offset: phys,
+            size: len as u32,
+        })
+    }
+
+    /// Seals the current segment with the blank record and moves the writer to the next one.
+    fn roll(&self, w: &mut LogWriter) -> Result<()> {
+        let remaining = w.seg.remaining();
+        if remaining >= BLANK_LEN {
+            let mut blank = [0u8; BLANK_LEN];
+            record::encode_blank(&mut blank, remaining as u32);
+            w.seg.append(BLANK_LEN, |buf| buf.copy_from_slice(&blank));
+            // The blank's TOTALSIZE covers the rest of the segment; publish all of it.
+            w.seg.append(remaining - BLANK_LEN, |_| {});
+            w.seg.publish();
+        }
+        let next_base = w.seg.segment().base() + self.segment_size;
+        self.written.store(next_base, Ordering::Release);
+        let seg = match w.preparer.as_mut().and_then(|p| p.take(next_base)) {
+            Some(Ok(seg)) => seg,
+            // A failed preparation (say, a full disk) is retried here, once, inline.
+            Some(Err(_)) | None => {
+                Segment::create(&self.dir.join(segment_name(next_base)), next_base, self.segment_size)?
+            }
+        };
+        let seg = self.add_segment(seg)?;
+        w.seg = seg
+            .into_writer()
+            .ok_or_else(|| Error::InvalidConfig("commitlog writer already exists".into()))?;
+        w.request_next(self.segment_size);
+        Ok(())
+    }
+
+    /// End of the appended data.
+    pub(crate) fn written(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
+    }
+
+    /// End of the data known durable.
+    pub(crate) fn flushed(&self) -> u64 {
+        self.flushed.load(Ordering::Acquire)
+    }
+
+    /// Store time of the last record known durable.
+    pub(crate) fn flushed_store_ts(&self) -> u64 {
+        self.flushed_store_ts.load(Ordering::Relaxed)
+    }
+
+    /// Smallest offset still stored.
+    pub(crate) fn min_offset(&self) -> u64 {
+        self.segments
+            .read()
+            .first()
+            .map_or(self.written(), |s| s.base())
+    }
+
+    /// Flushes everything appended so far and returns the new durable end. Concurrent callers
+    /// are serialised; one that finds the work done returns at once.
+    pub(crate) fn flush(&self) -> Result<u64> {
+        let _guard = self.flush_lock.lock();
+        let ts = self.last_store_ts.load(Ordering::Relaxed);
+        let target = self.written();
+        let from = self.flushed();
+        if target <= from {
+            return Ok(from);
+        }
+        let segments: Vec<Arc<Segment>> = {
+            let segs = self.segments.read();
+            segs.iter()
+                .filter(|s| s.base() + self.segment_size > from && s.base() < target)
+                .cloned()
+                .collect()
+        };
+        for seg in segments {
+            let start = from.saturating_sub(seg.base()) as usize;
+            let end = (target - seg.base()).min(self.segment_size) as usize;
+            seg.flush(start, end)?;
+        }
+        self.flushed_store_ts.store(ts, Ordering::Relaxed);
+        self.flushed.store(target, Ordering::Release);
+        Ok(target)
+    }
+
+    /// The segment holding `offset`.
+    pub(crate) fn segment_for(&self, offset: u64) -> Option<Arc<Segment>> {
+        let segs = self.segments.read();
+        let first = segs.first()?.base();
+        if offset < first {
+            return None;
+        }
+        let idx = ((offset - first) / self.segment_size) as usize;
+        segs.get(idx).filter(|s| s.base() <= offset).cloned()
+    }
+
+    /// Decodes the record at `offset` (no CRC check: it was verified when written or
+    /// recovered) and hands it to `f`. `limit` bounds what may be read (the visible end).
+    pub(crate) fn with_record<T>(
+        &self,
+        offset: u64,
+        limit: u64,
+        f: impl FnOnce(&RecordView<'_>, &Segment) -> T,
+    ) -> Result<T> {
+        let seg = self
+            .segment_for(offset)
+            .ok_or(Error::MessageNotFound(offset))?;
+        let pos = (offset - seg.base()) as usize;
+        let visible = (limit.saturating_sub(seg.base())).min(self.segment_size) as usize;
+        let bytes = seg.read_from(pos);
+        let bytes = &bytes[..bytes.len().min(visible.saturating_sub(pos))];
+        if bytes.is_empty() {
+            return Err(Error::MessageNotFound(offset));
+        }
+        match record::decode(bytes, false) {
+            Ok(Decoded::Message(rec)) => Ok(f(&rec, &seg)),
+            Ok(Decoded::Blank { .. }) => Err(Error::MessageNotFound(offset)),
+            Err(e) => Err(Error::corrupted(
+                seg.path(),
+                pos as u64,
+                format!("record at commitlog offset {offset}: {e}"),
+            )),
+        }
+    }
+
+    /// Deletes segment files after the one holding the writer (a segment prepared ahead but
+    /// never used), so a closed store holds only what it wrote.
+    pub(crate) fn remove_unused_segments(&self, writer_base: u64) -> Result<()> {
+        for (base, path) in crate::storage::fs::list_segments(&self.dir)? {
+            if base > writer_base {
+                crate::storage::fs::remove_file_if_exists(&path)?;
+            }
+        }
+        sync_dir(&self.dir)
+    }
+}
+
+impl LogWriter {
+    fn request_next(&mut self, segment_size: u64) {
+        let next = self.seg.segment().base() + segment_size;
+        if let Some(p) = &mut self.preparer {
+            p.request(next);
+        }
+    }
+
+    /// Start offset of the segment being written.
+    pub(crate) fn segment_base(&self) -> u64 {
+        self.seg.segment().base()
+    }
+
+    /// Stops the preparer thread, waiting for a preparation in progress.
+    pub(crate) fn stop_preparer(&mut self) {
+        if let Some(p) = self.preparer.take() {
+            p.stop();
+        }
+    }
+}

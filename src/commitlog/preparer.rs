@@ -1,0 +1,109 @@
+//! Prepares the next CommitLog segment on a background thread (RocketMQ's
+//! `AllocateMappedFileService`): create, preallocate, map, optionally warm, and sync the
+//! directory, so a roll only swaps a pointer.
+
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+
+use crate::error::Result;
+use crate::storage::Segment;
+use crate::storage::fs::{segment_name, sync_dir};
+
+/// Handle to the preparer thread.
+#[derive(Debug)]
+pub(crate) struct Preparer {
+    requests: Option<Sender<u64>>,
+    results: Receiver<(u64, Result<Segment>)>,
+    pending: Option<u64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Preparer {
+    pub(crate) fn start(dir: PathBuf, segment_size: u64, warm: bool) -> std::io::Result<Preparer> {
+        let (req_tx, req_rx) = bounded::<u64>(1);
+        let (res_tx, res_rx) = bounded(1);
+        let thread = std::thread::Builder::new()
+            .name("mqlite-segment-preparer".into())
+            .spawn(move || {
+                for base in req_rx {
+                    let path = dir.join(segment_name(base));
+                    let result = Segment::create(&path, base, segment_size).and_then(|mut seg| {
+                        if warm {
+                            seg.warm()?;
+                        }
+                        sync_dir(&dir)?;
+                        Ok(seg)
+                    });
+                    if result.is_err() {
+                        let _ = std::fs::remove_file(&path);
+                    }
+                    if res_tx.send((base, result)).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Preparer {
+            requests: Some(req_tx),
+            results: res_rx,
+            pending: None,
+            thread: Some(thread),
+        })
+    }
+
+    /// Asks for the segment starting at `base` (ignored if one is already pending).
+    pub(crate) fn request(&mut self, base: u64) {
+        if self.pending.is_some() {
+            return;
+        }
+        if let Some(tx) = &self.requests
+            && tx.send(base).is_ok()
+        {
+            self.pending = Some(base);
+        }
+    }
+
+    /// Waits for the segment at `base`. `None` if it was never requested (or the thread died):
+    /// the caller creates it itself.
+    pub(crate) fn take(&mut self, base: u64) -> Option<Result<Segment>> {
+        let pending = self.pending.take()?;
+        let (got, result) = self.results.recv().ok()?;
+        if pending != base || got != base {
+            // Not the one we need: discard it.
+            if let Ok(seg) = result {
+                let path = seg.path().to_path_buf();
+                drop(seg);
+                let _ = std::fs::remove_file(path);
+            }
+            return None;
+        }
+        Some(result)
+    }
+
+    /// Stops the thread; a segment prepared but not taken is deleted.
+    pub(crate) fn stop(mut self) {
+        self.requests = None;
+        if self.pending.take().is_some()
+            && let Ok((_, Ok(seg))) = self.results.recv()
+        {
+            let path = seg.path().to_path_buf();
+            drop(seg);
+            let _ = std::fs::remove_file(path);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Preparer {
+    fn drop(&mut self) {
+        self.requests = None;
+        if let Some(t) = self.thread.take() {
+            // Unblock the thread if it is waiting to hand over a result.
+            while self.results.try_recv().is_ok() {}
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! CommitLog recovery: loading segment files, scanning records with CRC checks, telling a torn
+//! tail (truncated) from mid-log damage ([`Error::Corrupted`]), and truncating.
+
+use std::path::Path;
+
+use crate::config::RecoveryMode;
+use crate::error::{Error, Result};
+use crate::format::cq_unit::CqUnit;
+use crate::format::record::{self, BLANK_LEN, Decoded, RecordView};
+use crate::storage::Segment;
+use crate::storage::fs::{list_segments, remove_file_if_exists, sync_dir};
+
+/// Opens every segment file in `dir`. Segments must be contiguous and full-size; trailing
+/// files of the wrong size that hold no data (a preparation cut short by a crash) are removed.
+pub(crate) fn load_segments(dir: &Path, segment_size: u64) -> Result<Vec<Segment>> {
+    let mut files = list_segments(dir)?;
+    // Drop trailing, incompletely created files.
+    while let Some((_, path)) = files.last() {
+        let len = std::fs::metadata(path)
+            .map_err(|e| Error::io("stat segment", path, e))?
+            .len();
+        if len == segment_size {
+            break;
+        }
+        let bytes = std::fs::read(path).map_err(|e| Error::io("read segment", path, e))?;
+        if bytes.iter().any(|&b| b != 0) {
+            return Err(Error::corrupted(
+                path,
+                0,
+                format!("segment is {len} bytes, expected {segment_size}"),
+            ));
+        }
+        remove_file_if_exists(path)?;
+        files.pop();
+    }
+    let mut segs = Vec::with_capacity(files.len());
+    for (i, (base, path)) in files.iter().enumerate() {
+        if base % segment_size != 0 {
+            return Err(Error::corrupted(
+                path,
+                0,
+                format!("segment start {base} is not a multiple of the segment size {segment_size}"),
+            ));
+        }
+        if i > 0 && *base != files[i - 1].0 + segment_size {
+            return Err(Error::corrupted(
+                path,
+                0,
+                format!("gap in the commitlog: previous segment starts at {}", files[i - 1].0),
+            ));
+        }
+        segs.push(Segment::open(path, *base, segment_size)?);
+    }
+    Ok(segs)
+}
+
+fn segment_index(segs: &[Segment], segment_size: u64, offset: u64) -> Option<usize> {
+    let first = segs.first()?.base();
+    let idx = (offset.checked_sub(first)? / segment_size) as usize;
+    (idx < segs.len()).then_some(idx)
+}
+
+/// Decodes the record at `offset` in loaded segments (no CRC check).
+pub(crate) fn record_at(segs: &[Segment], segment_size: u64, offset: u64) -> Option<RecordView<'_>> {
+    let seg = &segs[segment_index(segs, segment_size, offset)?];
+    match record::decode(seg.read_from((offset - seg.base()) as usize), false) {
+        Ok(Decoded::Message(rec)) => Some(rec),
+        _ => None,
+    }
+}
+
+/// Whether a consume queue unit points at the record it should: same size, topic, queue id,
+/// queue offset and physical offset.
+pub(crate) fn unit_matches(
+    segs: &[Segment],
+    segment_size: u64,
+    topic: &str,
+    queue_id: u32,
+    queue_offset: u64,
+    unit: &CqUnit,
+) -> bool {
+    record_at(segs, segment_size, unit.physical_offset).is_some_and(|r| {
+        r.total_size == unit.size
+            && r.topic == topic
+            && r.meta.queue_id == queue_id
+            && r.meta.queue_offset == queue_offset
+            && r.meta.physical_offset == unit.physical_offset
+    })
+}
+
+/// Store timestamp of the first record of a segment, if it starts with a valid one.
+fn first_record_ts(seg: &Segment) -> Option<u64> {
+    match record::decode(seg.read_from(0), true) {
+        Ok(Decoded::Message(r)) => Some(r.meta.store_timestamp.max(0) as u64),
+        _ => None,
+    }
+}
+
+/// RocketMQ's abnormal-recovery start: the newest segment whose first record was stored at or
+/// before `min_timestamp`; the first segment when none is.
+pub(crate) fn start_by_timestamp(segs: &[Segment], min_timestamp: u64) -> u64 {
+    segs.iter()
+        .rev()
+        .find(|s| first_record_ts(s).is_some_and(|ts| ts <= min_timestamp))
+        .or(segs.first())
+        .map_or(0, |s| s.base())
+}
+
+/// Parameters of a scan.
+pub(crate) struct ScanPolicy {
+    /// Offset known durable before the crash (from the checkpoint), if trusted.
+    pub(crate) durable: Option<u64>,
+    pub(crate) mode: RecoveryMode,
+    pub(crate) tail_tolerance: u64,
+}
+
+/// Where the scan stopped.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScanEnd {
+    /// End of the valid records.
+    pub(crate) end: u64,
+    /// Whether data (damaged or not) was found past `end` and must be cleared.
+    pub(crate) dirty_tail: bool,
+    /// Store time of the last valid record seen, 0 if none.
+    pub(crate) last_store_ts: u64,
+}
+
+/// Scans records from `from` with CRC checks, calling `visit` for each valid one, and finds
+/// the end of the valid log.
+pub(crate) fn scan(
+    segs: &[Segment],
+    segment_size: u64,
+    from: u64,
+    policy: &ScanPolicy,
+    mut visit: impl FnMut(&RecordView<'_>) -> Result<()>,
+) -> Result<ScanEnd> {
+    let mut pos = from;
+    let mut last_ts = 0;
+    loop {
+        let Some(idx) = segment_index(segs, segment_size, pos) else {
+            return Ok(ScanEnd {
+                end: pos,
+                dirty_tail: false,
+                last_store_ts: last_ts,
+            });
+        };
+        let seg = &segs[idx];
+        let rel = (pos - seg.base()) as usize;
+        let bytes = seg.read_from(rel);
+        if bytes.len() >= BLANK_LEN && bytes[..BLANK_LEN].iter().all(|&b| b == 0) {
+            // Clean end of data, unless a later segment holds records.
+            let later = segs[idx + 1..].iter().any(|s| first_record_ts(s).is_some());
+            return stop(segs, segment_size, pos, later, "zero bytes before later data", policy, last_ts);
+        }
+        match record::decode(bytes, true) {
+            Ok(Decoded::Message(rec)) if rec.meta.physical_offset == pos => {
+                visit(&rec)?;
+                last_ts = rec.meta.store_timestamp.max(0) as u64;
+                pos += u64::from(rec.total_size);
+            }
+            Ok(Decoded::Message(_)) => {
+                return stop(segs, segment_size, pos, true, "record names another offset", policy, last_ts);
+            }
+            Ok(Decoded::Blank { size }) if size as usize == bytes.len() => {
+                pos = seg.base() + segment_size;
+            }
+            Ok(Decoded::Blank { .. }) => {
+                return stop(segs, segment_size, pos, true, "blank record of the wrong size", policy, last_ts);
+            }
+            Err(e) => {
+                return stop(segs, segment_size, pos, true, &e.to_string(), policy, last_ts);
+            }
+        }
+    }
+}
+
+/// Decides whether damage at `bad` is a torn tail (the log ends there) or mid-log corruption.
+fn stop(
+    segs: &[Segment],
+    segment_size: u64,
+    bad: u64,
+    dirty: bool,
+    reason: &str,
+    policy: &ScanPolicy,
+    last_ts: u64,
+) -> Result<ScanEnd> {
+    let window = match policy.mode {
+        RecoveryMode::TolerateCorruptTail => policy.tail_tolerance,
+        RecoveryMode::AbsoluteConsistency => 0,
+    };
+    let idx = segment_index(segs, segment_size, bad).unwrap_or(0);
+    // Valid records in a later segment past the tolerance window mean the damage is mid-log,
+    // even when the checkpoint cannot tell.
+    let later_data = segs[idx + 1..]
+        .iter()
+        .find(|s| first_record_ts(s).is_some())
+        .map(|s| s.base());
+    let durable = policy.durable.unwrap_or(0).max(later_data.unwrap_or(0));
+    if bad.saturating_add(window) < durable {
+        let seg = &segs[idx];
+        return Err(Error::corrupted(
+            seg.path(),
+            bad - seg.base(),
+            format!("commitlog offset {bad}: {reason} (log holds data up to at least {durable})"),
+        ));
+    }
+    Ok(ScanEnd {
+        end: bad,
+        dirty_tail: dirty,
+        last_store_ts: last_ts,
+    })
+}
+
+/// Truncates the loaded log at `end`: zeroes the rest of its segment when `zero_tail`, removes
+/// later segments, and publishes exactly the valid data. Returns the remaining segments.
+pub(crate) fn truncate(
+    dir: &Path,
+    mut segs: Vec<Segment>,
+    segment_size: u64,
+    end: u64,
+    zero_tail: bool,
+) -> Result<Vec<Segment>> {
+    let mut removed = false;
+    while segs.last().is_some_and(|s| s.base() > end) {
+        let s = segs.pop().expect("non-empty");
+        let path = s.path().to_path_buf();
+        drop(s);
+        remove_file_if_exists(&path)?;
+        removed = true;
+    }
+    if removed {
+        sync_dir(dir)?;
+    }
+    if let Some(last) = segs.last_mut() {
+        let rel = end.saturating_sub(last.base()).min(segment_size) as usize;
+        if zero_tail {
+            last.zero(rel, segment_size as usize)?;
+        }
+        last.set_published(rel);
+    }
+    Ok(segs)
+}

@@ -1,0 +1,272 @@
+//! Store configuration: [`StoreConfig`] with documented defaults, validated at open.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::format::cq_unit::CQ_UNIT_SIZE;
+
+/// When appended records reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushPolicy {
+    /// Group commit: a put returns once its record (and every record before it) is durable.
+    /// Concurrent puts share one flush. A put whose flush has not completed within `timeout`
+    /// returns [`PutStatus::FlushDiskTimeout`](crate::PutStatus::FlushDiskTimeout): the record is
+    /// stored but not yet known to be durable. Consumers see a record only once it is durable.
+    Sync {
+        /// How long a put waits for its flush (RocketMQ `syncFlushTimeout`, default 5 s).
+        timeout: Duration,
+    },
+    /// A background thread flushes every `interval` when at least `min_pages` 4 KiB pages are
+    /// dirty, and everything every [`StoreConfig::flush_thorough_interval`] and at close. A put
+    /// returns once the record is in the page cache: it survives a process crash, and a power
+    /// loss can take back at most the last interval.
+    Async {
+        /// Time between flush checks (RocketMQ `flushIntervalCommitLog`, default 500 ms).
+        interval: Duration,
+        /// Dirty pages that trigger a flush (RocketMQ `flushCommitLogLeastPages`, default 4).
+        min_pages: u32,
+    },
+}
+
+impl FlushPolicy {
+    /// `Sync` with RocketMQ's default 5 s timeout.
+    pub const SYNC: FlushPolicy = FlushPolicy::Sync {
+        timeout: Duration::from_secs(5),
+    };
+    /// `Async` with RocketMQ's defaults: 500 ms, 4 pages.
+    pub const ASYNC: FlushPolicy = FlushPolicy::Async {
+        interval: Duration::from_millis(500),
+        min_pages: 4,
+    };
+}
+
+impl Default for FlushPolicy {
+    /// RocketMQ's default, `ASYNC_FLUSH`.
+    fn default() -> Self {
+        FlushPolicy::ASYNC
+    }
+}
+
+/// How recovery treats a CommitLog record that fails validation (bad CRC, size or magic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoveryMode {
+    /// A damaged record within [`StoreConfig::tail_tolerance`] bytes of the last durable offset
+    /// recorded in the checkpoint, or past it, is a torn tail: the log is truncated there.
+    /// Damage earlier in the log is [`Error::Corrupted`].
+    #[default]
+    TolerateCorruptTail,
+    /// Only records past the last durable offset recorded in the checkpoint may be truncated;
+    /// any damage before it is [`Error::Corrupted`].
+    AbsoluteConsistency,
+}
+
+/// Configuration of a store. Every field has a documented default; [`StoreConfig::validate`]
+/// runs at open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreConfig {
+    /// Size of each CommitLog segment file (RocketMQ `mappedFileSizeCommitLog`).
+    /// Default 1 GiB. At least 4096.
+    pub commitlog_segment_size: u64,
+    /// Size of each consume queue file (RocketMQ `mappedFileSizeConsumeQueue`), rounded up to a
+    /// multiple of 20. Default 6,000,000 (300,000 units).
+    pub consume_queue_segment_size: u64,
+    /// When records reach the disk. Default [`FlushPolicy::ASYNC`].
+    pub flush_policy: FlushPolicy,
+    /// Under `Async`, flush everything at least this often (RocketMQ
+    /// `flushCommitLogThoroughInterval`). Default 10 s.
+    pub flush_thorough_interval: Duration,
+    /// How often the checkpoint file and the consume queues are flushed. Default 1 s.
+    pub checkpoint_interval: Duration,
+    /// Prepare the next CommitLog segment in the background: allocate it, write zeros through
+    /// it and flush, so the writer never waits for a new file and never pays for first-touch
+    /// page faults or unwritten-extent conversion. Default true.
+    pub warm_segments: bool,
+    /// Largest message body accepted, in bytes (RocketMQ `maxMessageSize`). Default 4 MiB.
+    pub max_message_size: usize,
+    /// Address written as the store host of every record and used in offset message ids.
+    /// Default 127.0.0.1:10911 (RocketMQ's default broker port).
+    pub store_host: SocketAddr,
+    /// How recovery treats damaged records. Default [`RecoveryMode::TolerateCorruptTail`].
+    pub recovery_mode: RecoveryMode,
+    /// Under [`RecoveryMode::TolerateCorruptTail`], how far before the last durable offset a
+    /// damaged record still counts as a torn tail. Default 64 KiB.
+    pub tail_tolerance: u64,
+    /// Create a topic on its first put. Default true.
+    pub auto_create_topics: bool,
+    /// Queue count of auto-created topics (RocketMQ `defaultTopicQueueNums`). Default 4.
+    pub default_topic_queues: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            commitlog_segment_size: 1 << 30,
+            consume_queue_segment_size: 300_000 * CQ_UNIT_SIZE as u64,
+            flush_policy: FlushPolicy::default(),
+            flush_thorough_interval: Duration::from_secs(10),
+            checkpoint_interval: Duration::from_secs(1),
+            warm_segments: true,
+            max_message_size: 4 * 1024 * 1024,
+            store_host: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 10911)),
+            recovery_mode: RecoveryMode::default(),
+            tail_tolerance: 64 * 1024,
+            auto_create_topics: true,
+            default_topic_queues: 4,
+        }
+    }
+}
+
+/// Largest queue count a topic may have.
+pub const MAX_QUEUES_PER_TOPIC: u32 = 1024;
+
+impl StoreConfig {
+    /// Checks every field, and rounds the consume queue file size up to a multiple of 20.
+    ///
+    /// ```
+    /// let mut c = mqlite::StoreConfig::default();
+    /// c.commitlog_segment_size = 100;
+    /// assert!(c.validate().is_err());
+    /// ```
+    pub fn validate(&mut self) -> Result<()> {
+        let bad = |msg: String| Err(Error::InvalidConfig(msg));
+        if self.commitlog_segment_size < 4096 || self.commitlog_segment_size > i64::MAX as u64 / 2
+        {
+            return bad(format!(
+                "commitlog_segment_size {} must be between 4096 and 2^62",
+                self.commitlog_segment_size
+            ));
+        }
+        let unit = CQ_UNIT_SIZE as u64;
+        self.consume_queue_segment_size = self.consume_queue_segment_size.div_ceil(unit) * unit;
+        if self.consume_queue_segment_size < 10 * unit
+            || self.consume_queue_segment_size > i32::MAX as u64
+        {
+            return bad(format!(
+                "consume_queue_segment_size {} must be between 200 and 2^31",
+                self.consume_queue_segment_size
+            ));
+        }
+        match self.flush_policy {
+            FlushPolicy::Sync { .. } => {}
+            FlushPolicy::Async { interval, .. } => {
+                if interval.is_zero() {
+                    return bad("flush interval must be positive".into());
+                }
+            }
+        }
+        if self.flush_thorough_interval.is_zero() || self.checkpoint_interval.is_zero() {
+            return bad("flush_thorough_interval and checkpoint_interval must be positive".into());
+        }
+        if self.max_message_size == 0 || self.max_message_size > i32::MAX as usize / 2 {
+            return bad(format!(
+                "max_message_size {} must be between 1 and 2^30",
+                self.max_message_size
+            ));
+        }
+        if self.default_topic_queues == 0 || self.default_topic_queues > MAX_QUEUES_PER_TOPIC {
+            return bad(format!(
+                "default_topic_queues {} must be between 1 and {MAX_QUEUES_PER_TOPIC}",
+                self.default_topic_queues
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Builds and opens a [`Store`](crate::Store). Obtained from
+/// [`Store::builder`](crate::Store::builder).
+///
+/// ```
+/// use std::time::Duration;
+/// use mqlite::{FlushPolicy, Store};
+/// let dir = tempfile::tempdir()?;
+/// let store = Store::builder(dir.path())
+///     .flush_policy(FlushPolicy::Sync { timeout: Duration::from_secs(5) })
+///     .commitlog_segment_size(1 << 20)
+///     .open()?;
+/// store.close()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct StoreBuilder {
+    pub(crate) dir: PathBuf,
+    pub(crate) config: StoreConfig,
+}
+
+impl StoreBuilder {
+    pub(crate) fn new(dir: PathBuf) -> Self {
+        StoreBuilder {
+            dir,
+            config: StoreConfig::default(),
+        }
+    }
+
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: StoreConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets [`StoreConfig::flush_policy`].
+    pub fn flush_policy(mut self, policy: FlushPolicy) -> Self {
+        self.config.flush_policy = policy;
+        self
+    }
+
+    /// Sets [`StoreConfig::commitlog_segment_size`].
+    pub fn commitlog_segment_size(mut self, bytes: u64) -> Self {
+        self.config.commitlog_segment_size = bytes;
+        self
+    }
+
+    /// Sets [`StoreConfig::consume_queue_segment_size`].
+    pub fn consume_queue_segment_size(mut self, bytes: u64) -> Self {
+        self.config.consume_queue_segment_size = bytes;
+        self
+    }
+
+    /// Sets [`StoreConfig::max_message_size`].
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.config.max_message_size = bytes;
+        self
+    }
+
+    /// Sets [`StoreConfig::warm_segments`].
+    pub fn warm_segments(mut self, warm: bool) -> Self {
+        self.config.warm_segments = warm;
+        self
+    }
+
+    /// Sets [`StoreConfig::recovery_mode`].
+    pub fn recovery_mode(mut self, mode: RecoveryMode) -> Self {
+        self.config.recovery_mode = mode;
+        self
+    }
+
+    /// Sets [`StoreConfig::auto_create_topics`].
+    pub fn auto_create_topics(mut self, on: bool) -> Self {
+        self.config.auto_create_topics = on;
+        self
+    }
+
+    /// Sets [`StoreConfig::default_topic_queues`].
+    pub fn default_topic_queues(mut self, queues: u32) -> Self {
+        self.config.default_topic_queues = queues;
+        self
+    }
+
+    /// Sets [`StoreConfig::store_host`].
+    pub fn store_host(mut self, addr: SocketAddr) -> Self {
+        self.config.store_host = addr;
+        self
+    }
+
+    /// Validates the configuration and opens (creating or recovering) the store.
+    pub fn open(self) -> Result<crate::Store> {
+        crate::Store::open_with(self.dir, self.config)
+    }
+}

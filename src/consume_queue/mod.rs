@@ -1,0 +1,258 @@
+//! ConsumeQueue: the per-(topic, queue id) index of 20-byte units pointing into the CommitLog,
+//! stored under `consumequeue/{topic}/{queueId}/` in files named by the byte offset of their
+//! first unit.
+
+pub(crate) mod recovery;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::error::{Error, Result};
+use crate::format::cq_unit::{CQ_UNIT_SIZE, CqUnit};
+use crate::storage::fs::{segment_name, sync_dir};
+use crate::storage::{Segment, SegmentWriter};
+
+const UNIT: u64 = CQ_UNIT_SIZE as u64;
+
+/// One consume queue.
+#[derive(Debug)]
+pub(crate) struct ConsumeQueue {
+    topic: Arc<str>,
+    queue_id: u32,
+    dir: PathBuf,
+    file_size: u64,
+    segments: RwLock<Vec<Arc<Segment>>>,
+    writer: Mutex<Option<SegmentWriter>>,
+    /// Smallest valid queue offset.
+    min_offset: AtomicU64,
+    /// Next queue offset to write (the queue's max offset).
+    max_offset: AtomicU64,
+    /// End (offset + size) of the last dispatched record in the CommitLog.
+    max_phys_end: AtomicU64,
+    /// Bytes of units known durable, as an absolute byte offset.
+    flushed: AtomicU64,
+}
+
+impl ConsumeQueue {
+    /// The directory of a queue.
+    pub(crate) fn queue_dir(root: &Path, topic: &str, queue_id: u32) -> PathBuf {
+        root.join("consumequeue").join(topic).join(queue_id.to_string())
+    }
+
+    /// Wraps loaded segments; `max_offset` is the recovered end (the last segment's published
+    /// length already matches it).
+    pub(crate) fn from_parts(
+        topic: Arc<str>,
+        queue_id: u32,
+        dir: PathBuf,
+        file_size: u64,
+        segments: Vec<Segment>,
+        min_offset: u64,
+        max_offset: u64,
+        max_phys_end: u64,
+    ) -> ConsumeQueue {
+        let segments: Vec<Arc<Segment>> = segments.into_iter().map(Arc::new).collect();
+        let writer = segments
+            .last()
+            .filter(|s| (s.published() as u64) < file_size)
+            .and_then(|s| s.clone().into_writer());
+        ConsumeQueue {
+            topic,
+            queue_id,
+            dir,
+            file_size,
+            segments: RwLock::new(segments),
+            writer: Mutex::new(writer),
+            min_offset: AtomicU64::new(min_offset),
+            max_offset: AtomicU64::new(max_offset),
+            max_phys_end: AtomicU64::new(max_phys_end),
+            flushed: AtomicU64::new(max_offset * UNIT),
+        }
+    }
+
+    /// An empty queue (its directory is created, no file yet).
+    pub(crate) fn create(root: &Path, topic: Arc<str>, queue_id: u32, file_size: u64) -> Result<ConsumeQueue> {
+        let dir = Self::queue_dir(root, &topic, queue_id);
+        crate::storage::fs::create_dir_all(&dir)?;
+        Ok(Self::from_parts(topic, queue_id, dir, file_size, Vec::new(), 0, 0, 0))
+    }
+
+    pub(crate) fn topic(&self) -> &Arc<str> {
+        &self.topic
+    }
+
+    pub(crate) fn queue_id(&self) -> u32 {
+        self.queue_id
+    }
+
+    pub(crate) fn min_offset(&self) -> u64 {
+        self.min_offset.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn max_offset(&self) -> u64 {
+        self.max_offset.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn max_phys_end(&self) -> u64 {
+        self.max_phys_end.load(Ordering::Acquire)
+    }
+
+    /// Writes the unit for `queue_offset`. A unit below the max offset was already written
+    /// (re-dispatch) and is ignored; one past it is refused, since queue offsets are dense.
+    /// A queue without files may start at any offset: the units before it in its first file
+    /// get RocketMQ's pre-blank.
+    pub(crate) fn put(&self, queue_offset: u64, unit: CqUnit) -> Result<()> {
+        let mut writer = self.writer.lock();
+        let max = self.max_offset();
+        if queue_offset < max {
+            return Ok(());
+        }
+        let empty = self.segments.read().is_empty();
+        if queue_offset > max && !empty {
+            return Err(Error::corrupted(
+                &self.dir,
+                max * UNIT,
+                format!(
+                    "queue {}:{} expects offset {max}, got {queue_offset}",
+                    self.topic, self.queue_id
+                ),
+            ));
+        }
+        let byte_pos = queue_offset * UNIT;
+        if writer.as_ref().is_none_or(|w| w.remaining() < CQ_UNIT_SIZE) {
+            let seg = self.segment_holding(byte_pos)?;
+            *writer = None;
+            *writer = Some(seg.clone().into_writer().ok_or_else(|| {
+                Error::corrupted(seg.path(), 0, "consume queue file already has a writer")
+            })?);
+            if empty {
+                self.min_offset.store(queue_offset, Ordering::Release);
+                self.flushed.store(seg.base(), Ordering::Release);
+            }
+        }
+        let Some(w) = writer.as_mut() else {
+            return Err(Error::corrupted(&self.dir, byte_pos, "no consume queue writer"));
+        };
+        // Pre-blank units up to the first real one (only in a new queue's first file).
+        while w.segment().base() + (w.pos() as u64) < byte_pos {
+            w.append(CQ_UNIT_SIZE, |b| b.copy_from_slice(&CqUnit::PRE_BLANK.encode()));
+        }
+        let encoded = unit.encode();
+        w.append(CQ_UNIT_SIZE, |b| b.copy_from_slice(&encoded));
+        w.publish();
+        self.max_phys_end
+            .store(unit.physical_offset + u64::from(unit.size), Ordering::Release);
+        self.max_offset.store(queue_offset + 1, Ordering::Release);
+        Ok(())
+    }
+
+    /// Makes sure the file that will hold `queue_offset` exists, so that [`ConsumeQueue::put`]
+    /// of it cannot fail for lack of space. A queue without files is left alone.
+    pub(crate) fn reserve(&self, queue_offset: u64) -> Result<()> {
+        let byte_end = (queue_offset + 1) * UNIT;
+        {
+            let segs = self.segments.read();
+            match segs.last() {
+                None => return Ok(()),
+                Some(l) if l.base() + self.file_size >= byte_end => return Ok(()),
+                Some(_) => {}
+            }
+        }
+        self.segment_holding(queue_offset * UNIT).map(|_| ())
+    }
+
+    /// The file holding `byte_pos`, creating it (and any before it) when missing.
+    fn segment_holding(&self, byte_pos: u64) -> Result<Arc<Segment>> {
+        let mut segs = self.segments.write();
+        let base = match segs.first() {
+            None => byte_pos - byte_pos % self.file_size,
+            Some(f) => f.base() + (byte_pos.saturating_sub(f.base()) / self.file_size) * self.file_size,
+        };
+        if let Some(s) = segs.iter().find(|s| s.base() == base) {
+            return Ok(s.clone());
+        }
+        loop {
+            let next = segs.last().map_or(base, |l| l.base() + self.file_size);
+            let seg = Arc::new(Segment::create(
+                &self.dir.join(segment_name(next)),
+                next,
+                self.file_size,
+            )?);
+            sync_dir(&self.dir)?;
+            segs.push(seg.clone());
+            if next >= base {
+                return Ok(seg);
+            }
+        }
+    }
+
+    /// The unit at `queue_offset`, if it is between the min and max offsets.
+    pub(crate) fn get(&self, queue_offset: u64) -> Option<CqUnit> {
+        if queue_offset < self.min_offset() || queue_offset >= self.max_offset() {
+            return None;
+        }
+        let byte_pos = queue_offset * UNIT;
+        let seg = self.segment_for(byte_pos)?;
+        let bytes = seg.read((byte_pos - seg.base()) as usize, CQ_UNIT_SIZE)?;
+        CqUnit::decode(bytes).ok().flatten()
+    }
+
+    /// Calls `f` with consecutive units from `from` on (at most `max`), stopping early when `f`
+    /// returns false. Returns the offset after the last unit visited.
+    pub(crate) fn scan(&self, from: u64, max: usize, mut f: impl FnMut(u64, CqUnit) -> bool) -> u64 {
+        let end = self.max_offset().min(from.saturating_add(max as u64));
+        let mut off = from.max(self.min_offset());
+        while off < end {
+            let byte_pos = off * UNIT;
+            let Some(seg) = self.segment_for(byte_pos) else { break };
+            let rel = (byte_pos - seg.base()) as usize;
+            let in_seg = ((seg.size() - rel) / CQ_UNIT_SIZE) as u64;
+            let n = in_seg.min(end - off) as usize;
+            let Some(bytes) = seg.read(rel, n * CQ_UNIT_SIZE) else { break };
+            for chunk in bytes.chunks_exact(CQ_UNIT_SIZE) {
+                let Ok(Some(unit)) = CqUnit::decode(chunk) else { return off };
+                let keep_going = f(off, unit);
+                off += 1;
+                if !keep_going {
+                    return off;
+                }
+            }
+        }
+        off
+    }
+
+    fn segment_for(&self, byte_pos: u64) -> Option<Arc<Segment>> {
+        let segs = self.segments.read();
+        let first = segs.first()?.base();
+        if byte_pos < first {
+            return None;
+        }
+        segs.get(((byte_pos - first) / self.file_size) as usize).cloned()
+    }
+
+    /// Flushes units written since the last flush.
+    pub(crate) fn flush(&self) -> Result<()> {
+        let target = self.max_offset() * UNIT;
+        let from = self.flushed.load(Ordering::Acquire);
+        if target <= from {
+            return Ok(());
+        }
+        let segs: Vec<Arc<Segment>> = self
+            .segments
+            .read()
+            .iter()
+            .filter(|s| s.base() + self.file_size > from && s.base() < target)
+            .cloned()
+            .collect();
+        for s in segs {
+            let start = from.saturating_sub(s.base()) as usize;
+            let end = (target - s.base()).min(self.file_size) as usize;
+            s.flush(start, end)?;
+        }
+        self.flushed.store(target, Ordering::Release);
+        Ok(())
+    }
+}

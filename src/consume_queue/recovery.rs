@@ -1,0 +1,247 @@
+//! Loading a consume queue at open: structural checks, finding its end without a full scan,
+//! validating the tail against the CommitLog, and trimming units past the log's end.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::{ConsumeQueue, UNIT};
+use crate::error::Result;
+use crate::format::cq_unit::{CQ_UNIT_SIZE, CqUnit};
+use crate::storage::Segment;
+use crate::storage::fs::{list_segments, remove_file_if_exists, sync_dir};
+
+/// How many damaged units at the tail recovery trims before it gives up and rebuilds the queue.
+const MAX_TAIL_TRIM: u64 = 4096;
+
+/// What loading found.
+pub(crate) enum Loaded {
+    /// The queue, ready (possibly empty).
+    Ready(ConsumeQueue),
+    /// The files were damaged beyond trimming and have been removed; the queue must be
+    /// rebuilt from the CommitLog. Holds the (now empty) queue.
+    Rebuild(ConsumeQueue),
+}
+
+fn read_unit(segs: &[Segment], file_size: u64, offset: u64) -> Option<CqUnit> {
+    let byte = offset * UNIT;
+    let first = segs.first()?.base();
+    let seg = segs.get((byte.checked_sub(first)? / file_size) as usize)?;
+    let bytes = seg.read((byte - seg.base()) as usize, CQ_UNIT_SIZE)?;
+    CqUnit::decode(bytes).ok().flatten()
+}
+
+fn is_zero_unit(seg: &Segment, idx: usize) -> bool {
+    seg.read(idx * CQ_UNIT_SIZE, CQ_UNIT_SIZE)
+        .is_none_or(|b| b.iter().all(|&x| x == 0))
+}
+
+/// Loads the queue in `dir`. `verify(queue_offset, unit)` says whether a unit points at the
+/// matching CommitLog record; `log_min` is the CommitLog's smallest offset.
+pub(crate) fn load(
+    dir: &Path,
+    topic: Arc<str>,
+    queue_id: u32,
+    file_size: u64,
+    log_min: u64,
+    verify: &dyn Fn(u64, &CqUnit) -> bool,
+) -> Result<Loaded> {
+    let files = list_segments(dir)?;
+    let rebuild = |files: &[(u64, std::path::PathBuf)], topic: Arc<str>| -> Result<Loaded> {
+        for (_, p) in files {
+            remove_file_if_exists(p)?;
+        }
+        sync_dir(dir)?;
+        Ok(Loaded::Rebuild(ConsumeQueue::from_parts(
+            topic,
+            queue_id,
+            dir.to_path_buf(),
+            file_size,
+            Vec::new(),
+            0,
+            0,
+            0,
+        )))
+    };
+    if files.is_empty() {
+        return Ok(Loaded::Ready(ConsumeQueue::from_parts(
+            topic,
+            queue_id,
+            dir.to_path_buf(),
+            file_size,
+            Vec::new(),
+            0,
+            0,
+            0,
+        )));
+    }
+    // Structure: aligned, contiguous, full-size files.
+    let mut segs = Vec::with_capacity(files.len());
+    for (i, (base, path)) in files.iter().enumerate() {
+        let aligned = base % file_size == 0;
+        let contiguous = i == 0 || *base == files[i - 1].0 + file_size;
+        let seg = if aligned && contiguous {
+            Segment::open(path, *base, file_size).ok()
+        } else {
+            None
+        };
+        match seg {
+            Some(s) => segs.push(s),
+            None => return rebuild(&files, topic),
+        }
+    }
+    let units_per_file = (file_size / UNIT) as usize;
+    // End of data in the last file: units are written in order, so the used part is a prefix
+    // of non-zero units followed by zeros; binary search for the first zero unit.
+    let last = segs.last().expect("non-empty");
+    let (mut lo, mut hi) = (0usize, units_per_file);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if is_zero_unit(last, mid) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    let first_base = segs[0].base();
+    let mut max = last.base() / UNIT + lo as u64;
+    let old_end_bytes = max * UNIT;
+    // Min offset: skip pre-blank units, then units below the CommitLog minimum.
+    let mut min = first_base / UNIT;
+    while min < max {
+        match read_unit(&segs, file_size, min) {
+            Some(u) if u == CqUnit::PRE_BLANK => min += 1,
+            _ => break,
+        }
+    }
+    let (mut lo, mut hi) = (min, max);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match read_unit(&segs, file_size, mid) {
+            Some(u) if u.physical_offset < log_min => lo = mid + 1,
+            _ => hi = mid,
+        }
+    }
+    min = lo;
+    // Every file's first live unit must point at its record; a randomised or foreign file
+    // fails this with overwhelming probability.
+    for seg in &segs {
+        let off = (seg.base() / UNIT).max(min);
+        if off < max && off < (seg.base() + file_size) / UNIT {
+            match read_unit(&segs, file_size, off) {
+                Some(u) if verify(off, &u) => {}
+                _ => return rebuild(&files, topic),
+            }
+        }
+    }
+    // Trim the tail back to the last unit that points at its record.
+    let mut trimmed = 0;
+    while max > min {
+        match read_unit(&segs, file_size, max - 1) {
+            Some(u) if verify(max - 1, &u) => break,
+            _ => {
+                max -= 1;
+                trimmed += 1;
+                if trimmed > MAX_TAIL_TRIM {
+                    return rebuild(&files, topic);
+                }
+            }
+        }
+    }
+    let max_phys_end = if max > min {
+        read_unit(&segs, file_size, max - 1).map_or(0, |u| u.physical_offset + u64::from(u.size))
+    } else {
+        0
+    };
+    let mut cq = ConsumeQueue::from_parts(
+        topic,
+        queue_id,
+        dir.to_path_buf(),
+        file_size,
+        Vec::new(),
+        min,
+        max,
+        max_phys_end,
+    );
+    cq.install(segs, old_end_bytes)?;
+    Ok(Loaded::Ready(cq))
+}
+
+impl ConsumeQueue {
+    /// Installs loaded segments: zeroes units past the max offset (up to `old_end_bytes`, the
+    /// end of what was found on disk), drops files past it and creates the writer.
+    fn install(&mut self, mut segs: Vec<Segment>, old_end_bytes: u64) -> Result<()> {
+        let end = self.max_offset() * UNIT;
+        // Files that start at or past the end hold nothing valid (keep the first file).
+        while segs.len() > 1 && segs.last().is_some_and(|s| s.base() >= end) {
+            let s = segs.pop().expect("len > 1");
+            let path = s.path().to_path_buf();
+            drop(s);
+            remove_file_if_exists(&path)?;
+        }
+        for s in segs.iter_mut() {
+            let rel_end = end.saturating_sub(s.base()).min(self.file_size) as usize;
+            let rel_old = old_end_bytes.saturating_sub(s.base()).min(self.file_size) as usize;
+            if rel_old > rel_end {
+                s.zero(rel_end, rel_old)?;
+            }
+            s.set_published(rel_end);
+            s.reclaim_writer();
+        }
+        let segments: Vec<Arc<Segment>> = segs.into_iter().map(Arc::new).collect();
+        *self.writer.get_mut() = segments
+            .last()
+            .filter(|s| (s.published() as u64) < self.file_size)
+            .and_then(|s| s.clone().into_writer());
+        *self.segments.get_mut() = segments;
+        self.flushed.store(end, Ordering::Release);
+        Ok(())
+    }
+
+    /// Drops units whose record ends past `log_end` (the CommitLog was truncated there).
+    pub(crate) fn truncate_past(&mut self, log_end: u64) -> Result<()> {
+        let mut max = self.max_offset();
+        let min = self.min_offset();
+        let old_max = max;
+        while max > min {
+            match self.get_unit_exclusive(max - 1) {
+                Some(u) if u.physical_offset + u64::from(u.size) <= log_end => break,
+                _ => max -= 1,
+            }
+        }
+        if max == old_max {
+            return Ok(());
+        }
+        *self.writer.get_mut() = None;
+        let mut segs = Vec::new();
+        for s in std::mem::take(self.segments.get_mut()) {
+            let path = s.path().to_path_buf();
+            segs.push(Arc::try_unwrap(s).map_err(|_| {
+                crate::error::Error::InvalidConfig(format!(
+                    "consume queue file {} still in use during recovery",
+                    path.display()
+                ))
+            })?);
+        }
+        let max_phys_end = if max > min {
+            self.get_unit_in(&segs, max - 1)
+                .map_or(0, |u| u.physical_offset + u64::from(u.size))
+        } else {
+            0
+        };
+        self.max_offset.store(max, Ordering::Release);
+        self.max_phys_end.store(max_phys_end, Ordering::Release);
+        if max == min {
+            self.min_offset.store(max, Ordering::Release);
+        }
+        self.install(segs, old_max * UNIT)
+    }
+
+    fn get_unit_exclusive(&self, offset: u64) -> Option<CqUnit> {
+        self.get(offset)
+    }
+
+    fn get_unit_in(&self, segs: &[Segment], offset: u64) -> Option<CqUnit> {
+        read_unit(segs, self.file_size, offset)
+    }
+}

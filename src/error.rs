@@ -1,0 +1,114 @@
+//! Errors.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::format::DecodeError;
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in mqlite. Each variant names what and where.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O call failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The file system is full, or a file may not grow (ENOSPC, EDQUOT, EFBIG). Nothing was
+    /// stored; data already stored stays readable, and writes succeed again once there is room.
+    #[error("no space to {op} {path}: {source}")]
+    NoSpace {
+        /// What was being done.
+        op: &'static str,
+        /// The file that could not grow.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// Another process, or another handle in this process, has the store directory open.
+    #[error("store directory {0} is locked by another open store")]
+    Locked(PathBuf),
+    /// Stored data failed validation somewhere other than the tail of the log.
+    #[error("corrupted data in {file} at offset {offset}: {reason}")]
+    Corrupted {
+        /// The damaged file.
+        file: PathBuf,
+        /// Byte offset inside that file.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A flush to disk failed earlier; the store refuses writes until it is reopened, because a
+    /// failed `msync`/`fdatasync` cannot be retried and trusted.
+    #[error("store is poisoned by an earlier flush failure; reopen it")]
+    Poisoned,
+    /// The store has been closed.
+    #[error("store is closed")]
+    Closed,
+    /// A configuration value is out of range.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// A topic name is empty, too long, uses characters outside `[%|a-zA-Z0-9_-]` or is reserved.
+    #[error("invalid topic {topic:?}: {reason}")]
+    InvalidTopic {
+        /// The rejected name.
+        topic: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The topic does not exist (and auto-creation is off).
+    #[error("topic {0:?} does not exist")]
+    TopicNotFound(String),
+    /// The queue id is not below the topic's queue count.
+    #[error("topic {topic:?} has no queue {queue_id}")]
+    QueueNotFound {
+        /// The topic.
+        topic: String,
+        /// The requested queue id.
+        queue_id: u32,
+    },
+    /// A message is malformed: empty body, body or properties too large, bad property names.
+    #[error("invalid message: {0}")]
+    InvalidMessage(String),
+    /// A message id or other encoded argument could not be parsed.
+    #[error("invalid argument: {0}")]
+    Decode(#[from] DecodeError),
+    /// No message at the given position.
+    #[error("no message at commitlog offset {0}")]
+    MessageNotFound(u64),
+}
+
+impl Error {
+    /// Wraps an I/O error, classing "no space" conditions as [`Error::NoSpace`].
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
+        let path = path.into();
+        match source.raw_os_error() {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EFBIG) => {
+                Error::NoSpace { op, path, source }
+            }
+            _ => Error::Io { op, path, source },
+        }
+    }
+
+    pub(crate) fn corrupted(
+        file: impl Into<PathBuf>,
+        offset: u64,
+        reason: impl Into<String>,
+    ) -> Error {
+        Error::Corrupted {
+            file: file.into(),
+            offset,
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The properties string (`MessageDecoder.messageProperties2String`): `name 0x01 value 0x02`
+//! repeated, the last pair ending with 0x02 too.
+
+/// Separates a name from its value.
+pub const NAME_VALUE_SEPARATOR: u8 = 0x01;
+/// Ends each name/value pair.
+pub const PROPERTY_SEPARATOR: u8 = 0x02;
+
+/// Well-known property names (`MessageConst`).
+pub mod keys {
+    /// Space-separated business keys.
+    pub const KEYS: &str = "KEYS";
+    /// The message tag.
+    pub const TAGS: &str = "TAGS";
+    /// `"false"` means the producer does not wait for the store.
+    pub const WAIT: &str = "WAIT";
+    /// Delay level.
+    pub const DELAY: &str = "DELAY";
+    /// Original topic of a retried message.
+    pub const RETRY_TOPIC: &str = "RETRY_TOPIC";
+    /// Real topic of a rewritten (scheduled, half) message.
+    pub const REAL_TOPIC: &str = "REAL_TOPIC";
+    /// Real queue id of a rewritten message.
+    pub const REAL_QUEUE_ID: &str = "REAL_QID";
+    /// Marks a transactional send.
+    pub const TRANSACTION_PREPARED: &str = "TRAN_MSG";
+    /// Producer group of a transactional send.
+    pub const PRODUCER_GROUP: &str = "PGROUP";
+    /// Client unique message id.
+    pub const UNIQ_KEY: &str = "UNIQ_KEY";
+    /// Maximum reconsume times.
+    pub const MAX_RECONSUME_TIMES: &str = "MAX_RECONSUME_TIMES";
+    /// Message id before a retry or a dead-letter move.
+    pub const ORIGIN_MESSAGE_ID: &str = "ORIGIN_MESSAGE_ID";
+    /// Set when consumption starts.
+    pub const CONSUME_START_TIME: &str = "CONSUME_START_TIME";
+    /// Transaction id.
+    pub const TRANSACTION_ID: &str = "__transactionId__";
+    /// Prefix of properties that are never stored.
+    pub const TRANSIENT_PREFIX: &str = "__RMQ.TRANSIENT.";
+}
+
+/// Bytes that `pairs` take once encoded.
+pub fn encoded_len<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> usize {
+    pairs
+        .into_iter()
+        .map(|(k, v)| k.len() + v.len() + 2)
+        .sum()
+}
+
+/// Writes `pairs` into `out` and returns the bytes written.
+///
+/// # Panics
+/// If `out` is shorter than [`encoded_len`] of the same pairs.
+pub fn write<'a>(out: &mut [u8], pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> usize {
+    let mut pos = 0;
+    for (k, v) in pairs {
+        out[pos..pos + k.len()].copy_from_slice(k.as_bytes());
+        pos += k.len();
+        out[pos] = NAME_VALUE_SEPARATOR;
+        pos += 1;
+        out[pos..pos + v.len()].copy_from_slice(v.as_bytes());
+        pos += v.len();
+        out[pos] = PROPERTY_SEPARATOR;
+        pos += 1;
+    }
+    pos
+}
+
+/// Encodes `pairs` into a new buffer.
+pub fn encode<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)> + Clone) -> Vec<u8> {
+    let mut out = vec![0; encoded_len(pairs.clone())];
+    write(&mut out, pairs);
+    out
+}
+
+/// Iterates the name/value pairs of an encoded properties string with Java's parse rules:
+/// split on 0x02, skip pieces shorter than 3 bytes, split each at its first 0x01, drop empty
+/// names and values. Pairs that are not UTF-8 are skipped. Never panics.
+pub fn iter(raw: &[u8]) -> impl Iterator<Item = (&str, &str)> + '_ {
+    raw.split(|&b| b == PROPERTY_SEPARATOR).filter_map(|piece| {
+        if piece.len() < 3 {
+            return None;
+        }
+        let sep = piece.iter().position(|&b| b == NAME_VALUE_SEPARATOR)?;
+        if sep == 0 || sep + 1 >= piece.len() {
+            return None;
+        }
+        let name = std::str::from_utf8(&piece[..sep]).ok()?;
+        let value = std::str::from_utf8(&piece[sep + 1..]).ok()?;
+        Some((name, value))
+    })
+}
+
+/// Looks up one property in an encoded properties string (the last occurrence wins, as a Java
+/// `HashMap` filled in order would have it).
+pub fn get<'a>(raw: &'a [u8], name: &str) -> Option<&'a str> {
+    iter(raw).filter(|(k, _)| *k == name).last().map(|(_, v)| v)
+}

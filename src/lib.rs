@@ -1,0 +1,44 @@
+//! # mqlite
+//!
+//! An embeddable, single-node message store with Apache RocketMQ's on-disk format and
+//! semantics: durable topics and queues in a directory, no broker, no network, no async
+//! runtime. A store directory is byte-compatible with RocketMQ's (CommitLog records,
+//! ConsumeQueue units, checkpoint, `config/*.json`, directory layout).
+//!
+//! ```
+//! use mqlite::{FlushPolicy, Message, MessageQueue, Store};
+//! use std::time::Duration;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = Store::builder(dir.path())
+//!     .flush_policy(FlushPolicy::Sync { timeout: Duration::from_secs(5) })
+//!     .commitlog_segment_size(1 << 20)
+//!     .open()?;
+//! store.create_topic("orders", 4)?;
+//! let msg = Message::new("orders", b"order 1 created".to_vec())
+//!     .with_tags("created")
+//!     .with_keys(["ORDER-1"]);
+//! let put = store.put(&msg, 0)?;
+//! let read = store.get_messages(&MessageQueue::new("orders", 0), 0, 32)?;
+//! assert_eq!(read.messages[0].msg_id(), put.msg_id.to_string());
+//! store.close()?;
+//! # Ok::<(), mqlite::Error>(())
+//! ```
+//!
+//! See the README for the durability contract and the on-disk layout.
+
+mod commitlog;
+mod config;
+mod consume_queue;
+mod error;
+mod flush;
+pub mod format;
+mod message;
+mod storage;
+mod store;
+
+pub use config::{FlushPolicy, RecoveryMode, StoreBuilder, StoreConfig};
+pub use error::{Error, Result};
+pub use format::msg_id::{MessageId, OffsetMessageId};
+pub use message::{Message, MessageExt, MessageQueue};
+pub use store::{GetResult, PutResult, PutStatus, Store, TopicConfig};

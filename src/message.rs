@@ -1,0 +1,334 @@
+//! Messages: [`Message`] (what producers build) and [`MessageExt`] (what reads return).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::format::msg_id::OffsetMessageId;
+use crate::format::properties::{self, keys};
+use crate::format::record::{RecordView, sys_flag};
+
+/// A queue of a topic: the unit of ordering, consumption and offset tracking.
+///
+/// ```
+/// let q = mqlite::MessageQueue::new("orders", 3);
+/// assert_eq!(q.to_string(), "orders:3");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageQueue {
+    /// The topic.
+    pub topic: String,
+    /// The queue id, below the topic's queue count.
+    pub queue_id: u32,
+}
+
+impl MessageQueue {
+    /// A queue of `topic`.
+    pub fn new(topic: impl Into<String>, queue_id: u32) -> Self {
+        MessageQueue {
+            topic: topic.into(),
+            queue_id,
+        }
+    }
+}
+
+impl fmt::Display for MessageQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.topic, self.queue_id)
+    }
+}
+
+/// A message to store: topic, body, optional tag, business keys and user properties.
+///
+/// ```
+/// use mqlite::Message;
+/// let msg = Message::new("orders", b"{\"id\":1}".to_vec())
+///     .with_tags("created")
+///     .with_keys(["ORDER-1"])
+///     .with_property("region", "eu");
+/// assert_eq!(msg.tags(), Some("created"));
+/// assert_eq!(msg.property("region"), Some("eu"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub(crate) topic: String,
+    pub(crate) body: Vec<u8>,
+    pub(crate) tags: Option<String>,
+    pub(crate) keys: Vec<String>,
+    pub(crate) properties: Vec<(String, String)>,
+    pub(crate) flag: i32,
+}
+
+impl Message {
+    /// A message for `topic` with `body`.
+    pub fn new(topic: impl Into<String>, body: impl Into<Vec<u8>>) -> Self {
+        Message {
+            topic: topic.into(),
+            body: body.into(),
+            tags: None,
+            keys: Vec::new(),
+            properties: Vec::new(),
+            flag: 0,
+        }
+    }
+
+    /// Sets the tag (stored as the `TAGS` property; its hash is the consume queue tag code).
+    pub fn with_tags(mut self, tags: impl Into<String>) -> Self {
+        self.tags = Some(tags.into());
+        self
+    }
+
+    /// Sets the business keys (stored space-separated as the `KEYS` property).
+    pub fn with_keys<I, S>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.keys = keys.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Adds a user property; a later value for the same name replaces an earlier one.
+    pub fn with_property(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        let name = name.into();
+        let value = value.into();
+        if let Some(slot) = self.properties.iter_mut().find(|(k, _)| *k == name) {
+            slot.1 = value;
+        } else {
+            self.properties.push((name, value));
+        }
+        self
+    }
+
+    /// Sets the application flag (RocketMQ `Message.flag`), opaque to the store.
+    pub fn with_flag(mut self, flag: i32) -> Self {
+        self.flag = flag;
+        self
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Takes the body out of the message.
+    pub fn into_body(self) -> Vec<u8> {
+        self.body
+    }
+
+    /// The tag.
+    pub fn tags(&self) -> Option<&str> {
+        self.tags.as_deref()
+    }
+
+    /// The business keys.
+    pub fn keys(&self) -> &[String] {
+        &self.keys
+    }
+
+    /// A user property.
+    pub fn property(&self, name: &str) -> Option<&str> {
+        self.properties
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// All user properties in insertion order.
+    pub fn properties(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.properties.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The application flag.
+    pub fn flag(&self) -> i32 {
+        self.flag
+    }
+}
+
+/// A stored message as read back: everything in its CommitLog record.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MessageExt {
+    pub(crate) topic: Arc<str>,
+    pub(crate) body: Vec<u8>,
+    pub(crate) properties: Vec<u8>,
+    pub(crate) queue_id: u32,
+    pub(crate) queue_offset: u64,
+    pub(crate) physical_offset: u64,
+    pub(crate) store_size: u32,
+    pub(crate) flag: i32,
+    pub(crate) sys_flag: i32,
+    pub(crate) body_crc: u32,
+    pub(crate) born_timestamp: i64,
+    pub(crate) born_host: SocketAddr,
+    pub(crate) store_timestamp: i64,
+    pub(crate) store_host: SocketAddr,
+    pub(crate) reconsume_times: i32,
+    pub(crate) prepared_transaction_offset: i64,
+}
+
+impl MessageExt {
+    pub(crate) fn from_record(rec: &RecordView<'_>, topic: Arc<str>) -> MessageExt {
+        MessageExt {
+            topic,
+            body: rec.body.to_vec(),
+            properties: rec.properties.to_vec(),
+            queue_id: rec.meta.queue_id,
+            queue_offset: rec.meta.queue_offset,
+            physical_offset: rec.meta.physical_offset,
+            store_size: rec.total_size,
+            flag: rec.meta.flag,
+            sys_flag: rec.meta.sys_flag,
+            body_crc: rec.body_crc,
+            born_timestamp: rec.meta.born_timestamp,
+            born_host: rec.meta.born_host,
+            store_timestamp: rec.meta.store_timestamp,
+            store_host: rec.meta.store_host,
+            reconsume_times: rec.meta.reconsume_times,
+            prepared_transaction_offset: rec.meta.prepared_transaction_offset,
+        }
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The body as stored.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The client message id: the `UNIQ_KEY` property, or the offset msgId when it is absent.
+    pub fn msg_id(&self) -> String {
+        match self.property(keys::UNIQ_KEY) {
+            Some(id) => id.to_owned(),
+            None => self.offset_msg_id().to_string(),
+        }
+    }
+
+    /// The store's id of the record: store address and CommitLog offset.
+    pub fn offset_msg_id(&self) -> OffsetMessageId {
+        OffsetMessageId {
+            store_host: self.store_host,
+            physical_offset: self.physical_offset,
+        }
+    }
+
+    /// The tag.
+    pub fn tags(&self) -> Option<&str> {
+        self.property(keys::TAGS)
+    }
+
+    /// The business keys.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.property(keys::KEYS)
+            .unwrap_or("")
+            .split(' ')
+            .filter(|k| !k.is_empty())
+    }
+
+    /// A property (user or system).
+    pub fn property(&self, name: &str) -> Option<&str> {
+        properties::get(&self.properties, name)
+    }
+
+    /// All properties, system ones (`UNIQ_KEY`, `TAGS`, `KEYS`, …) included.
+    pub fn properties(&self) -> impl Iterator<Item = (&str, &str)> {
+        properties::iter(&self.properties)
+    }
+
+    /// The raw properties string as stored.
+    pub fn raw_properties(&self) -> &[u8] {
+        &self.properties
+    }
+
+    /// Queue id within the topic.
+    pub fn queue_id(&self) -> u32 {
+        self.queue_id
+    }
+
+    /// Position in the queue.
+    pub fn queue_offset(&self) -> u64 {
+        self.queue_offset
+    }
+
+    /// CommitLog offset of the record.
+    pub fn physical_offset(&self) -> u64 {
+        self.physical_offset
+    }
+
+    /// Size of the record in the CommitLog.
+    pub fn store_size(&self) -> u32 {
+        self.store_size
+    }
+
+    /// The application flag.
+    pub fn flag(&self) -> i32 {
+        self.flag
+    }
+
+    /// SYSFLAG bits of the record.
+    pub fn sys_flag(&self) -> i32 {
+        self.sys_flag
+    }
+
+    /// Whether the stored body is compressed.
+    pub fn is_compressed(&self) -> bool {
+        self.sys_flag & sys_flag::COMPRESSED != 0
+    }
+
+    /// Masked CRC32 of the stored body.
+    pub fn body_crc(&self) -> u32 {
+        self.body_crc
+    }
+
+    /// Producer clock when the message was created, ms since the Unix epoch.
+    pub fn born_timestamp(&self) -> i64 {
+        self.born_timestamp
+    }
+
+    /// Producer address.
+    pub fn born_host(&self) -> SocketAddr {
+        self.born_host
+    }
+
+    /// Store clock when the record was written, ms since the Unix epoch.
+    pub fn store_timestamp(&self) -> i64 {
+        self.store_timestamp
+    }
+
+    /// Store address.
+    pub fn store_host(&self) -> SocketAddr {
+        self.store_host
+    }
+
+    /// How many times the message was retried.
+    pub fn reconsume_times(&self) -> i32 {
+        self.reconsume_times
+    }
+
+    /// For a transaction commit record, the CommitLog offset of its half message.
+    pub fn prepared_transaction_offset(&self) -> i64 {
+        self.prepared_transaction_offset
+    }
+}
+
+impl fmt::Debug for MessageExt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MessageExt")
+            .field("topic", &self.topic)
+            .field("queue_id", &self.queue_id)
+            .field("queue_offset", &self.queue_offset)
+            .field("physical_offset", &self.physical_offset)
+            .field("msg_id", &self.msg_id())
+            .field("tags", &self.tags())
+            .field("body_len", &self.body.len())
+            .field("store_timestamp", &self.store_timestamp)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,38 @@
+//! The `lock` file: an exclusive `flock` that keeps a second store off the directory.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Holds the directory lock until dropped (the OS also releases it when the process dies).
+#[derive(Debug)]
+pub(crate) struct DirLock {
+    _file: File,
+}
+
+impl DirLock {
+    /// Locks `{dir}/lock`, or fails with [`Error::Locked`] if another open file description
+    /// (another process, or another store in this process) holds it.
+    pub(crate) fn acquire(dir: &Path) -> Result<DirLock> {
+        let path = dir.join("lock");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io("open lock file", &path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(Error::Locked(dir.to_path_buf())),
+            Err(TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
+        }
+        // RocketMQ writes the text "lock"; only after we own the lock do we touch the content.
+        file.set_len(0)
+            .and_then(|()| file.write_all(b"lock"))
+            .map_err(|e| Error::io("write lock file", &path, e))?;
+        Ok(DirLock { _file: file })
+    }
+}

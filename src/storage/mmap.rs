@@ -1,0 +1,263 @@
+//! One preallocated, memory-mapped segment file. The only `unsafe` code of the crate lives here.
+//!
+//! # The mapping contract
+//! A segment's file must not be truncated or written by anything else while the store has it
+//! mapped; the directory lock keeps other mqlite instances out, and the file is preallocated
+//! with `fallocate` before it is mapped, so a full disk shows up as an error at creation instead
+//! of a `SIGBUS` on a later write.
+//!
+//! # Concurrency
+//! Each segment has a *published* length. Shared readers ([`Segment::read`]) only see bytes below
+//! it, and bytes below it never change while the segment is shared. Bytes at or above it are
+//! written only through the segment's single [`SegmentWriter`], which publishes them with a
+//! release store once written. Operations that rewrite published bytes (recovery truncation,
+//! warming) take `&mut Segment`, i.e. happen before the segment is shared.
+#![allow(unsafe_code)]
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::error::{Error, Result};
+
+/// A fixed-size segment file mapped into memory.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    path: PathBuf,
+    base: u64,
+    size: usize,
+    file: File,
+    map: MmapRaw,
+    published: AtomicUsize,
+    writer_taken: AtomicBool,
+}
+
+fn preallocate(file: &File, len: u64) -> std::io::Result<()> {
+    let len = libc::off_t::try_from(len).map_err(|_| std::io::Error::from_raw_os_error(libc::EFBIG))?;
+    // SAFETY: plain FFI call on a valid, open file descriptor; no memory is passed.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::from_raw_os_error(rc))
+    }
+}
+
+impl Segment {
+    /// Creates a new file of `size` bytes at `path`, preallocates every block with
+    /// `fallocate` (so later writes through the mapping cannot hit ENOSPC) and maps it. The
+    /// file is removed again if any step fails.
+    pub(crate) fn create(path: &Path, base: u64, size: u64) -> Result<Segment> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| Error::io("create segment", path, e))?;
+        let result = preallocate(&file, size)
+            .map_err(|e| Error::io("preallocate segment", path, e))
+            .and_then(|()| Self::map(file, path, base, size, 0));
+        if result.is_err() {
+            let _ = std::fs::remove_file(path);
+        }
+        result
+    }
+
+    /// Maps an existing segment file, which must be exactly `size` bytes long. All of it
+    /// starts out published; recovery sets the real end with [`Segment::set_published`].
+    pub(crate) fn open(path: &Path, base: u64, size: u64) -> Result<Segment> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io("open segment", path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("stat segment", path, e))?
+            .len();
+        if len != size {
+            return Err(Error::corrupted(
+                path,
+                0,
+                format!("segment is {len} bytes, expected {size}"),
+            ));
+        }
+        Self::map(file, path, base, size, size as usize)
+    }
+
+    fn map(file: File, path: &Path, base: u64, size: u64, published: usize) -> Result<Segment> {
+        let size = usize::try_from(size)
+            .map_err(|_| Error::InvalidConfig(format!("segment size {size} too large")))?;
+        let map = MmapOptions::new()
+            .len(size)
+            .map_raw(&file)
+            .map_err(|e| Error::io("map segment", path, e))?;
+        Ok(Segment {
+            path: path.to_path_buf(),
+            base,
+            size,
+            file,
+            map,
+            published: AtomicUsize::new(published),
+            writer_taken: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Absolute offset of the segment's first byte.
+    pub(crate) fn base(&self) -> u64 {
+        self.base
+    }
+
+    pub(crate) fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Bytes readers may see.
+    pub(crate) fn published(&self) -> usize {
+        self.published.load(Ordering::Acquire)
+    }
+
+    /// `len` published bytes at `pos`, or `None` if the range is not (yet) published.
+    pub(crate) fn read(&self, pos: usize, len: usize) -> Option<&[u8]> {
+        let end = pos.checked_add(len)?;
+        if end > self.published() {
+            return None;
+        }
+        // SAFETY: `end <= published <= size`, so the range is inside the mapping, which lives as
+        // long as `self`. Published bytes are never written while the segment is shared (see the
+        // module docs), so no `&mut` aliases this slice; the acquire load above orders the
+        // writer's stores before our reads.
+        Some(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(pos), len) })
+    }
+
+    /// All published bytes from `pos` on (empty if `pos` is past them).
+    pub(crate) fn read_from(&self, pos: usize) -> &[u8] {
+        let published = self.published();
+        let pos = pos.min(published);
+        self.read(pos, published - pos).unwrap_or(&[])
+    }
+
+    /// The whole mapping, for exclusive use (recovery, warming).
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: `&mut self` guarantees no reader slice or writer of this segment exists (both
+        // borrow the segment), and the mapping covers exactly `size` bytes.
+        unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr(), self.size) }
+    }
+
+    /// Sets the published length (recovery, before the segment is shared).
+    pub(crate) fn set_published(&mut self, pos: usize) {
+        self.published.store(pos.min(self.size), Ordering::Release);
+    }
+
+    /// Zeroes `[from, to)`, e.g. a torn tail that recovery cut off.
+    pub(crate) fn zero(&mut self, from: usize, to: usize) -> Result<()> {
+        let to = to.min(self.size);
+        if from >= to {
+            return Ok(());
+        }
+        // Only dirty pages that hold something: the region is usually mostly zeros already.
+        let bytes = &mut self.bytes_mut()[from..to];
+        for chunk in bytes.chunks_mut(4096) {
+            if chunk.iter().any(|&b| b != 0) {
+                chunk.fill(0);
+            }
+        }
+        self.flush(from, to)
+    }
+
+    /// Writes zeros through every page of the (unshared) segment and flushes them, so the first
+    /// real write neither faults in a page nor converts an unwritten extent on flush.
+    pub(crate) fn warm(&mut self) -> Result<()> {
+        let len = self.size;
+        self.bytes_mut().fill(0);
+        self.flush(0, len)
+    }
+
+    /// Flushes `[from, to)` to disk with `msync(MS_SYNC)` (on Linux this also writes the file
+    /// metadata needed to read the data back, like `fdatasync`).
+    pub(crate) fn flush(&self, from: usize, to: usize) -> Result<()> {
+        let to = to.min(self.size);
+        if from >= to {
+            return Ok(());
+        }
+        self.map
+            .flush_range(from, to - from)
+            .map_err(|e| Error::io("flush segment", &self.path, e))
+    }
+
+    /// `fdatasync` of the whole file.
+    pub(crate) fn sync_file(&self) -> Result<()> {
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io("sync segment", &self.path, e))
+    }
+
+    /// Allows a new [`Segment::into_writer`] after the previous writer is gone (`&mut self`
+    /// proves it is: a writer holds a reference to the segment).
+    pub(crate) fn reclaim_writer(&mut self) {
+        self.writer_taken.store(false, Ordering::Release);
+    }
+
+    /// The unique writer of this segment, appending from the published length on; `None` if
+    /// one was already handed out.
+    pub(crate) fn into_writer(self: Arc<Self>) -> Option<SegmentWriter> {
+        if self.writer_taken.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        let pos = self.published();
+        Some(SegmentWriter { seg: self, pos })
+    }
+}
+
+/// The single writer of a shared [`Segment`]: appends at and above the published length.
+#[derive(Debug)]
+pub(crate) struct SegmentWriter {
+    seg: Arc<Segment>,
+    pos: usize,
+}
+
+impl SegmentWriter {
+    pub(crate) fn segment(&self) -> &Arc<Segment> {
+        &self.seg
+    }
+
+    /// Position of the next append, relative to the segment start.
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    pub(crate) fn remaining(&self) -> usize {
+        self.seg.size - self.pos
+    }
+
+    /// Lets `fill` write the next `len` bytes in place and returns their start position, or
+    /// `None` if they do not fit. The bytes become visible to readers at the next
+    /// [`SegmentWriter::publish`].
+    pub(crate) fn append(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> Option<usize> {
+        if len > self.remaining() {
+            return None;
+        }
+        let start = self.pos;
+        // SAFETY: `start >= published` (the writer starts at the published length and only
+        // moves forward, and only it publishes), so no reader slice covers these bytes; this
+        // writer is unique (`into_writer`) and `&mut self` excludes a second append; the range
+        // ends at or before `size`, inside the mapping, which `self.seg` keeps alive.
+        let buf = unsafe { std::slice::from_raw_parts_mut(self.seg.map.as_mut_ptr().add(start), len) };
+        fill(buf);
+        self.pos += len;
+        Some(start)
+    }
+
+    /// Makes everything appended so far visible to readers.
+    pub(crate) fn publish(&self) {
+        self.seg.published.store(self.pos, Ordering::Release);
+    }
+}

@@ -1,0 +1,73 @@
+//! Argument validation: every check runs before anything is written.
+
+use crate::error::{Error, Result};
+use crate::format::properties::{NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR};
+
+/// Longest user topic name (`TopicValidator`).
+pub const MAX_TOPIC_LEN: usize = 127;
+/// Longest system (`%RETRY%…`, `%DLQ%…`) topic name.
+pub const MAX_SYSTEM_TOPIC_LEN: usize = 255;
+
+/// Topics the store uses itself; users may not send to them.
+pub const RESERVED_TOPICS: &[&str] = &[
+    "SCHEDULE_TOPIC_XXXX",
+    "RMQ_SYS_TRANS_HALF_TOPIC",
+    "RMQ_SYS_TRANS_OP_HALF_TOPIC",
+    "TRANS_CHECK_MAX_TIME_TOPIC",
+    "SELF_TEST_TOPIC",
+    "OFFSET_MOVED_EVENT",
+    "TBW102",
+    "rmq_sys_wheel_timer",
+];
+
+fn valid_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'%' | b'|' | b'_' | b'-')
+}
+
+/// Checks a topic name's syntax: non-empty, at most 127 characters (255 for retry and
+/// dead-letter topics), only `[%|a-zA-Z0-9_-]`.
+pub(crate) fn topic_syntax(topic: &str) -> Result<()> {
+    let bad = |reason| {
+        Err(Error::InvalidTopic {
+            topic: topic.to_owned(),
+            reason,
+        })
+    };
+    if topic.is_empty() {
+        return bad("empty");
+    }
+    let max = if topic.starts_with("%RETRY%") || topic.starts_with("%DLQ%") {
+        MAX_SYSTEM_TOPIC_LEN
+    } else {
+        MAX_TOPIC_LEN
+    };
+    if topic.len() > max {
+        return bad("too long");
+    }
+    if !topic.bytes().all(valid_char) {
+        return bad("only [%|a-zA-Z0-9_-] allowed");
+    }
+    Ok(())
+}
+
+/// Checks a topic a user writes to: valid syntax and not one of [`RESERVED_TOPICS`].
+pub(crate) fn user_topic(topic: &str) -> Result<()> {
+    topic_syntax(topic)?;
+    if RESERVED_TOPICS.contains(&topic) {
+        return Err(Error::InvalidTopic {
+            topic: topic.to_owned(),
+            reason: "reserved for the store",
+        });
+    }
+    Ok(())
+}
+
+/// Checks a property name or value: no 0x01/0x02 separators (they would corrupt the encoding).
+pub(crate) fn property_text(what: &str, s: &str) -> Result<()> {
+    if s.bytes().any(|b| b == NAME_VALUE_SEPARATOR || b == PROPERTY_SEPARATOR) {
+        return Err(Error::InvalidMessage(format!(
+            "{what} {s:?} contains a reserved separator byte (0x01 or 0x02)"
+        )));
+    }
+    Ok(())
+}
