@@ -1,0 +1,70 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use mqlite::{FlushPolicy, StoreBuilder};
+
+/// A small, seedable PRNG (xorshift64*), so tests are reproducible without extra crates.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed` (0 is remapped).
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.max(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `[lo, hi)`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo).max(1)
+    }
+
+    /// Fills `buf` with random bytes.
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let v = self.next_u64().to_be_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+
+    /// `n` random bytes.
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut v = vec![0; n];
+        self.fill(&mut v);
+        v
+    }
+}
+
+/// The seed for a test: `MQLITE_SEED` if set, else `default`. Print it so failures reproduce.
+pub fn seed(default: u64) -> u64 {
+    let s = std::env::var("MQLITE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default);
+    eprintln!("seed = {s} (set MQLITE_SEED to reproduce)");
+    s
+}
+
+/// A builder with small files (64 KiB commitlog segments, 100-unit consume queue files), so
+/// tests roll segments often.
+pub fn small(dir: &Path) -> StoreBuilder {
+    mqlite::Store::builder(dir)
+        .commitlog_segment_size(64 * 1024)
+        .consume_queue_segment_size(2000)
+}
+
+/// [`small`] with `FlushPolicy::SYNC`.
+pub fn small_sync(dir: &Path) -> StoreBuilder {
+    small(dir).flush_policy(FlushPolicy::SYNC)
+}
