@@ -19,7 +19,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Durable acknowledgements: each put returns once its record is on disk.
     let builder = Store::builder(&dir)
-        .flush_policy(FlushPolicy::Sync { timeout: Duration::from_secs(5) })
+        .flush_policy(FlushPolicy::Sync {
+            timeout: Duration::from_secs(5),
+        })
         .commitlog_segment_size(64 << 20);
     let store = builder.clone().open()?;
     store.create_topic("orders", 4)?;
@@ -66,7 +68,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let first = &store.get_messages(&queue, 0, 1)?.messages[0];
     let again = store.view_message(&first.offset_msg_id().to_string())?;
-    println!("view_message({}) -> {:?}", first.offset_msg_id(), String::from_utf8_lossy(again.body()));
+    println!(
+        "view_message({}) -> {:?}",
+        first.offset_msg_id(),
+        String::from_utf8_lossy(again.body())
+    );
     store.close()?;
     Ok(())
 }

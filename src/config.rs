@@ -132,8 +132,7 @@ impl StoreConfig {
     /// ```
     pub fn validate(&mut self) -> Result<()> {
         let bad = |msg: String| Err(Error::InvalidConfig(msg));
-        if self.commitlog_segment_size < 4096 || self.commitlog_segment_size > i64::MAX as u64 / 2
-        {
+        if self.commitlog_segment_size < 4096 || self.commitlog_segment_size > i64::MAX as u64 / 2 {
             return bad(format!(
                 "commitlog_segment_size {} must be between 4096 and 2^62",
                 self.commitlog_segment_size

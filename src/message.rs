@@ -141,7 +141,9 @@ impl Message {
 
     /// All user properties in insertion order.
     pub fn properties(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.properties.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.properties
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// The application flag.

@@ -5,7 +5,7 @@
 mod preparer;
 pub(crate) mod recovery;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -70,14 +70,6 @@ impl CommitLog {
             flushed_store_ts: AtomicU64::new(last_store_ts),
             flush_lock: Mutex::new(()),
         }
-    }
-
-    pub(crate) fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    pub(crate) fn segment_size(&self) -> u64 {
-        self.segment_size
     }
 
     /// Creates the writer at the end of the log, creating the first (or next) segment when the
@@ -158,9 +150,11 @@ impl CommitLog {
         let seg = match w.preparer.as_mut().and_then(|p| p.take(next_base)) {
             Some(Ok(seg)) => seg,
             // A failed preparation (say, a full disk) is retried here, once, inline.
-            Some(Err(_)) | None => {
-                Segment::create(&self.dir.join(segment_name(next_base)), next_base, self.segment_size)?
-            }
+            Some(Err(_)) | None => Segment::create(
+                &self.dir.join(segment_name(next_base)),
+                next_base,
+                self.segment_size,
+            )?,
         };
         let seg = self.add_segment(seg)?;
         w.seg = seg

@@ -39,14 +39,19 @@ pub(crate) fn load_segments(dir: &Path, segment_size: u64) -> Result<Vec<Segment
             return Err(Error::corrupted(
                 path,
                 0,
-                format!("segment start {base} is not a multiple of the segment size {segment_size}"),
+                format!(
+                    "segment start {base} is not a multiple of the segment size {segment_size}"
+                ),
             ));
         }
         if i > 0 && *base != files[i - 1].0 + segment_size {
             return Err(Error::corrupted(
                 path,
                 0,
-                format!("gap in the commitlog: previous segment starts at {}", files[i - 1].0),
+                format!(
+                    "gap in the commitlog: previous segment starts at {}",
+                    files[i - 1].0
+                ),
             ));
         }
         segs.push(Segment::open(path, *base, segment_size)?);
@@ -61,7 +66,11 @@ fn segment_index(segs: &[Segment], segment_size: u64, offset: u64) -> Option<usi
 }
 
 /// Decodes the record at `offset` in loaded segments (no CRC check).
-pub(crate) fn record_at(segs: &[Segment], segment_size: u64, offset: u64) -> Option<RecordView<'_>> {
+pub(crate) fn record_at(
+    segs: &[Segment],
+    segment_size: u64,
+    offset: u64,
+) -> Option<RecordView<'_>> {
     let seg = &segs[segment_index(segs, segment_size, offset)?];
     match record::decode(seg.read_from((offset - seg.base()) as usize), false) {
         Ok(Decoded::Message(rec)) => Some(rec),
@@ -119,8 +128,6 @@ pub(crate) struct ScanPolicy {
 pub(crate) struct ScanEnd {
     /// End of the valid records.
     pub(crate) end: u64,
-    /// Whether data (damaged or not) was found past `end` and must be cleared.
-    pub(crate) dirty_tail: bool,
     /// Store time of the last valid record seen, 0 if none.
     pub(crate) last_store_ts: u64,
 }
@@ -140,7 +147,6 @@ pub(crate) fn scan(
         let Some(idx) = segment_index(segs, segment_size, pos) else {
             return Ok(ScanEnd {
                 end: pos,
-                dirty_tail: false,
                 last_store_ts: last_ts,
             });
         };
@@ -150,7 +156,20 @@ pub(crate) fn scan(
         if bytes.len() >= BLANK_LEN && bytes[..BLANK_LEN].iter().all(|&b| b == 0) {
             // Clean end of data, unless a later segment holds records.
             let later = segs[idx + 1..].iter().any(|s| first_record_ts(s).is_some());
-            return stop(segs, segment_size, pos, later, "zero bytes before later data", policy, last_ts);
+            if !later {
+                return Ok(ScanEnd {
+                    end: pos,
+                    last_store_ts: last_ts,
+                });
+            }
+            return stop(
+                segs,
+                segment_size,
+                pos,
+                "zero bytes before later data",
+                policy,
+                last_ts,
+            );
         }
         match record::decode(bytes, true) {
             Ok(Decoded::Message(rec)) if rec.meta.physical_offset == pos => {
@@ -159,16 +178,30 @@ pub(crate) fn scan(
                 pos += u64::from(rec.total_size);
             }
             Ok(Decoded::Message(_)) => {
-                return stop(segs, segment_size, pos, true, "record names another offset", policy, last_ts);
+                return stop(
+                    segs,
+                    segment_size,
+                    pos,
+                    "record names another offset",
+                    policy,
+                    last_ts,
+                );
             }
             Ok(Decoded::Blank { size }) if size as usize == bytes.len() => {
                 pos = seg.base() + segment_size;
             }
             Ok(Decoded::Blank { .. }) => {
-                return stop(segs, segment_size, pos, true, "blank record of the wrong size", policy, last_ts);
+                return stop(
+                    segs,
+                    segment_size,
+                    pos,
+                    "blank record of the wrong size",
+                    policy,
+                    last_ts,
+                );
             }
             Err(e) => {
-                return stop(segs, segment_size, pos, true, &e.to_string(), policy, last_ts);
+                return stop(segs, segment_size, pos, &e.to_string(), policy, last_ts);
             }
         }
     }
@@ -179,7 +212,6 @@ fn stop(
     segs: &[Segment],
     segment_size: u64,
     bad: u64,
-    dirty: bool,
     reason: &str,
     policy: &ScanPolicy,
     last_ts: u64,
@@ -206,7 +238,6 @@ fn stop(
     }
     Ok(ScanEnd {
         end: bad,
-        dirty_tail: dirty,
         last_store_ts: last_ts,
     })
 }

@@ -39,45 +39,49 @@ pub(crate) struct ConsumeQueue {
 impl ConsumeQueue {
     /// The directory of a queue.
     pub(crate) fn queue_dir(root: &Path, topic: &str, queue_id: u32) -> PathBuf {
-        root.join("consumequeue").join(topic).join(queue_id.to_string())
+        root.join("consumequeue")
+            .join(topic)
+            .join(queue_id.to_string())
     }
 
-    /// Wraps loaded segments; `max_offset` is the recovered end (the last segment's published
-    /// length already matches it).
-    pub(crate) fn from_parts(
+    /// A queue with no files yet, rooted at `dir`.
+    pub(crate) fn empty(
         topic: Arc<str>,
         queue_id: u32,
         dir: PathBuf,
         file_size: u64,
-        segments: Vec<Segment>,
-        min_offset: u64,
-        max_offset: u64,
-        max_phys_end: u64,
     ) -> ConsumeQueue {
-        let segments: Vec<Arc<Segment>> = segments.into_iter().map(Arc::new).collect();
-        let writer = segments
-            .last()
-            .filter(|s| (s.published() as u64) < file_size)
-            .and_then(|s| s.clone().into_writer());
         ConsumeQueue {
             topic,
             queue_id,
             dir,
             file_size,
-            segments: RwLock::new(segments),
-            writer: Mutex::new(writer),
-            min_offset: AtomicU64::new(min_offset),
-            max_offset: AtomicU64::new(max_offset),
-            max_phys_end: AtomicU64::new(max_phys_end),
-            flushed: AtomicU64::new(max_offset * UNIT),
+            segments: RwLock::new(Vec::new()),
+            writer: Mutex::new(None),
+            min_offset: AtomicU64::new(0),
+            max_offset: AtomicU64::new(0),
+            max_phys_end: AtomicU64::new(0),
+            flushed: AtomicU64::new(0),
         }
     }
 
+    /// Sets the recovered bounds (before the queue is shared).
+    pub(crate) fn set_bounds(&mut self, min_offset: u64, max_offset: u64, max_phys_end: u64) {
+        *self.min_offset.get_mut() = min_offset;
+        *self.max_offset.get_mut() = max_offset;
+        *self.max_phys_end.get_mut() = max_phys_end;
+    }
+
     /// An empty queue (its directory is created, no file yet).
-    pub(crate) fn create(root: &Path, topic: Arc<str>, queue_id: u32, file_size: u64) -> Result<ConsumeQueue> {
+    pub(crate) fn create(
+        root: &Path,
+        topic: Arc<str>,
+        queue_id: u32,
+        file_size: u64,
+    ) -> Result<ConsumeQueue> {
         let dir = Self::queue_dir(root, &topic, queue_id);
         crate::storage::fs::create_dir_all(&dir)?;
-        Ok(Self::from_parts(topic, queue_id, dir, file_size, Vec::new(), 0, 0, 0))
+        Ok(Self::empty(topic, queue_id, dir, file_size))
     }
 
     pub(crate) fn topic(&self) -> &Arc<str> {
@@ -134,17 +138,25 @@ impl ConsumeQueue {
             }
         }
         let Some(w) = writer.as_mut() else {
-            return Err(Error::corrupted(&self.dir, byte_pos, "no consume queue writer"));
+            return Err(Error::corrupted(
+                &self.dir,
+                byte_pos,
+                "no consume queue writer",
+            ));
         };
         // Pre-blank units up to the first real one (only in a new queue's first file).
         while w.segment().base() + (w.pos() as u64) < byte_pos {
-            w.append(CQ_UNIT_SIZE, |b| b.copy_from_slice(&CqUnit::PRE_BLANK.encode()));
+            w.append(CQ_UNIT_SIZE, |b| {
+                b.copy_from_slice(&CqUnit::PRE_BLANK.encode())
+            });
         }
         let encoded = unit.encode();
         w.append(CQ_UNIT_SIZE, |b| b.copy_from_slice(&encoded));
         w.publish();
-        self.max_phys_end
-            .store(unit.physical_offset + u64::from(unit.size), Ordering::Release);
+        self.max_phys_end.store(
+            unit.physical_offset + u64::from(unit.size),
+            Ordering::Release,
+        );
         self.max_offset.store(queue_offset + 1, Ordering::Release);
         Ok(())
     }
@@ -169,7 +181,9 @@ impl ConsumeQueue {
         let mut segs = self.segments.write();
         let base = match segs.first() {
             None => byte_pos - byte_pos % self.file_size,
-            Some(f) => f.base() + (byte_pos.saturating_sub(f.base()) / self.file_size) * self.file_size,
+            Some(f) => {
+                f.base() + (byte_pos.saturating_sub(f.base()) / self.file_size) * self.file_size
+            }
         };
         if let Some(s) = segs.iter().find(|s| s.base() == base) {
             return Ok(s.clone());
@@ -202,18 +216,29 @@ impl ConsumeQueue {
 
     /// Calls `f` with consecutive units from `from` on (at most `max`), stopping early when `f`
     /// returns false. Returns the offset after the last unit visited.
-    pub(crate) fn scan(&self, from: u64, max: usize, mut f: impl FnMut(u64, CqUnit) -> bool) -> u64 {
+    pub(crate) fn scan(
+        &self,
+        from: u64,
+        max: usize,
+        mut f: impl FnMut(u64, CqUnit) -> bool,
+    ) -> u64 {
         let end = self.max_offset().min(from.saturating_add(max as u64));
         let mut off = from.max(self.min_offset());
         while off < end {
             let byte_pos = off * UNIT;
-            let Some(seg) = self.segment_for(byte_pos) else { break };
+            let Some(seg) = self.segment_for(byte_pos) else {
+                break;
+            };
             let rel = (byte_pos - seg.base()) as usize;
             let in_seg = ((seg.size() - rel) / CQ_UNIT_SIZE) as u64;
             let n = in_seg.min(end - off) as usize;
-            let Some(bytes) = seg.read(rel, n * CQ_UNIT_SIZE) else { break };
+            let Some(bytes) = seg.read(rel, n * CQ_UNIT_SIZE) else {
+                break;
+            };
             for chunk in bytes.chunks_exact(CQ_UNIT_SIZE) {
-                let Ok(Some(unit)) = CqUnit::decode(chunk) else { return off };
+                let Ok(Some(unit)) = CqUnit::decode(chunk) else {
+                    return off;
+                };
                 let keep_going = f(off, unit);
                 off += 1;
                 if !keep_going {
@@ -230,7 +255,8 @@ impl ConsumeQueue {
         if byte_pos < first {
             return None;
         }
-        segs.get(((byte_pos - first) / self.file_size) as usize).cloned()
+        segs.get(((byte_pos - first) / self.file_size) as usize)
+            .cloned()
     }
 
     /// Flushes units written since the last flush.

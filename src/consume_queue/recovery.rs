@@ -52,27 +52,19 @@ pub(crate) fn load(
             remove_file_if_exists(p)?;
         }
         sync_dir(dir)?;
-        Ok(Loaded::Rebuild(ConsumeQueue::from_parts(
+        Ok(Loaded::Rebuild(ConsumeQueue::empty(
             topic,
             queue_id,
             dir.to_path_buf(),
             file_size,
-            Vec::new(),
-            0,
-            0,
-            0,
         )))
     };
     if files.is_empty() {
-        return Ok(Loaded::Ready(ConsumeQueue::from_parts(
+        return Ok(Loaded::Ready(ConsumeQueue::empty(
             topic,
             queue_id,
             dir.to_path_buf(),
             file_size,
-            Vec::new(),
-            0,
-            0,
-            0,
         )));
     }
     // Structure: aligned, contiguous, full-size files.
@@ -153,16 +145,8 @@ pub(crate) fn load(
     } else {
         0
     };
-    let mut cq = ConsumeQueue::from_parts(
-        topic,
-        queue_id,
-        dir.to_path_buf(),
-        file_size,
-        Vec::new(),
-        min,
-        max,
-        max_phys_end,
-    );
+    let mut cq = ConsumeQueue::empty(topic, queue_id, dir.to_path_buf(), file_size);
+    cq.set_bounds(min, max, max_phys_end);
     cq.install(segs, old_end_bytes)?;
     Ok(Loaded::Ready(cq))
 }
@@ -229,11 +213,7 @@ impl ConsumeQueue {
         } else {
             0
         };
-        self.max_offset.store(max, Ordering::Release);
-        self.max_phys_end.store(max_phys_end, Ordering::Release);
-        if max == min {
-            self.min_offset.store(max, Ordering::Release);
-        }
+        self.set_bounds(min, max, max_phys_end);
         self.install(segs, old_max * UNIT)
     }
 

@@ -22,10 +22,15 @@ pub(crate) fn start(core: Arc<Core>) -> std::io::Result<(Sender<()>, JoinHandle<
         .spawn(move || {
             let config = core.config().clone();
             let (interval, min_pages) = match config.flush_policy {
-                FlushPolicy::Async { interval, min_pages } => (interval, Some(u64::from(min_pages))),
+                FlushPolicy::Async {
+                    interval,
+                    min_pages,
+                } => (interval, Some(u64::from(min_pages))),
                 FlushPolicy::Sync { .. } => (config.checkpoint_interval, None),
             };
-            let tick = interval.min(config.checkpoint_interval).max(Duration::from_millis(1));
+            let tick = interval
+                .min(config.checkpoint_interval)
+                .max(Duration::from_millis(1));
             let mut last_thorough = Instant::now();
             let mut last_checkpoint = Instant::now();
             loop {
@@ -48,6 +53,13 @@ pub(crate) fn start(core: Arc<Core>) -> std::io::Result<(Sender<()>, JoinHandle<
                         if thorough {
                             last_thorough = Instant::now();
                         }
+                    }
+                }
+                if min_pages.is_none() && core.log().written() > core.log().flushed() {
+                    // Under Sync, records whose puts timed out (or were never waited for) are
+                    // flushed and dispatched here if no later put does it.
+                    if let Ok(durable) = core.flush_log() {
+                        core.advance_group(durable);
                     }
                 }
                 if last_checkpoint.elapsed() >= config.checkpoint_interval {

@@ -33,7 +33,8 @@ impl CqUnit {
     /// Encodes the unit.
     pub fn encode(&self) -> [u8; CQ_UNIT_SIZE] {
         let mut out = [0u8; CQ_UNIT_SIZE];
-        out[PHYSICAL_OFFSET_POS..SIZE_POS].copy_from_slice(&(self.physical_offset as i64).to_be_bytes());
+        out[PHYSICAL_OFFSET_POS..SIZE_POS]
+            .copy_from_slice(&(self.physical_offset as i64).to_be_bytes());
         out[SIZE_POS..TAG_CODE_POS].copy_from_slice(&(self.size as i32).to_be_bytes());
         out[TAG_CODE_POS..].copy_from_slice(&self.tag_code.to_be_bytes());
         out

@@ -70,7 +70,11 @@ impl FromStr for OffsetMessageId {
                 hex_decode_into(&s[..32], &mut b)?;
                 (IpAddr::V6(Ipv6Addr::from(b)), &s[32..])
             }
-            _ => return Err(DecodeError::BadMessageId("expected 32 or 56 hex characters")),
+            _ => {
+                return Err(DecodeError::BadMessageId(
+                    "expected 32 or 56 hex characters",
+                ));
+            }
         };
         let mut port = [0u8; 4];
         hex_decode_into(&rest[..8], &mut port)?;

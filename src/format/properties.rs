@@ -42,10 +42,7 @@ pub mod keys {
 
 /// Bytes that `pairs` take once encoded.
 pub fn encoded_len<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> usize {
-    pairs
-        .into_iter()
-        .map(|(k, v)| k.len() + v.len() + 2)
-        .sum()
+    pairs.into_iter().map(|(k, v)| k.len() + v.len() + 2).sum()
 }
 
 /// Writes `pairs` into `out` and returns the bytes written.

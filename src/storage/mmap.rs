@@ -30,14 +30,14 @@ pub(crate) struct Segment {
     path: PathBuf,
     base: u64,
     size: usize,
-    file: File,
     map: MmapRaw,
     published: AtomicUsize,
     writer_taken: AtomicBool,
 }
 
 fn preallocate(file: &File, len: u64) -> std::io::Result<()> {
-    let len = libc::off_t::try_from(len).map_err(|_| std::io::Error::from_raw_os_error(libc::EFBIG))?;
+    let len =
+        libc::off_t::try_from(len).map_err(|_| std::io::Error::from_raw_os_error(libc::EFBIG))?;
     // SAFETY: plain FFI call on a valid, open file descriptor; no memory is passed.
     let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
     if rc == 0 {
@@ -100,7 +100,6 @@ impl Segment {
             path: path.to_path_buf(),
             base,
             size,
-            file,
             map,
             published: AtomicUsize::new(published),
             writer_taken: AtomicBool::new(false),
@@ -193,13 +192,6 @@ impl Segment {
             .map_err(|e| Error::io("flush segment", &self.path, e))
     }
 
-    /// `fdatasync` of the whole file.
-    pub(crate) fn sync_file(&self) -> Result<()> {
-        self.file
-            .sync_data()
-            .map_err(|e| Error::io("sync segment", &self.path, e))
-    }
-
     /// Allows a new [`Segment::into_writer`] after the previous writer is gone (`&mut self`
     /// proves it is: a writer holds a reference to the segment).
     pub(crate) fn reclaim_writer(&mut self) {
@@ -250,7 +242,8 @@ impl SegmentWriter {
         // moves forward, and only it publishes), so no reader slice covers these bytes; this
         // writer is unique (`into_writer`) and `&mut self` excludes a second append; the range
         // ends at or before `size`, inside the mapping, which `self.seg` keeps alive.
-        let buf = unsafe { std::slice::from_raw_parts_mut(self.seg.map.as_mut_ptr().add(start), len) };
+        let buf =
+            unsafe { std::slice::from_raw_parts_mut(self.seg.map.as_mut_ptr().add(start), len) };
         fill(buf);
         self.pos += len;
         Some(start)

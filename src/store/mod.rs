@@ -205,13 +205,19 @@ impl Store {
     /// The smallest offset of a queue (0 for a queue that never had a message).
     pub fn min_offset(&self, queue: &MessageQueue) -> Result<u64> {
         self.core().check_open()?;
-        Ok(self.core().queue(&queue.topic, queue.queue_id).map_or(0, |q| q.min_offset()))
+        Ok(self
+            .core()
+            .queue(&queue.topic, queue.queue_id)
+            .map_or(0, |q| q.min_offset()))
     }
 
     /// The max offset of a queue: the offset the next message will get.
     pub fn max_offset(&self, queue: &MessageQueue) -> Result<u64> {
         self.core().check_open()?;
-        Ok(self.core().queue(&queue.topic, queue.queue_id).map_or(0, |q| q.max_offset()))
+        Ok(self
+            .core()
+            .queue(&queue.topic, queue.queue_id)
+            .map_or(0, |q| q.max_offset()))
     }
 
     /// Reads the message whose record starts at CommitLog offset `offset`.
@@ -301,6 +307,11 @@ impl Core {
         self.poisoned.load(Ordering::Acquire)
     }
 
+    /// Tells group-commit waiters about a flush done outside a wait.
+    pub(crate) fn advance_group(&self, durable: u64) {
+        self.group.advance(durable);
+    }
+
     pub(crate) fn log(&self) -> &CommitLog {
         &self.log
     }
@@ -358,8 +369,9 @@ impl Core {
     fn message_at(&self, offset: u64) -> Result<MessageExt> {
         self.check_open()?;
         let limit = self.visible_end();
-        self.log
-            .with_record(offset, limit, |rec, _| MessageExt::from_record(rec, Arc::from(rec.topic)))
+        self.log.with_record(offset, limit, |rec, _| {
+            MessageExt::from_record(rec, Arc::from(rec.topic))
+        })
     }
 
     fn get_messages(&self, queue: &MessageQueue, offset: u64, max: usize) -> Result<GetResult> {
@@ -377,16 +389,18 @@ impl Core {
         let mut failure = None;
         let topic = cq.topic().clone();
         let next = cq.scan(offset, max, |qoff, unit| {
-            let read = self.log.with_record(unit.physical_offset, limit, |rec, seg| {
-                if rec.meta.queue_offset != qoff || rec.meta.queue_id != queue.queue_id {
-                    return Err(Error::corrupted(
-                        seg.path(),
-                        unit.physical_offset - seg.base(),
-                        format!("consume queue {queue} offset {qoff} points at another record"),
-                    ));
-                }
-                Ok(MessageExt::from_record(rec, topic.clone()))
-            });
+            let read = self
+                .log
+                .with_record(unit.physical_offset, limit, |rec, seg| {
+                    if rec.meta.queue_offset != qoff || rec.meta.queue_id != queue.queue_id {
+                        return Err(Error::corrupted(
+                            seg.path(),
+                            unit.physical_offset - seg.base(),
+                            format!("consume queue {queue} offset {qoff} points at another record"),
+                        ));
+                    }
+                    Ok(MessageExt::from_record(rec, topic.clone()))
+                });
             match read.and_then(|r| r) {
                 Ok(m) => {
                     messages.push(m);
@@ -398,12 +412,14 @@ impl Core {
                 }
             }
         });
-        if let Some(e) = failure {
-            if messages.is_empty() {
-                return Err(e);
-            }
+        if let Some(e) = failure
+            && messages.is_empty()
+        {
+            return Err(e);
         }
-        let next_offset = messages.last().map_or(next.max(offset), |m| m.queue_offset + 1);
+        let next_offset = messages
+            .last()
+            .map_or(next.max(offset), |m| m.queue_offset + 1);
         Ok(GetResult {
             messages,
             next_offset,

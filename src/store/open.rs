@@ -154,7 +154,13 @@ fn plausible(cp: &Checkpoint, capacity: u64) -> bool {
 
 /// The end of the log if the checkpoint's `claimed` end agrees with the consume queues (the
 /// last dispatched record ends there, or a blank record bridges to it) and nothing follows it.
-fn clean_end(segs: &[Segment], seg_size: u64, claimed: u64, max_cq_end: u64, log_min: u64) -> Option<u64> {
+fn clean_end(
+    segs: &[Segment],
+    seg_size: u64,
+    claimed: u64,
+    max_cq_end: u64,
+    log_min: u64,
+) -> Option<u64> {
     if segs.is_empty() {
         return (claimed == log_min && max_cq_end == log_min).then_some(claimed);
     }
@@ -198,11 +204,15 @@ impl Loading<'_> {
         let mut found: BTreeSet<(String, u32)> = BTreeSet::new();
         if let Ok(topics) = std::fs::read_dir(&root) {
             for t in topics.flatten() {
-                let Some(topic) = t.file_name().to_str().map(str::to_owned) else { continue };
+                let Some(topic) = t.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
                 if validate::topic_syntax(&topic).is_err() || !t.path().is_dir() {
                     continue;
                 }
-                let Ok(qdirs) = std::fs::read_dir(t.path()) else { continue };
+                let Ok(qdirs) = std::fs::read_dir(t.path()) else {
+                    continue;
+                };
                 for q in qdirs.flatten() {
                     if let Some(qid) = q.file_name().to_str().and_then(|s| s.parse::<u32>().ok())
                         && qid < crate::config::MAX_QUEUES_PER_TOPIC
@@ -227,13 +237,19 @@ impl Loading<'_> {
                 }
             };
             self.queues.insert((name, *qid), cq);
-            if self.topics.get(topic).is_none_or(|c| c.queue_count() <= *qid) {
+            if self
+                .topics
+                .get(topic)
+                .is_none_or(|c| c.queue_count() <= *qid)
+            {
                 self.topics.ensure(topic, qid + 1)?;
             }
         }
         // Configured queues without a directory: created now; if the log holds data they may
         // have lost their files, so they are rebuilt.
-        let log_has_data = segs.iter().any(|s| s.read_from(0).iter().take(8).any(|&b| b != 0));
+        let log_has_data = segs
+            .iter()
+            .any(|s| s.read_from(0).iter().take(8).any(|&b| b != 0));
         for cfg in self.topics.list() {
             for qid in 0..cfg.queue_count() {
                 if found.contains(&(cfg.name.clone(), qid)) {
@@ -253,11 +269,21 @@ impl Loading<'_> {
     fn queue_for(&mut self, topic: &str, qid: u32) -> Result<Option<&ConsumeQueue>> {
         let key: QueueKey = (Arc::from(topic), qid);
         if !self.queues.contains_key(&key) {
-            if validate::topic_syntax(topic).is_err() || qid >= crate::config::MAX_QUEUES_PER_TOPIC {
+            if validate::topic_syntax(topic).is_err() || qid >= crate::config::MAX_QUEUES_PER_TOPIC
+            {
                 return Ok(None);
             }
-            let cq = ConsumeQueue::create(self.dir, key.0.clone(), qid, self.config.consume_queue_segment_size)?;
-            if self.topics.get(topic).is_none_or(|c| c.queue_count() <= qid) {
+            let cq = ConsumeQueue::create(
+                self.dir,
+                key.0.clone(),
+                qid,
+                self.config.consume_queue_segment_size,
+            )?;
+            if self
+                .topics
+                .get(topic)
+                .is_none_or(|c| c.queue_count() <= qid)
+            {
                 self.topics.ensure(topic, qid + 1)?;
             }
             self.queues.insert(key.clone(), cq);
@@ -267,7 +293,12 @@ impl Loading<'_> {
 
     /// Dispatches one recovered record to its queue. A record whose queue offset leaves a gap
     /// marks the queue for a rebuild instead.
-    fn dispatch(&mut self, rec: &RecordView<'_>, only: Option<&BTreeSet<QueueKey>>, gaps: &mut BTreeSet<QueueKey>) -> Result<()> {
+    fn dispatch(
+        &mut self,
+        rec: &RecordView<'_>,
+        only: Option<&BTreeSet<QueueKey>>,
+        gaps: &mut BTreeSet<QueueKey>,
+    ) -> Result<()> {
         let tx = rec.meta.sys_flag & sys_flag::TRANSACTION_MASK;
         if tx != sys_flag::TRANSACTION_NOT && tx != sys_flag::TRANSACTION_COMMIT {
             return Ok(());
@@ -301,7 +332,9 @@ impl Loading<'_> {
         mut rebuild: BTreeSet<QueueKey>,
     ) -> Result<(Vec<Segment>, u64, u64)> {
         let seg_size = self.config.commitlog_segment_size;
-        let crc_from = checkpoint.map_or(log_min, |cp| recovery::start_by_timestamp(&segs, cp.min_timestamp()));
+        let crc_from = checkpoint.map_or(log_min, |cp| {
+            recovery::start_by_timestamp(&segs, cp.min_timestamp())
+        });
         let lagging = self
             .queues
             .values()
@@ -309,14 +342,21 @@ impl Loading<'_> {
             .map(ConsumeQueue::max_phys_end)
             .min()
             .unwrap_or(u64::MAX);
-        let from = if rebuild.is_empty() { crc_from.min(lagging) } else { log_min }.max(log_min);
+        let from = if rebuild.is_empty() {
+            crc_from.min(lagging)
+        } else {
+            log_min
+        }
+        .max(log_min);
         let policy = ScanPolicy {
             durable: checkpoint.map(|c| c.confirm_phy_offset),
             mode: self.config.recovery_mode,
             tail_tolerance: self.config.tail_tolerance,
         };
         let mut gaps = BTreeSet::new();
-        let end = recovery::scan(&segs, seg_size, from, &policy, |rec| self.dispatch(rec, None, &mut gaps))?;
+        let end = recovery::scan(&segs, seg_size, from, &policy, |rec| {
+            self.dispatch(rec, None, &mut gaps)
+        })?;
         // Queues that turned out inconsistent are emptied and rebuilt from the whole log.
         if !gaps.is_empty() {
             for key in &gaps {

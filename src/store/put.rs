@@ -118,7 +118,9 @@ fn check_message(msg: &Message, max_body: usize) -> Result<()> {
     for k in &msg.keys {
         validate::property_text("key", k)?;
         if k.contains(' ') {
-            return Err(Error::InvalidMessage(format!("key {k:?} contains a space (the key separator)")));
+            return Err(Error::InvalidMessage(format!(
+                "key {k:?} contains a space (the key separator)"
+            )));
         }
     }
     for (k, v) in &msg.properties {
@@ -138,7 +140,10 @@ impl Core {
         check_message(msg, self.config.max_message_size)?;
         validate::topic_syntax(&msg.topic)?;
         let now = now_ms();
-        let user_uniq = msg.property(keys::UNIQ_KEY).map(MessageId::parse).transpose()?;
+        let user_uniq = msg
+            .property(keys::UNIQ_KEY)
+            .map(MessageId::parse)
+            .transpose()?;
         let msg_id = user_uniq.unwrap_or_else(|| self.ids.next(now));
         let keys_joined = (!msg.keys.is_empty()).then(|| msg.keys.join(" "));
         let props = Props {
@@ -220,7 +225,10 @@ impl Core {
             None => PutStatus::PutOk,
             Some(t) => {
                 let end = appended.physical_offset + u64::from(appended.size);
-                match self.group.wait(end, Instant::now() + t, || self.flush_log())? {
+                match self
+                    .group
+                    .wait(end, Instant::now() + t, || self.flush_log())?
+                {
                     Durability::Durable => PutStatus::PutOk,
                     Durability::TimedOut => PutStatus::FlushDiskTimeout,
                 }
@@ -242,7 +250,12 @@ impl Core {
     }
 
     /// The writer's slot for a queue, creating the topic (if allowed) and queue on first use.
-    fn slot<'w>(&self, ws: &'w mut WriteState, topic: &str, queue_id: u32) -> Result<&'w mut QueueSlot> {
+    fn slot<'w>(
+        &self,
+        ws: &'w mut WriteState,
+        topic: &str,
+        queue_id: u32,
+    ) -> Result<&'w mut QueueSlot> {
         let known = ws
             .slots
             .get(topic)

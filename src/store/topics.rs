@@ -62,7 +62,11 @@ impl TopicConfig {
     }
 
     fn from_json(name: &str, v: &Value) -> Option<TopicConfig> {
-        let num = |k: &str| v.get(k).and_then(Value::as_u64).map(|n| n.min(u64::from(u32::MAX)) as u32);
+        let num = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_u64)
+                .map(|n| n.min(u64::from(u32::MAX)) as u32)
+        };
         Some(TopicConfig {
             name: v
                 .get("topicName")
@@ -206,7 +210,8 @@ impl TopicTable {
                 true
             }
             None => {
-                t.topics.insert(name.to_owned(), TopicConfig::new(name, queues));
+                t.topics
+                    .insert(name.to_owned(), TopicConfig::new(name, queues));
                 true
             }
         };
@@ -241,8 +246,12 @@ mod tests {
 
     #[test]
     fn lenient_json_quotes_integer_keys() {
-        let v = parse_lenient_json(b"{\"offsetTable\":{\"t@g\":{0:5,1:7}},\"x\":\"a,1:b\"}").unwrap();
-        assert_eq!(v.pointer("/offsetTable/t@g/1").and_then(Value::as_u64), Some(7));
+        let v =
+            parse_lenient_json(b"{\"offsetTable\":{\"t@g\":{0:5,1:7}},\"x\":\"a,1:b\"}").unwrap();
+        assert_eq!(
+            v.pointer("/offsetTable/t@g/1").and_then(Value::as_u64),
+            Some(7)
+        );
         assert_eq!(v.get("x").and_then(Value::as_str), Some("a,1:b"));
     }
 }

@@ -64,7 +64,9 @@ pub(crate) fn user_topic(topic: &str) -> Result<()> {
 
 /// Checks a property name or value: no 0x01/0x02 separators (they would corrupt the encoding).
 pub(crate) fn property_text(what: &str, s: &str) -> Result<()> {
-    if s.bytes().any(|b| b == NAME_VALUE_SEPARATOR || b == PROPERTY_SEPARATOR) {
+    if s.bytes()
+        .any(|b| b == NAME_VALUE_SEPARATOR || b == PROPERTY_SEPARATOR)
+    {
         return Err(Error::InvalidMessage(format!(
             "{what} {s:?} contains a reserved separator byte (0x01 or 0x02)"
         )));
