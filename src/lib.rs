@@ -22,7 +22,7 @@
 //! let read = store.get_messages(&MessageQueue::new("orders", 0), 0, 32)?;
 //! assert_eq!(read.messages[0].msg_id(), put.msg_id.to_string());
 //! store.close()?;
-//! # Ok::<(), mqlite::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! See the README for the durability contract and the on-disk layout.
@@ -42,3 +42,7 @@ pub use error::{Error, Result};
 pub use format::msg_id::{MessageId, OffsetMessageId};
 pub use message::{Message, MessageExt, MessageQueue};
 pub use store::{GetResult, PutResult, PutStatus, Store, TopicConfig};
+
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

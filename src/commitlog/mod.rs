@@ -92,9 +92,7 @@ impl CommitLog {
         let seg = seg
             .into_writer()
             .ok_or_else(|| Error::InvalidConfig("commitlog writer already exists".into()))?;
-        let mut w = LogWriter { seg, preparer };
-        w.request_next(self.segment_size);
-        Ok(w)
+        Ok(LogWriter { seg, preparer })
     }
 
     fn add_segment(&self, seg: Segment) -> Result<Arc<Segment>> {
@@ -126,6 +124,10 @@ impl CommitLog {
         let phys = base + w.seg.pos() as u64;
         w.seg.append(len, |buf| fill(buf, phys));
         w.seg.publish();
+        // Past half of the segment, have the next one prepared in the background.
+        if w.seg.pos() * 2 >= self.segment_size as usize {
+            w.request_next(self.segment_size);
+        }
         self.last_store_ts.store(store_ts, Ordering::Relaxed);
         self.written.store(phys + len as u64, Ordering::Release);
         Ok(Appended {
@@ -160,7 +162,6 @@ impl CommitLog {
         w.seg = seg
             .into_writer()
             .ok_or_else(|| Error::InvalidConfig("commitlog writer already exists".into()))?;
-        w.request_next(self.segment_size);
         Ok(())
     }
 

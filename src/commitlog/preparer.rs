@@ -54,8 +54,12 @@ impl Preparer {
 
     /// Asks for the segment starting at `base` (ignored if one is already pending).
     pub(crate) fn request(&mut self, base: u64) {
-        if self.pending.is_some() {
+        if self.pending.is_some_and(|p| p >= base) {
             return;
+        }
+        if self.pending.is_some() {
+            // A stale request (for an earlier segment); collect and discard it first.
+            let _ = self.take(u64::MAX);
         }
         if let Some(tx) = &self.requests
             && tx.send(base).is_ok()

@@ -106,7 +106,7 @@ struct Handle {
 /// let got = store.get_messages(&MessageQueue::new("orders", 0), put.queue_offset, 32)?;
 /// assert_eq!(got.messages[0].body(), b"hello");
 /// store.close()?;
-/// # Ok::<(), mqlite::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -177,7 +177,7 @@ impl Store {
     /// let store = mqlite::Store::open(dir.path())?;
     /// let cfg = store.create_topic("orders", 8)?;
     /// assert_eq!(cfg.write_queue_nums, 8);
-    /// # Ok::<(), mqlite::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn create_topic(&self, name: &str, queues: u32) -> Result<TopicConfig> {
         validate::user_topic(name)?;
@@ -233,7 +233,7 @@ impl Store {
     /// let put = store.put(&mqlite::Message::new("t", b"x".to_vec()), 0)?;
     /// let msg = store.view_message(&put.offset_msg_id.to_string())?;
     /// assert_eq!(msg.body(), b"x");
-    /// # Ok::<(), mqlite::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn view_message(&self, offset_msg_id: &str) -> Result<MessageExt> {
         let id: OffsetMessageId = offset_msg_id.parse()?;

@@ -73,7 +73,7 @@ impl Store {
     /// let msg = mqlite::Message::new("orders", b"order 1".to_vec()).with_keys(["ORDER-1"]);
     /// let r = store.put(&msg, 2)?;
     /// assert_eq!((r.queue_id, r.queue_offset), (2, 0));
-    /// # Ok::<(), mqlite::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn put(&self, msg: &Message, queue_id: u32) -> Result<PutResult> {
         validate::user_topic(&msg.topic)?;
