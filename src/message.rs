@@ -156,8 +156,9 @@ impl Message {
 #[derive(Clone, PartialEq, Eq)]
 pub struct MessageExt {
     pub(crate) topic: Arc<str>,
-    pub(crate) body: Vec<u8>,
-    pub(crate) properties: Vec<u8>,
+    /// Body bytes followed by the raw properties string (one allocation).
+    pub(crate) data: Vec<u8>,
+    pub(crate) body_len: usize,
     pub(crate) queue_id: u32,
     pub(crate) queue_offset: u64,
     pub(crate) physical_offset: u64,
@@ -177,8 +178,13 @@ impl MessageExt {
     pub(crate) fn from_record(rec: &RecordView<'_>, topic: Arc<str>) -> MessageExt {
         MessageExt {
             topic,
-            body: rec.body.to_vec(),
-            properties: rec.properties.to_vec(),
+            data: {
+                let mut d = Vec::with_capacity(rec.body.len() + rec.properties.len());
+                d.extend_from_slice(rec.body);
+                d.extend_from_slice(rec.properties);
+                d
+            },
+            body_len: rec.body.len(),
             queue_id: rec.meta.queue_id,
             queue_offset: rec.meta.queue_offset,
             physical_offset: rec.meta.physical_offset,
@@ -202,7 +208,7 @@ impl MessageExt {
 
     /// The body as stored.
     pub fn body(&self) -> &[u8] {
-        &self.body
+        &self.data[..self.body_len]
     }
 
     /// The client message id: the `UNIQ_KEY` property, or the offset msgId when it is absent.
@@ -236,17 +242,17 @@ impl MessageExt {
 
     /// A property (user or system).
     pub fn property(&self, name: &str) -> Option<&str> {
-        properties::get(&self.properties, name)
+        properties::get(self.raw_properties(), name)
     }
 
     /// All properties, system ones (`UNIQ_KEY`, `TAGS`, `KEYS`, …) included.
     pub fn properties(&self) -> impl Iterator<Item = (&str, &str)> {
-        properties::iter(&self.properties)
+        properties::iter(self.raw_properties())
     }
 
     /// The raw properties string as stored.
     pub fn raw_properties(&self) -> &[u8] {
-        &self.properties
+        &self.data[self.body_len..]
     }
 
     /// Queue id within the topic.
@@ -329,7 +335,7 @@ impl fmt::Debug for MessageExt {
             .field("physical_offset", &self.physical_offset)
             .field("msg_id", &self.msg_id())
             .field("tags", &self.tags())
-            .field("body_len", &self.body.len())
+            .field("body_len", &self.body_len)
             .field("store_timestamp", &self.store_timestamp)
             .finish_non_exhaustive()
     }

@@ -41,6 +41,8 @@ pub(crate) struct CommitLog {
 pub(crate) struct LogWriter {
     seg: SegmentWriter,
     preparer: Option<Preparer>,
+    /// Bytes of the current segment already asked to be faulted in.
+    populated_to: usize,
 }
 
 /// Where an append landed.
@@ -92,7 +94,14 @@ impl CommitLog {
         let seg = seg
             .into_writer()
             .ok_or_else(|| Error::InvalidConfig("commitlog writer already exists".into()))?;
-        Ok(LogWriter { seg, preparer })
+        let mut w = LogWriter {
+            seg,
+            preparer,
+            populated_to: 0,
+        };
+        w.populated_to = w.seg.pos();
+        w.populate_ahead();
+        Ok(w)
     }
 
     fn add_segment(&self, seg: Segment) -> Result<Arc<Segment>> {
@@ -124,6 +133,9 @@ impl CommitLog {
         let phys = base + w.seg.pos() as u64;
         w.seg.append(len, |buf| fill(buf, phys));
         w.seg.publish();
+        if w.seg.pos() + preparer::POPULATE_LEAD > w.populated_to {
+            w.populate_ahead();
+        }
         // Past half of the segment, have the next one prepared in the background.
         if w.seg.pos() * 2 >= self.segment_size as usize {
             w.request_next(self.segment_size);
@@ -162,6 +174,8 @@ impl CommitLog {
         w.seg = seg
             .into_writer()
             .ok_or_else(|| Error::InvalidConfig("commitlog writer already exists".into()))?;
+        w.populated_to = 0;
+        w.populate_ahead();
         Ok(())
     }
 
@@ -234,9 +248,28 @@ impl CommitLog {
         limit: u64,
         f: impl FnOnce(&RecordView<'_>, &Segment) -> T,
     ) -> Result<T> {
-        let seg = self
-            .segment_for(offset)
-            .ok_or(Error::MessageNotFound(offset))?;
+        self.with_record_cached(&mut None, offset, limit, f)
+    }
+
+    /// [`CommitLog::with_record`] that keeps the last segment used in `cache`, so sequential
+    /// reads look the segment list up once per segment.
+    pub(crate) fn with_record_cached<T>(
+        &self,
+        cache: &mut Option<Arc<Segment>>,
+        offset: u64,
+        limit: u64,
+        f: impl FnOnce(&RecordView<'_>, &Segment) -> T,
+    ) -> Result<T> {
+        let hit = cache
+            .as_ref()
+            .is_some_and(|s| s.base() <= offset && offset < s.base() + self.segment_size);
+        if !hit {
+            *cache = Some(
+                self.segment_for(offset)
+                    .ok_or(Error::MessageNotFound(offset))?,
+            );
+        }
+        let seg = cache.as_ref().ok_or(Error::MessageNotFound(offset))?;
         let pos = (offset - seg.base()) as usize;
         let visible = (limit.saturating_sub(seg.base())).min(self.segment_size) as usize;
         let bytes = seg.read_from(pos);
@@ -245,7 +278,7 @@ impl CommitLog {
             return Err(Error::MessageNotFound(offset));
         }
         match record::decode(bytes, false) {
-            Ok(Decoded::Message(rec)) => Ok(f(&rec, &seg)),
+            Ok(Decoded::Message(rec)) => Ok(f(&rec, seg)),
             Ok(Decoded::Blank { .. }) => Err(Error::MessageNotFound(offset)),
             Err(e) => Err(Error::corrupted(
                 seg.path(),
@@ -268,6 +301,19 @@ impl CommitLog {
 }
 
 impl LogWriter {
+    /// Keeps the prefault thread `POPULATE_LEAD` bytes ahead of the writer.
+    fn populate_ahead(&mut self) {
+        let size = self.seg.segment().size();
+        let Some(p) = &self.preparer else { return };
+        while self.populated_to < size
+            && self.populated_to < self.seg.pos() + preparer::POPULATE_LEAD
+        {
+            let to = (self.populated_to + preparer::POPULATE_CHUNK).min(size);
+            p.populate(self.seg.segment(), self.populated_to, to);
+            self.populated_to = to;
+        }
+    }
+
     fn request_next(&mut self, segment_size: u64) {
         let next = self.seg.segment().base() + segment_size;
         if let Some(p) = &mut self.preparer {

@@ -3,6 +3,7 @@
 //! directory, so a roll only swaps a pointer.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
@@ -11,13 +12,22 @@ use crate::error::Result;
 use crate::storage::Segment;
 use crate::storage::fs::{segment_name, sync_dir};
 
-/// Handle to the preparer thread.
+/// How far ahead of the writer pages are faulted in.
+pub(crate) const POPULATE_LEAD: usize = 8 << 20;
+/// How much one populate request covers.
+pub(crate) const POPULATE_CHUNK: usize = 2 << 20;
+
+type PopulateRequest = (Arc<Segment>, usize, usize);
+
+/// Handle to the preparer thread and the prefault thread.
 #[derive(Debug)]
 pub(crate) struct Preparer {
     requests: Option<Sender<u64>>,
     results: Receiver<(u64, Result<Segment>)>,
     pending: Option<u64>,
     thread: Option<JoinHandle<()>>,
+    populate: Option<Sender<PopulateRequest>>,
+    populate_thread: Option<JoinHandle<()>>,
 }
 
 impl Preparer {
@@ -44,12 +54,29 @@ impl Preparer {
                     }
                 }
             })?;
+        let (pop_tx, pop_rx) = bounded::<PopulateRequest>(64);
+        let populate_thread = std::thread::Builder::new()
+            .name("mqlite-prefault".into())
+            .spawn(move || {
+                for (seg, from, to) in pop_rx {
+                    seg.populate(from, to);
+                }
+            })?;
         Ok(Preparer {
             requests: Some(req_tx),
             results: res_rx,
             pending: None,
             thread: Some(thread),
+            populate: Some(pop_tx),
+            populate_thread: Some(populate_thread),
         })
+    }
+
+    /// Asks for `[from, to)` of `seg` to be faulted in; dropped if the thread is behind.
+    pub(crate) fn populate(&self, seg: &Arc<Segment>, from: usize, to: usize) {
+        if let Some(tx) = &self.populate {
+            let _ = tx.try_send((seg.clone(), from, to));
+        }
     }
 
     /// Asks for the segment starting at `base` (ignored if one is already pending).
@@ -85,9 +112,13 @@ impl Preparer {
         Some(result)
     }
 
-    /// Stops the thread; a segment prepared but not taken is deleted.
+    /// Stops the threads; a segment prepared but not taken is deleted.
     pub(crate) fn stop(mut self) {
         self.requests = None;
+        self.populate = None;
+        if let Some(t) = self.populate_thread.take() {
+            let _ = t.join();
+        }
         if self.pending.take().is_some()
             && let Ok((_, Ok(seg))) = self.results.recv()
         {
@@ -104,6 +135,10 @@ impl Preparer {
 impl Drop for Preparer {
     fn drop(&mut self) {
         self.requests = None;
+        self.populate = None;
+        if let Some(t) = self.populate_thread.take() {
+            let _ = t.join();
+        }
         if let Some(t) = self.thread.take() {
             // Unblock the thread if it is waiting to hand over a result.
             while self.results.try_recv().is_ok() {}

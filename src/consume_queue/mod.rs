@@ -34,6 +34,8 @@ pub(crate) struct ConsumeQueue {
     max_phys_end: AtomicU64,
     /// Bytes of units known durable, as an absolute byte offset.
     flushed: AtomicU64,
+    /// End of the last file, as an absolute byte offset (0 without files).
+    capacity_end: AtomicU64,
 }
 
 impl ConsumeQueue {
@@ -62,6 +64,7 @@ impl ConsumeQueue {
             max_offset: AtomicU64::new(0),
             max_phys_end: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
+            capacity_end: AtomicU64::new(0),
         }
     }
 
@@ -112,6 +115,21 @@ impl ConsumeQueue {
         let mut writer = self.writer.lock();
         let max = self.max_offset();
         if queue_offset < max {
+            return Ok(());
+        }
+        // Steady state: the next unit, with room in the current file.
+        if queue_offset == max
+            && let Some(w) = writer.as_mut()
+            && w.remaining() >= CQ_UNIT_SIZE
+        {
+            let encoded = unit.encode();
+            w.append(CQ_UNIT_SIZE, |b| b.copy_from_slice(&encoded));
+            w.publish();
+            self.max_phys_end.store(
+                unit.physical_offset + u64::from(unit.size),
+                Ordering::Release,
+            );
+            self.max_offset.store(queue_offset + 1, Ordering::Release);
             return Ok(());
         }
         let empty = self.segments.read().is_empty();
@@ -165,6 +183,9 @@ impl ConsumeQueue {
     /// of it cannot fail for lack of space. A queue without files is left alone.
     pub(crate) fn reserve(&self, queue_offset: u64) -> Result<()> {
         let byte_end = (queue_offset + 1) * UNIT;
+        if byte_end <= self.capacity_end.load(Ordering::Acquire) {
+            return Ok(());
+        }
         {
             let segs = self.segments.read();
             match segs.last() {
@@ -197,6 +218,8 @@ impl ConsumeQueue {
             )?);
             sync_dir(&self.dir)?;
             segs.push(seg.clone());
+            self.capacity_end
+                .store(next + self.file_size, Ordering::Release);
             if next >= base {
                 return Ok(seg);
             }

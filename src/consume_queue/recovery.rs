@@ -177,6 +177,7 @@ impl ConsumeQueue {
             .last()
             .filter(|s| (s.published() as u64) < self.file_size)
             .and_then(|s| s.clone().into_writer());
+        *self.capacity_end.get_mut() = segments.last().map_or(0, |s| s.base() + self.file_size);
         *self.segments.get_mut() = segments;
         self.flushed.store(end, Ordering::Release);
         Ok(())

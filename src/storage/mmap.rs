@@ -180,6 +180,18 @@ impl Segment {
         self.flush(0, len)
     }
 
+    /// Faults `[from, to)` in writable ahead of the writer (`MADV_POPULATE_WRITE`), so appends
+    /// there take no page fault. The bytes are not changed. Advisory: errors (an older
+    /// kernel, memory pressure) are ignored.
+    pub(crate) fn populate(&self, from: usize, to: usize) {
+        let to = to.min(self.size);
+        if from < to {
+            let _ = self
+                .map
+                .advise_range(memmap2::Advice::PopulateWrite, from, to - from);
+        }
+    }
+
     /// Flushes `[from, to)` to disk with `msync(MS_SYNC)` (on Linux this also writes the file
     /// metadata needed to read the data back, like `fdatasync`).
     pub(crate) fn flush(&self, from: usize, to: usize) -> Result<()> {

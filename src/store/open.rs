@@ -94,7 +94,7 @@ pub(crate) fn open(dir: PathBuf, mut config: StoreConfig) -> Result<Core> {
     let writer = log.writer(Some(preparer))?;
 
     let mut queue_map: HashMap<Arc<str>, Vec<Option<Arc<ConsumeQueue>>>> = HashMap::new();
-    let mut slots: HashMap<Arc<str>, Vec<Option<QueueSlot>>> = HashMap::new();
+    let mut slots = super::SlotMap::default();
     for ((topic, qid), cq) in loading.queues {
         let cq = Arc::new(cq);
         let idx = qid as usize;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use super::{Core, PendingUnit, QueueSlot, Store, WriteState, validate};
+use super::{Core, PendingUnit, QueueSlot, SlotMap, Store, validate};
 use crate::config::FlushPolicy;
 use crate::consume_queue::ConsumeQueue;
 use crate::error::{Error, Result};
@@ -138,7 +138,6 @@ fn check_message(msg: &Message, max_body: usize) -> Result<()> {
 impl Core {
     pub(crate) fn put(&self, msg: &Message, queue_id: u32) -> Result<PutResult> {
         check_message(msg, self.config.max_message_size)?;
-        validate::topic_syntax(&msg.topic)?;
         let now = now_ms();
         let user_uniq = msg
             .property(keys::UNIQ_KEY)
@@ -178,10 +177,9 @@ impl Core {
         let mut guard = self.write.lock();
         self.check_writable()?;
         let ws = &mut *guard;
-        let slot = self.slot(ws, &msg.topic, queue_id)?;
+        let slot = self.slot(&mut ws.slots, &msg.topic, queue_id)?;
         let queue_offset = slot.next_offset;
-        let cq = slot.cq.clone();
-        cq.reserve(queue_offset)?;
+        slot.cq.reserve(queue_offset)?;
         // Store timestamps never go backwards, so recovery can rely on their order.
         let store_ts = now.max(ws.last_store_ts);
         meta.queue_offset = queue_offset;
@@ -193,7 +191,8 @@ impl Core {
             });
         })?;
         ws.last_store_ts = store_ts;
-        self.slot(ws, &msg.topic, queue_id)?.next_offset += 1;
+        slot.next_offset += 1;
+        let cq = &slot.cq;
         let unit = CqUnit {
             physical_offset: appended.physical_offset,
             size: appended.size,
@@ -205,7 +204,7 @@ impl Core {
         };
         if timeout.is_some() {
             self.pending.lock().push_back(PendingUnit {
-                cq,
+                cq: cq.clone(),
                 queue_offset,
                 unit,
                 store_ts,
@@ -252,19 +251,18 @@ impl Core {
     /// The writer's slot for a queue, creating the topic (if allowed) and queue on first use.
     fn slot<'w>(
         &self,
-        ws: &'w mut WriteState,
+        slots: &'w mut SlotMap,
         topic: &str,
         queue_id: u32,
     ) -> Result<&'w mut QueueSlot> {
-        let known = ws
-            .slots
+        let known = slots
             .get(topic)
             .and_then(|v| v.get(queue_id as usize))
             .is_some_and(Option::is_some);
         if !known {
-            self.add_slot(ws, topic, queue_id)?;
+            self.add_slot(slots, topic, queue_id)?;
         }
-        ws.slots
+        slots
             .get_mut(topic)
             .and_then(|v| v.get_mut(queue_id as usize))
             .and_then(Option::as_mut)
@@ -274,7 +272,7 @@ impl Core {
             })
     }
 
-    fn add_slot(&self, ws: &mut WriteState, topic: &str, queue_id: u32) -> Result<()> {
+    fn add_slot(&self, slots: &mut SlotMap, topic: &str, queue_id: u32) -> Result<()> {
         let cfg = match self.topics.get(topic) {
             Some(cfg) => cfg,
             None if self.config.auto_create_topics => {
@@ -301,7 +299,7 @@ impl Core {
                 cq
             }
         };
-        let slots = ws.slots.entry(cq.topic().clone()).or_default();
+        let slots = slots.entry(cq.topic().clone()).or_default();
         if slots.len() <= queue_id as usize {
             slots.resize_with(queue_id as usize + 1, || None);
         }
