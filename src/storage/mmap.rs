@@ -199,6 +199,14 @@ impl Segment {
         if from >= to {
             return Ok(());
         }
+        #[cfg(test)]
+        if failpoint::flush_fails(&self.path) {
+            return Err(Error::io(
+                "flush segment",
+                &self.path,
+                std::io::Error::from_raw_os_error(libc::EIO),
+            ));
+        }
         self.map
             .flush_range(from, to - from)
             .map_err(|e| Error::io("flush segment", &self.path, e))
@@ -264,5 +272,24 @@ impl SegmentWriter {
     /// Makes everything appended so far visible to readers.
     pub(crate) fn publish(&self) {
         self.seg.published.store(self.pos, Ordering::Release);
+    }
+}
+
+/// Test-only fault injection: makes flushes of files under a directory fail with EIO.
+#[cfg(test)]
+pub(crate) mod failpoint {
+    use std::path::{Path, PathBuf};
+
+    use parking_lot::Mutex;
+
+    static FAIL_UNDER: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+    /// From now on, flushes of files under `dir` fail (`None` turns it off).
+    pub(crate) fn fail_flushes_under(dir: Option<&Path>) {
+        *FAIL_UNDER.lock() = dir.map(Path::to_path_buf);
+    }
+
+    pub(super) fn flush_fails(path: &Path) -> bool {
+        FAIL_UNDER.lock().as_ref().is_some_and(|d| path.starts_with(d))
     }
 }

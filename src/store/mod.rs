@@ -4,6 +4,8 @@ mod checkpoint;
 mod open;
 mod put;
 pub(crate) mod topics;
+#[cfg(test)]
+mod tests;
 pub(crate) mod validate;
 
 use std::collections::{HashMap, VecDeque};
