@@ -288,6 +288,26 @@ impl CommitLog {
         }
     }
 
+    /// Deletes whole segments that end at or before `offset`, oldest first, never the last
+    /// (active) one. Readers still holding a deleted segment keep its mapping until they drop
+    /// it. Returns the new smallest offset.
+    pub(crate) fn delete_before(&self, offset: u64) -> Result<u64> {
+        let mut removed = Vec::new();
+        {
+            let mut segs = self.segments.write();
+            while segs.len() > 1 && segs[0].base() + self.segment_size <= offset {
+                removed.push(segs.remove(0));
+            }
+        }
+        for seg in &removed {
+            crate::storage::fs::remove_file_if_exists(seg.path())?;
+        }
+        if !removed.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        Ok(self.min_offset())
+    }
+
     /// Deletes segment files after the one holding the writer (a segment prepared ahead but
     /// never used), so a closed store holds only what it wrote.
     pub(crate) fn remove_unused_segments(&self, writer_base: u64) -> Result<()> {

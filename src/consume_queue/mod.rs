@@ -231,10 +231,7 @@ impl ConsumeQueue {
         if queue_offset < self.min_offset() || queue_offset >= self.max_offset() {
             return None;
         }
-        let byte_pos = queue_offset * UNIT;
-        let seg = self.segment_for(byte_pos)?;
-        let bytes = seg.read((byte_pos - seg.base()) as usize, CQ_UNIT_SIZE)?;
-        CqUnit::decode(bytes).ok().flatten()
+        self.unit_at(queue_offset)
     }
 
     /// Calls `f` with consecutive units from `from` on (at most `max`), stopping early when `f`
@@ -245,8 +242,8 @@ impl ConsumeQueue {
         max: usize,
         mut f: impl FnMut(u64, CqUnit) -> bool,
     ) -> u64 {
-        let end = self.max_offset().min(from.saturating_add(max as u64));
         let mut off = from.max(self.min_offset());
+        let end = self.max_offset().min(off.saturating_add(max as u64));
         while off < end {
             let byte_pos = off * UNIT;
             let Some(seg) = self.segment_for(byte_pos) else {
@@ -280,6 +277,53 @@ impl ConsumeQueue {
         }
         segs.get(((byte_pos - first) / self.file_size) as usize)
             .cloned()
+    }
+
+    /// Drops files whose units all point below `log_min` (never the last file) and moves the
+    /// min offset to the first unit at or above it (RocketMQ's `correctMinOffset`).
+    pub(crate) fn delete_before(&self, log_min: u64) -> Result<()> {
+        let mut removed = Vec::new();
+        {
+            let mut segs = self.segments.write();
+            while segs.len() > 1 {
+                let first = &segs[0];
+                let last_unit = first
+                    .read(first.size() - CQ_UNIT_SIZE, CQ_UNIT_SIZE)
+                    .and_then(|b| CqUnit::decode(b).ok().flatten());
+                match last_unit {
+                    Some(u) if u.physical_offset + u64::from(u.size) <= log_min => {
+                        removed.push(segs.remove(0));
+                    }
+                    _ => break,
+                }
+            }
+        }
+        for seg in &removed {
+            crate::storage::fs::remove_file_if_exists(seg.path())?;
+        }
+        if !removed.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        // Binary search the first unit still in the log.
+        let first_file = self.segments.read().first().map_or(0, |s| s.base() / UNIT);
+        let (mut lo, mut hi) = (self.min_offset().max(first_file), self.max_offset());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.unit_at(mid) {
+                Some(u) if u.physical_offset < log_min => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        self.min_offset.fetch_max(lo, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// The unit at `queue_offset` regardless of the min offset.
+    fn unit_at(&self, queue_offset: u64) -> Option<CqUnit> {
+        let byte_pos = queue_offset * UNIT;
+        let seg = self.segment_for(byte_pos)?;
+        let bytes = seg.read((byte_pos - seg.base()) as usize, CQ_UNIT_SIZE)?;
+        CqUnit::decode(bytes).ok().flatten()
     }
 
     /// Flushes units written since the last flush.

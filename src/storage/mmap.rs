@@ -290,6 +290,9 @@ pub(crate) mod failpoint {
     }
 
     pub(super) fn flush_fails(path: &Path) -> bool {
-        FAIL_UNDER.lock().as_ref().is_some_and(|d| path.starts_with(d))
+        FAIL_UNDER
+            .lock()
+            .as_ref()
+            .is_some_and(|d| path.starts_with(d))
     }
 }

@@ -3,9 +3,9 @@
 mod checkpoint;
 mod open;
 mod put;
-pub(crate) mod topics;
 #[cfg(test)]
 mod tests;
+pub(crate) mod topics;
 pub(crate) mod validate;
 
 use std::collections::{HashMap, VecDeque};
@@ -278,6 +278,32 @@ impl Store {
     /// End of the CommitLog (the offset the next record will get, unless it rolls).
     pub fn commitlog_max_offset(&self) -> u64 {
         self.core().log.written()
+    }
+
+    /// Deletes the CommitLog segments that end at or before `offset` (never the segment being
+    /// written) and the consume queue files that only point into them; queues' min offsets
+    /// move up accordingly, and a reader behind them starts at the new minimum. Returns the new
+    /// smallest CommitLog offset. This is the manual form of retention.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = mqlite::Store::builder(dir.path()).commitlog_segment_size(4096).open()?;
+    /// for i in 0..100 {
+    ///     store.put(&mqlite::Message::new("t", format!("message {i}")), 0)?;
+    /// }
+    /// let min = store.delete_segments_before(store.commitlog_max_offset())?;
+    /// assert!(min > 0);
+    /// assert!(store.min_offset(&mqlite::MessageQueue::new("t", 0))? > 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn delete_segments_before(&self, offset: u64) -> Result<u64> {
+        let core = self.core();
+        core.check_writable()?;
+        let min = core.log.delete_before(offset)?;
+        for q in core.all_queues() {
+            q.delete_before(min)?;
+        }
+        Ok(min)
     }
 
     /// Flushes everything appended so far to disk now, whatever the flush policy.

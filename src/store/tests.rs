@@ -67,7 +67,10 @@ fn failed_async_flush_poisons_later_puts() {
     let err = loop {
         match store.put(&Message::new("t", "more"), 0) {
             Ok(_) => {
-                assert!(std::time::Instant::now() < deadline, "flush failure never surfaced");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "flush failure never surfaced"
+                );
                 std::thread::sleep(Duration::from_millis(2));
             }
             Err(e) => break e,
@@ -79,7 +82,9 @@ fn failed_async_flush_poisons_later_puts() {
     // Unclean (the abort marker stays), so the next open recovers everything from the log:
     // under Async a process that keeps running loses nothing that was acknowledged.
     let store = builder(&dir, policy).open().unwrap();
-    let got = store.get_messages(&MessageQueue::new("t", 0), 0, 10_000).unwrap();
+    let got = store
+        .get_messages(&MessageQueue::new("t", 0), 0, 10_000)
+        .unwrap();
     assert!(!got.messages.is_empty());
     assert_eq!(got.messages[0].body(), b"first");
     store.close().unwrap();
