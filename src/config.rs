@@ -80,6 +80,9 @@ pub struct StoreConfig {
     pub flush_thorough_interval: Duration,
     /// How often the checkpoint file and the consume queues are flushed. Default 1 s.
     pub checkpoint_interval: Duration,
+    /// How often changed consumer offsets are written to `config/consumerOffset.json`
+    /// (RocketMQ `flushConsumerOffsetInterval`). Default 5 s.
+    pub consumer_offset_persist_interval: Duration,
     /// Prepare the next CommitLog segment in the background: allocate it, write zeros through
     /// it and flush, so the writer never waits for a new file and never pays for first-touch
     /// page faults or unwritten-extent conversion. Default true.
@@ -108,6 +111,7 @@ impl Default for StoreConfig {
             flush_policy: FlushPolicy::default(),
             flush_thorough_interval: Duration::from_secs(10),
             checkpoint_interval: Duration::from_secs(1),
+            consumer_offset_persist_interval: Duration::from_secs(5),
             warm_segments: true,
             max_message_size: 4 * 1024 * 1024,
             store_host: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 10911)),
@@ -156,7 +160,10 @@ impl StoreConfig {
                 }
             }
         }
-        if self.flush_thorough_interval.is_zero() || self.checkpoint_interval.is_zero() {
+        if self.flush_thorough_interval.is_zero()
+            || self.checkpoint_interval.is_zero()
+            || self.consumer_offset_persist_interval.is_zero()
+        {
             return bad("flush_thorough_interval and checkpoint_interval must be positive".into());
         }
         if self.max_message_size == 0 || self.max_message_size > i32::MAX as usize / 2 {

@@ -83,6 +83,26 @@ pub enum Error {
     /// A message id or other encoded argument could not be parsed.
     #[error("invalid argument: {0}")]
     Decode(#[from] DecodeError),
+    /// A consumer or producer group name is empty, longer than 120 characters or uses
+    /// characters outside `[%|a-zA-Z0-9_-]`.
+    #[error("invalid group {group:?}: {reason}")]
+    InvalidGroup {
+        /// The rejected name.
+        group: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A tag filter expression is malformed.
+    #[error("invalid filter expression {expr:?}: {reason}")]
+    InvalidFilter {
+        /// The expression.
+        expr: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// Too many asynchronous sends are in flight, and none finished within the send timeout.
+    #[error("too many sends in flight ({0}); none completed within the send timeout")]
+    Busy(usize),
     /// No message at the given position.
     #[error("no message at commitlog offset {0}")]
     MessageNotFound(u64),

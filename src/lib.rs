@@ -27,18 +27,23 @@
 //!
 //! See the README for the durability contract and the on-disk layout.
 
+mod client;
 mod commitlog;
 mod config;
 mod consume_queue;
 mod error;
+mod filter;
 mod flush;
 pub mod format;
 mod message;
 mod storage;
 mod store;
 
+pub use client::producer::{Producer, SendError, SendResult, SendStatus};
+pub use client::pull::{ConsumeFrom, PullConsumer, PullResult, PullStatus};
 pub use config::{FlushPolicy, RecoveryMode, StoreBuilder, StoreConfig};
 pub use error::{Error, Result};
+pub use filter::TagFilter;
 pub use format::msg_id::{MessageId, OffsetMessageId};
 pub use message::{Message, MessageExt, MessageQueue};
 pub use store::{GetResult, PutResult, PutStatus, Store, TopicConfig};

@@ -175,16 +175,22 @@ pub struct MessageExt {
 }
 
 impl MessageExt {
+    /// Builds the message from its record, inflating a zlib-compressed body.
     pub(crate) fn from_record(rec: &RecordView<'_>, topic: Arc<str>) -> MessageExt {
+        let body_len;
         MessageExt {
             topic,
             data: {
                 let mut d = Vec::with_capacity(rec.body.len() + rec.properties.len());
-                d.extend_from_slice(rec.body);
+                if !inflate_into(rec, &mut d) {
+                    d.clear();
+                    d.extend_from_slice(rec.body);
+                }
+                body_len = d.len();
                 d.extend_from_slice(rec.properties);
                 d
             },
-            body_len: rec.body.len(),
+            body_len,
             queue_id: rec.meta.queue_id,
             queue_offset: rec.meta.queue_offset,
             physical_offset: rec.meta.physical_offset,
@@ -206,7 +212,7 @@ impl MessageExt {
         &self.topic
     }
 
-    /// The body as stored.
+    /// The body (inflated if it was stored compressed).
     pub fn body(&self) -> &[u8] {
         &self.data[..self.body_len]
     }
@@ -285,7 +291,7 @@ impl MessageExt {
         self.sys_flag
     }
 
-    /// Whether the stored body is compressed.
+    /// Whether the body is stored compressed (it is returned inflated by [`MessageExt::body`]).
     pub fn is_compressed(&self) -> bool {
         self.sys_flag & sys_flag::COMPRESSED != 0
     }
@@ -339,4 +345,25 @@ impl fmt::Debug for MessageExt {
             .field("store_timestamp", &self.store_timestamp)
             .finish_non_exhaustive()
     }
+}
+
+/// Inflates a compressed (zlib, or the older "compressed, no type") body into `out`. Returns
+/// false when the body is not compressed that way or does not inflate; the stored bytes are
+/// then used as they are.
+fn inflate_into(rec: &RecordView<'_>, out: &mut Vec<u8>) -> bool {
+    use std::io::Read;
+    let flag = rec.meta.sys_flag;
+    if flag & sys_flag::COMPRESSED == 0 {
+        return false;
+    }
+    let kind = flag & sys_flag::COMPRESSION_TYPE_MASK;
+    if kind != 0 && kind != sys_flag::COMPRESSION_ZLIB {
+        return false;
+    }
+    // A damaged body must not inflate without bound.
+    const LIMIT: u64 = 256 << 20;
+    flate2::read::ZlibDecoder::new(rec.body)
+        .take(LIMIT + 1)
+        .read_to_end(out)
+        .is_ok_and(|n| n as u64 <= LIMIT)
 }

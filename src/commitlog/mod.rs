@@ -45,13 +45,6 @@ pub(crate) struct LogWriter {
     populated_to: usize,
 }
 
-/// Where an append landed.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Appended {
-    pub(crate) physical_offset: u64,
-    pub(crate) size: u32,
-}
-
 impl CommitLog {
     /// Wraps recovered segments. `end` is the end of valid data; the last segment's published
     /// length must already be set to it.
@@ -111,15 +104,15 @@ impl CommitLog {
         Ok(seg)
     }
 
-    /// Appends one record of `len` bytes, letting `fill` encode it in place given its physical
-    /// offset. Rolls to the next segment (writing the blank record) when it does not fit.
+    /// Appends `len` bytes of records, letting `fill` encode them in place given their physical
+    /// offset, and returns that offset. Rolls to the next segment (writing the blank record) when it does not fit.
     pub(crate) fn append(
         &self,
         w: &mut LogWriter,
         len: usize,
         store_ts: u64,
         fill: impl FnOnce(&mut [u8], u64),
-    ) -> Result<Appended> {
+    ) -> Result<u64> {
         if len as u64 + BLANK_LEN as u64 > self.segment_size {
             return Err(Error::InvalidMessage(format!(
                 "record of {len} bytes does not fit in a {}-byte segment",
@@ -142,10 +135,7 @@ impl CommitLog {
         }
         self.last_store_ts.store(store_ts, Ordering::Relaxed);
         self.written.store(phys + len as u64, Ordering::Release);
-        Ok(Appended {
-            physical_offset: phys,
-            size: len as u32,
-        })
+        Ok(phys)
     }
 
     /// Seals the current segment with the blank record and moves the writer to the next one.

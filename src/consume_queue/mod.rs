@@ -6,9 +6,10 @@ pub(crate) mod recovery;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::error::{Error, Result};
 use crate::format::cq_unit::{CQ_UNIT_SIZE, CqUnit};
@@ -36,7 +37,15 @@ pub(crate) struct ConsumeQueue {
     flushed: AtomicU64,
     /// End of the last file, as an absolute byte offset (0 without files).
     capacity_end: AtomicU64,
+    /// Threads blocked in [`ConsumeQueue::wait_beyond`]; arrivals notify only when non-zero.
+    waiters: AtomicUsize,
+    arrival_lock: Mutex<()>,
+    arrival: Condvar,
 }
+
+/// How long a waiter spins before it blocks: new messages usually arrive within microseconds
+/// under load, and a futex wake-up costs more than that.
+const SPIN: Duration = Duration::from_micros(50);
 
 impl ConsumeQueue {
     /// The directory of a queue.
@@ -65,6 +74,9 @@ impl ConsumeQueue {
             max_phys_end: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
             capacity_end: AtomicU64::new(0),
+            waiters: AtomicUsize::new(0),
+            arrival_lock: Mutex::new(()),
+            arrival: Condvar::new(),
         }
     }
 
@@ -130,6 +142,8 @@ impl ConsumeQueue {
                 Ordering::Release,
             );
             self.max_offset.store(queue_offset + 1, Ordering::Release);
+            drop(writer);
+            self.notify();
             return Ok(());
         }
         let empty = self.segments.read().is_empty();
@@ -176,7 +190,51 @@ impl ConsumeQueue {
             Ordering::Release,
         );
         self.max_offset.store(queue_offset + 1, Ordering::Release);
+        drop(writer);
+        self.notify();
         Ok(())
+    }
+
+    /// Wakes threads waiting for new units, if there are any.
+    fn notify(&self) {
+        // Pairs with the waiter's increment: either it sees the new max offset, or we see it.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            let _guard = self.arrival_lock.lock();
+            self.arrival.notify_all();
+        }
+    }
+
+    /// Waits until the max offset passes `offset` or `deadline` comes; returns whether it did.
+    /// Spins briefly first, then blocks until woken by an arrival (no polling).
+    pub(crate) fn wait_beyond(&self, offset: u64, deadline: Instant) -> bool {
+        let spin_until = Instant::now() + SPIN;
+        loop {
+            if self.max_offset() > offset {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            if now >= spin_until {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let mut guard = self.arrival_lock.lock();
+        let arrived = loop {
+            if self.max_offset() > offset {
+                break true;
+            }
+            if self.arrival.wait_until(&mut guard, deadline).timed_out() {
+                break self.max_offset() > offset;
+            }
+        };
+        drop(guard);
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        arrived
     }
 
     /// Makes sure the file that will hold `queue_offset` exists, so that [`ConsumeQueue::put`]

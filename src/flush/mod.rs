@@ -30,9 +30,11 @@ pub(crate) fn start(core: Arc<Core>) -> std::io::Result<(Sender<()>, JoinHandle<
             };
             let tick = interval
                 .min(config.checkpoint_interval)
+                .min(config.consumer_offset_persist_interval)
                 .max(Duration::from_millis(1));
             let mut last_thorough = Instant::now();
             let mut last_checkpoint = Instant::now();
+            let mut last_offsets = Instant::now();
             loop {
                 match stop_rx.recv_timeout(tick) {
                     Err(RecvTimeoutError::Timeout) => {}
@@ -61,6 +63,10 @@ pub(crate) fn start(core: Arc<Core>) -> std::io::Result<(Sender<()>, JoinHandle<
                     if let Ok(durable) = core.flush_log() {
                         core.advance_group(durable);
                     }
+                }
+                if last_offsets.elapsed() >= config.consumer_offset_persist_interval {
+                    last_offsets = Instant::now();
+                    let _ = core.persist_offsets();
                 }
                 if last_checkpoint.elapsed() >= config.checkpoint_interval {
                     last_checkpoint = Instant::now();

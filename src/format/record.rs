@@ -297,7 +297,15 @@ pub fn decode(buf: &[u8], check_crc: bool) -> Result<Decoded<'_>, DecodeError> {
     }
     let body = r.bytes(body_len as usize)?;
     let topic_len = if version == 1 {
-        usize::from(r.u8()?)
+        // A signed byte in Java: lengths 128..=255 read as negative there, i.e. corrupt.
+        let len = r.u8()? as i8;
+        if len < 0 {
+            return Err(DecodeError::BadLength {
+                field: "topic length",
+                value: i64::from(len),
+            });
+        }
+        len as usize
     } else {
         let len = r.i16()?;
         if len < 0 {

@@ -1,8 +1,10 @@
 //! The [`Store`]: owns the CommitLog, the consume queues, topics, flushing and recovery.
 
 mod checkpoint;
+mod offsets;
 mod open;
-mod put;
+pub(crate) mod put;
+mod read;
 #[cfg(test)]
 mod tests;
 pub(crate) mod topics;
@@ -110,6 +112,7 @@ pub(crate) struct Core {
     checkpoint: CheckpointFile,
     /// Store time of the last record dispatched to a consume queue.
     logics_ts: AtomicU64,
+    offsets: offsets::ConsumerOffsets,
     lock: Mutex<Option<DirLock>>,
 }
 
@@ -363,6 +366,11 @@ impl Core {
         self.poisoned.load(Ordering::Acquire)
     }
 
+    /// Writes `config/consumerOffset.json` if offsets changed.
+    pub(crate) fn persist_offsets(&self) -> Result<()> {
+        self.offsets.persist_if_dirty()
+    }
+
     /// Tells group-commit waiters about a flush done outside a wait.
     pub(crate) fn advance_group(&self, durable: u64) {
         self.group.advance(durable);
@@ -396,7 +404,11 @@ impl Core {
             .collect()
     }
 
-    fn create_topic(&self, name: &str, queues: u32) -> Result<TopicConfig> {
+    pub(crate) fn topic_config(&self, name: &str) -> Option<TopicConfig> {
+        self.topics.get(name)
+    }
+
+    pub(crate) fn create_topic(&self, name: &str, queues: u32) -> Result<TopicConfig> {
         self.check_writable()?;
         if queues == 0 || queues > crate::config::MAX_QUEUES_PER_TOPIC {
             return Err(Error::InvalidConfig(format!(
@@ -408,7 +420,7 @@ impl Core {
         // Create the queue directories now: a configured queue whose directory later goes
         // missing is then known to need a rebuild.
         for q in 0..cfg.queue_count() {
-            crate::storage::fs::create_dir_all(&ConsumeQueue::queue_dir(&self.dir, name, q))?;
+            self.queue_or_create(name, q)?;
         }
         Ok(cfg)
     }
@@ -427,63 +439,6 @@ impl Core {
         let limit = self.visible_end();
         self.log.with_record(offset, limit, |rec, _| {
             MessageExt::from_record(rec, Arc::from(rec.topic))
-        })
-    }
-
-    fn get_messages(&self, queue: &MessageQueue, offset: u64, max: usize) -> Result<GetResult> {
-        self.check_open()?;
-        let Some(cq) = self.queue(&queue.topic, queue.queue_id) else {
-            return Ok(GetResult {
-                messages: Vec::new(),
-                next_offset: offset,
-                min_offset: 0,
-                max_offset: 0,
-            });
-        };
-        let limit = self.visible_end();
-        let mut messages = Vec::with_capacity(max.min(1024));
-        let mut failure = None;
-        let topic = cq.topic().clone();
-        let mut cache = None;
-        let next = cq.scan(offset, max, |qoff, unit| {
-            let read =
-                self.log
-                    .with_record_cached(&mut cache, unit.physical_offset, limit, |rec, seg| {
-                        if rec.meta.queue_offset != qoff || rec.meta.queue_id != queue.queue_id {
-                            return Err(Error::corrupted(
-                                seg.path(),
-                                unit.physical_offset - seg.base(),
-                                format!(
-                                    "consume queue {queue} offset {qoff} points at another record"
-                                ),
-                            ));
-                        }
-                        Ok(MessageExt::from_record(rec, topic.clone()))
-                    });
-            match read.and_then(|r| r) {
-                Ok(m) => {
-                    messages.push(m);
-                    true
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    false
-                }
-            }
-        });
-        if let Some(e) = failure
-            && messages.is_empty()
-        {
-            return Err(e);
-        }
-        let next_offset = messages
-            .last()
-            .map_or(next.max(offset), |m| m.queue_offset + 1);
-        Ok(GetResult {
-            messages,
-            next_offset,
-            min_offset: cq.min_offset(),
-            max_offset: cq.max_offset(),
         })
     }
 
@@ -553,6 +508,7 @@ impl Core {
             Err(Error::Poisoned)
         } else {
             self.flush_all().and_then(|()| {
+                self.offsets.persist_if_dirty()?;
                 self.log.remove_unused_segments(ws.log.segment_base())?;
                 let abort = self.dir.join("abort");
                 crate::storage::fs::remove_file_if_exists(&abort)?;

@@ -122,6 +122,14 @@ pub(crate) fn open(dir: PathBuf, mut config: StoreConfig) -> Result<Core> {
         confirm_phy_offset: end,
     })?;
     let ids = MessageIdGenerator::new(config.store_host.ip());
+    let offsets = super::offsets::ConsumerOffsets::load(&dir.join("config"))?;
+    offsets.clamp(|topic, q| {
+        queue_map
+            .get(topic)
+            .and_then(|v| v.get(q as usize))
+            .and_then(|c| c.as_ref().map(|c| c.max_offset()))
+            .unwrap_or(0)
+    });
     Ok(Core {
         log,
         write: Mutex::new(WriteState {
@@ -138,6 +146,7 @@ pub(crate) fn open(dir: PathBuf, mut config: StoreConfig) -> Result<Core> {
         ids,
         checkpoint: cp_file,
         logics_ts: AtomicU64::new(last_ts),
+        offsets,
         lock: Mutex::new(Some(lock)),
         dir,
         config,

@@ -14,7 +14,7 @@ use crate::format::cq_unit::CqUnit;
 use crate::format::hash::tag_code;
 use crate::format::msg_id::{MessageId, OffsetMessageId};
 use crate::format::properties::{self, keys};
-use crate::format::record::{self, RecordMeta, sys_flag};
+use crate::format::record::{self, RecordMeta};
 use crate::message::Message;
 
 /// Whether a stored message is known durable (RocketMQ `PutMessageStatus` / `SendStatus`).
@@ -81,28 +81,95 @@ impl Store {
     }
 }
 
-/// The properties a record gets: user properties, then TAGS, KEYS and UNIQ_KEY.
-struct Props<'a> {
-    msg: &'a Message,
-    keys_joined: Option<String>,
-    uniq: &'a str,
+/// Record fields beyond what a [`Message`] carries, for puts made by the client layer and
+/// the store itself (compressed bodies, retries, scheduled delivery).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PutOptions<'a> {
+    /// The body to store instead of the message's (e.g. compressed).
+    pub(crate) body: Option<&'a [u8]>,
+    /// SYSFLAG bits (compression, transaction type).
+    pub(crate) sys_flag: i32,
+    /// System properties written after the user properties.
+    pub(crate) extra_properties: &'a [(&'a str, &'a str)],
+    /// RECONSUMETIMES.
+    pub(crate) reconsume_times: i32,
+    /// Producer time; now when absent.
+    pub(crate) born_timestamp: Option<u64>,
+    /// Consume queue tag code instead of the tag's hash.
+    pub(crate) tag_code: Option<i64>,
+    /// Return without waiting for the flush under `Sync` (RocketMQ's `WAIT=false`).
+    pub(crate) no_wait: bool,
 }
 
-impl<'a> Props<'a> {
+/// A message checked and sized, ready to be encoded.
+struct Prepared<'a> {
+    msg: &'a Message,
+    opts: PutOptions<'a>,
+    msg_id: MessageId,
+    keys_joined: Option<String>,
+    props_len: usize,
+    len: usize,
+    tag: i64,
+    born: u64,
+}
+
+impl<'a> Prepared<'a> {
+    /// The properties a record gets: user properties, the extra ones, then TAGS, KEYS and
+    /// UNIQ_KEY.
     fn pairs(&'a self) -> impl Iterator<Item = (&'a str, &'a str)> + Clone + 'a {
+        let extra = self.opts.extra_properties;
         let user = self
             .msg
             .properties
             .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), keys::TAGS | keys::KEYS | keys::UNIQ_KEY))
+            .filter(move |(k, _)| {
+                !matches!(k.as_str(), keys::TAGS | keys::KEYS | keys::UNIQ_KEY)
+                    && !extra.iter().any(|(e, _)| e == k)
+            })
             .map(|(k, v)| (k.as_str(), v.as_str()));
-        user.chain(self.msg.tags.as_deref().map(|t| (keys::TAGS, t)))
+        user.chain(extra.iter().copied())
+            .chain(self.msg.tags.as_deref().map(|t| (keys::TAGS, t)))
             .chain(self.keys_joined.as_deref().map(|k| (keys::KEYS, k)))
-            .chain(std::iter::once((keys::UNIQ_KEY, self.uniq)))
+            .chain(std::iter::once((keys::UNIQ_KEY, self.msg_id.as_str())))
+    }
+
+    fn body(&self) -> &'a [u8] {
+        self.opts.body.unwrap_or(&self.msg.body)
+    }
+
+    /// Encodes the record into `buf` (exactly `self.len` bytes).
+    fn encode(&self, buf: &mut [u8], meta: &RecordMeta) {
+        record::encode_into(
+            buf,
+            meta,
+            self.body(),
+            &self.msg.topic,
+            self.props_len,
+            |out| {
+                properties::write(out, self.pairs());
+            },
+        );
+    }
+
+    fn meta(&self, queue_id: u32, store_host: std::net::SocketAddr) -> RecordMeta {
+        RecordMeta {
+            queue_id,
+            flag: self.msg.flag,
+            queue_offset: 0,
+            physical_offset: 0,
+            sys_flag: self.opts.sys_flag,
+            born_timestamp: self.born as i64,
+            born_host: store_host,
+            store_timestamp: 0,
+            store_host,
+            reconsume_times: self.opts.reconsume_times,
+            prepared_transaction_offset: 0,
+        }
     }
 }
 
-fn check_message(msg: &Message, max_body: usize) -> Result<()> {
+/// Checks a message the way RocketMQ's client and broker do; nothing is written on failure.
+pub(crate) fn check_message(msg: &Message, max_body: usize) -> Result<()> {
     if msg.body.is_empty() {
         return Err(Error::InvalidMessage("body is empty".into()));
     }
@@ -135,117 +202,221 @@ fn check_message(msg: &Message, max_body: usize) -> Result<()> {
     Ok(())
 }
 
+/// Where a contiguous run of appended records landed.
+struct Region {
+    first_queue_offset: u64,
+    physical_offset: u64,
+    end: u64,
+    store_ts: u64,
+}
+
 impl Core {
     pub(crate) fn put(&self, msg: &Message, queue_id: u32) -> Result<PutResult> {
+        self.put_with(msg, queue_id, PutOptions::default())
+    }
+
+    fn prepare<'a>(
+        &self,
+        msg: &'a Message,
+        opts: PutOptions<'a>,
+        now: u64,
+    ) -> Result<Prepared<'a>> {
         check_message(msg, self.config.max_message_size)?;
-        let now = now_ms();
         let user_uniq = msg
             .property(keys::UNIQ_KEY)
             .map(MessageId::parse)
             .transpose()?;
-        let msg_id = user_uniq.unwrap_or_else(|| self.ids.next(now));
-        let keys_joined = (!msg.keys.is_empty()).then(|| msg.keys.join(" "));
-        let props = Props {
+        let mut p = Prepared {
             msg,
-            keys_joined,
-            uniq: msg_id.as_str(),
+            opts,
+            msg_id: user_uniq.unwrap_or_else(|| self.ids.next(now)),
+            keys_joined: (!msg.keys.is_empty()).then(|| msg.keys.join(" ")),
+            props_len: 0,
+            len: 0,
+            tag: opts
+                .tag_code
+                .unwrap_or_else(|| tag_code(msg.tags.as_deref())),
+            born: opts.born_timestamp.unwrap_or(now),
         };
-        let props_len = properties::encoded_len(props.pairs());
-        if props_len > record::MAX_PROPERTIES_LEN {
+        p.props_len = properties::encoded_len(p.pairs());
+        if p.props_len > record::MAX_PROPERTIES_LEN {
             return Err(Error::InvalidMessage(format!(
-                "properties take {props_len} bytes, more than {}",
+                "properties take {} bytes, more than {}",
+                p.props_len,
                 record::MAX_PROPERTIES_LEN
             )));
         }
-        let mut meta = RecordMeta {
-            queue_id,
-            flag: msg.flag,
-            queue_offset: 0,
-            physical_offset: 0,
-            sys_flag: sys_flag::TRANSACTION_NOT,
-            born_timestamp: now as i64,
-            born_host: self.config.store_host,
-            store_timestamp: now as i64,
-            store_host: self.config.store_host,
-            reconsume_times: 0,
-            prepared_transaction_offset: 0,
-        };
-        let len = record::encoded_len(&meta, msg.body.len(), msg.topic.len(), props_len)
+        let meta = p.meta(0, self.config.store_host);
+        p.len = record::encoded_len(&meta, p.body().len(), msg.topic.len(), p.props_len)
             .ok_or_else(|| Error::InvalidMessage("record too large".into()))?;
-        let tag = tag_code(msg.tags.as_deref());
+        Ok(p)
+    }
 
+    /// Stores one message with extra record fields.
+    pub(crate) fn put_with(
+        &self,
+        msg: &Message,
+        queue_id: u32,
+        opts: PutOptions<'_>,
+    ) -> Result<PutResult> {
+        let p = self.prepare(msg, opts, now_ms())?;
+        let region = self.append_run(std::slice::from_ref(&p), queue_id)?;
+        let status = if opts.no_wait {
+            PutStatus::PutOk
+        } else {
+            self.wait_durable(region.end)?
+        };
+        Ok(self.result(&p, &region, 0, queue_id, status))
+    }
+
+    /// Stores messages of one topic contiguously in one queue, with consecutive queue offsets:
+    /// all are checked before anything is written, and they are appended as one region.
+    pub(crate) fn put_batch(
+        &self,
+        msgs: &[Message],
+        queue_id: u32,
+        opts: PutOptions<'_>,
+    ) -> Result<Vec<PutResult>> {
+        let now = now_ms();
+        let prepared = msgs
+            .iter()
+            .map(|m| self.prepare(m, opts, now))
+            .collect::<Result<Vec<_>>>()?;
+        let total: usize = prepared.iter().map(|p| p.len).sum();
+        if total > self.config.max_message_size + 64 * 1024 {
+            return Err(Error::InvalidMessage(format!(
+                "batch of {total} bytes exceeds the maximum message size"
+            )));
+        }
+        let region = self.append_run(&prepared, queue_id)?;
+        let status = if opts.no_wait {
+            PutStatus::PutOk
+        } else {
+            self.wait_durable(region.end)?
+        };
+        let mut offset = 0;
+        Ok(prepared
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let r = self.result(p, &region, offset, queue_id, status);
+                offset += p.len as u64;
+                PutResult {
+                    queue_offset: region.first_queue_offset + i as u64,
+                    ..r
+                }
+            })
+            .collect())
+    }
+
+    fn result(
+        &self,
+        p: &Prepared<'_>,
+        region: &Region,
+        rel: u64,
+        queue_id: u32,
+        status: PutStatus,
+    ) -> PutResult {
+        let physical_offset = region.physical_offset + rel;
+        PutResult {
+            status,
+            msg_id: p.msg_id,
+            offset_msg_id: OffsetMessageId {
+                store_host: self.config.store_host,
+                physical_offset,
+            },
+            queue_id,
+            queue_offset: region.first_queue_offset,
+            physical_offset,
+            size: p.len as u32,
+            store_timestamp: region.store_ts,
+        }
+    }
+
+    /// Appends prepared records of one topic as one contiguous region of queue `queue_id`,
+    /// and dispatches their consume queue units (or queues them until durable under `Sync`).
+    fn append_run(&self, prepared: &[Prepared<'_>], queue_id: u32) -> Result<Region> {
+        let Some(first) = prepared.first() else {
+            return Err(Error::InvalidMessage("empty batch".into()));
+        };
+        let topic = first.msg.topic.as_str();
+        if prepared.iter().any(|p| p.msg.topic != topic) {
+            return Err(Error::InvalidMessage("a batch must have one topic".into()));
+        }
+        let total: usize = prepared.iter().map(|p| p.len).sum();
+        let now = now_ms();
         let mut guard = self.write.lock();
         self.check_writable()?;
         let ws = &mut *guard;
-        let slot = self.slot(&mut ws.slots, &msg.topic, queue_id)?;
-        let queue_offset = slot.next_offset;
-        slot.cq.reserve(queue_offset)?;
+        let slot = self.slot(&mut ws.slots, topic, queue_id)?;
+        let first_queue_offset = slot.next_offset;
+        slot.cq
+            .reserve(first_queue_offset + prepared.len() as u64 - 1)?;
         // Store timestamps never go backwards, so recovery can rely on their order.
         let store_ts = now.max(ws.last_store_ts);
-        meta.queue_offset = queue_offset;
-        meta.store_timestamp = store_ts as i64;
-        let appended = self.log.append(&mut ws.log, len, store_ts, |buf, phys| {
-            meta.physical_offset = phys;
-            record::encode_into(buf, &meta, &msg.body, &msg.topic, props_len, |out| {
-                properties::write(out, props.pairs());
-            });
+        let store_host = self.config.store_host;
+        let physical_offset = self.log.append(&mut ws.log, total, store_ts, |buf, phys| {
+            let mut pos = 0;
+            for (i, p) in prepared.iter().enumerate() {
+                let mut meta = p.meta(queue_id, store_host);
+                meta.queue_offset = first_queue_offset + i as u64;
+                meta.physical_offset = phys + pos as u64;
+                meta.store_timestamp = store_ts as i64;
+                p.encode(&mut buf[pos..pos + p.len], &meta);
+                pos += p.len;
+            }
         })?;
         ws.last_store_ts = store_ts;
-        slot.next_offset += 1;
+        slot.next_offset += prepared.len() as u64;
         let cq = &slot.cq;
-        let unit = CqUnit {
-            physical_offset: appended.physical_offset,
-            size: appended.size,
-            tag_code: tag,
-        };
-        let timeout = match self.config.flush_policy {
-            FlushPolicy::Sync { timeout } => Some(timeout),
-            FlushPolicy::Async { .. } => None,
-        };
-        if timeout.is_some() {
-            self.pending.lock().push_back(PendingUnit {
-                cq: cq.clone(),
-                queue_offset,
-                unit,
-                store_ts,
-            });
-        } else {
-            let r = cq.put(queue_offset, unit);
-            if let Err(e) = r {
+        let mut phys = physical_offset;
+        for (i, p) in prepared.iter().enumerate() {
+            let unit = CqUnit {
+                physical_offset: phys,
+                size: p.len as u32,
+                tag_code: p.tag,
+            };
+            phys += p.len as u64;
+            let queue_offset = first_queue_offset + i as u64;
+            if self.is_sync() {
+                self.pending.lock().push_back(PendingUnit {
+                    cq: cq.clone(),
+                    queue_offset,
+                    unit,
+                    store_ts,
+                });
+            } else if let Err(e) = cq.put(queue_offset, unit) {
                 // The record is in the log but not in its queue: only recovery can mend that.
                 self.poison();
                 return Err(e);
             }
+        }
+        if !self.is_sync() {
             self.logics_ts.store(store_ts, Ordering::Relaxed);
         }
         drop(guard);
+        Ok(Region {
+            first_queue_offset,
+            physical_offset,
+            end: physical_offset + total as u64,
+            store_ts,
+        })
+    }
 
-        let status = match timeout {
-            None => PutStatus::PutOk,
-            Some(t) => {
-                let end = appended.physical_offset + u64::from(appended.size);
+    /// Under `Sync`, waits (leading a group flush if needed) until `end` is durable.
+    pub(crate) fn wait_durable(&self, end: u64) -> Result<PutStatus> {
+        match self.config.flush_policy {
+            FlushPolicy::Async { .. } => Ok(PutStatus::PutOk),
+            FlushPolicy::Sync { timeout } => {
                 match self
                     .group
-                    .wait(end, Instant::now() + t, || self.flush_log())?
+                    .wait(end, Instant::now() + timeout, || self.flush_log())?
                 {
-                    Durability::Durable => PutStatus::PutOk,
-                    Durability::TimedOut => PutStatus::FlushDiskTimeout,
+                    Durability::Durable => Ok(PutStatus::PutOk),
+                    Durability::TimedOut => Ok(PutStatus::FlushDiskTimeout),
                 }
             }
-        };
-        Ok(PutResult {
-            status,
-            msg_id,
-            offset_msg_id: OffsetMessageId {
-                store_host: self.config.store_host,
-                physical_offset: appended.physical_offset,
-            },
-            queue_id,
-            queue_offset,
-            physical_offset: appended.physical_offset,
-            size: appended.size,
-            store_timestamp: store_ts,
-        })
+        }
     }
 
     /// The writer's slot for a queue, creating the topic (if allowed) and queue on first use.
@@ -286,19 +457,7 @@ impl Core {
                 queue_id,
             });
         }
-        let cq = match self.queue(topic, queue_id) {
-            Some(cq) => cq,
-            None => {
-                let cq = Arc::new(ConsumeQueue::create(
-                    &self.dir,
-                    Arc::from(topic),
-                    queue_id,
-                    self.config.consume_queue_segment_size,
-                )?);
-                self.register_queue(cq.clone());
-                cq
-            }
-        };
+        let cq = self.queue_or_create(topic, queue_id)?;
         let slots = slots.entry(cq.topic().clone()).or_default();
         if slots.len() <= queue_id as usize {
             slots.resize_with(queue_id as usize + 1, || None);
@@ -310,14 +469,32 @@ impl Core {
         Ok(())
     }
 
-    /// Makes a queue visible to readers.
-    pub(crate) fn register_queue(&self, cq: Arc<ConsumeQueue>) {
+    /// The queue object of `topic`/`queue_id`, created (and made visible to readers) if
+    /// missing. Creation happens under the map's write lock, so there is one object per queue.
+    pub(crate) fn queue_or_create(&self, topic: &str, queue_id: u32) -> Result<Arc<ConsumeQueue>> {
+        if let Some(cq) = self.queue(topic, queue_id) {
+            return Ok(cq);
+        }
         let mut queues = self.queues.write();
+        if let Some(cq) = queues
+            .get(topic)
+            .and_then(|v| v.get(queue_id as usize))
+            .and_then(Clone::clone)
+        {
+            return Ok(cq);
+        }
+        let cq = Arc::new(ConsumeQueue::create(
+            &self.dir,
+            Arc::from(topic),
+            queue_id,
+            self.config.consume_queue_segment_size,
+        )?);
         let v = queues.entry(cq.topic().clone()).or_default();
-        let id = cq.queue_id() as usize;
+        let id = queue_id as usize;
         if v.len() <= id {
             v.resize_with(id + 1, || None);
         }
-        v[id] = Some(cq);
+        v[id] = Some(cq.clone());
+        Ok(cq)
     }
 }

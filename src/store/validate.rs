@@ -73,3 +73,93 @@ pub(crate) fn property_text(what: &str, s: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Longest group name (`Validators.CHARACTER_MAX_LENGTH` for groups).
+pub const MAX_GROUP_LEN: usize = 120;
+
+/// Checks a producer or consumer group name.
+pub(crate) fn group(name: &str) -> Result<()> {
+    let bad = |reason| {
+        Err(Error::InvalidGroup {
+            group: name.to_owned(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("empty");
+    }
+    if name.len() > MAX_GROUP_LEN {
+        return bad("longer than 120 characters");
+    }
+    if !name.bytes().all(valid_char) {
+        return bad("only [%|a-zA-Z0-9_-] allowed");
+    }
+    Ok(())
+}
+
+/// Property names the store and RocketMQ's client reserve (`MessageConst.STRING_HASH_SET`);
+/// users set these through the message's own fields, never as user properties.
+pub const RESERVED_PROPERTIES: &[&str] = &[
+    "TRACE_ON",
+    "MSG_REGION",
+    "KEYS",
+    "TAGS",
+    "WAIT",
+    "DELAY",
+    "RETRY_TOPIC",
+    "REAL_TOPIC",
+    "REAL_QID",
+    "TRAN_MSG",
+    "PGROUP",
+    "MIN_OFFSET",
+    "MAX_OFFSET",
+    "BUYER_ID",
+    "ORIGIN_MESSAGE_ID",
+    "TRANSFER_FLAG",
+    "CORRECTION_FLAG",
+    "MQ2_FLAG",
+    "RECONSUME_TIME",
+    "UNIQ_KEY",
+    "MAX_RECONSUME_TIMES",
+    "CONSUME_START_TIME",
+    "__transactionId__",
+    "TRANSACTION_CHECK_TIMES",
+    "CHECK_IMMUNITY_TIME_IN_SECONDS",
+    "INSTANCE_ID",
+    "CORRELATION_ID",
+    "REPLY_TO_CLIENT",
+    "TTL",
+    "ARRIVE_TIME",
+    "PUSH_REPLY_TIME",
+    "CLUSTER",
+    "MSG_TYPE",
+    "__SHARDINGKEY",
+    "TIMER_DELAY_SEC",
+    "TIMER_DELIVER_MS",
+    "TIMER_DELAY_MS",
+    "TIMER_ENQUEUE_MS",
+    "TIMER_DEQUEUE_MS",
+    "TIMER_ROLL_TIMES",
+    "TIMER_OUT_MS",
+    "TIMER_DEL_UNIQKEY",
+    "TIMER_DELAY_LEVEL",
+    "DLQ_ORIGIN_TOPIC",
+    "DLQ_ORIGIN_MESSAGE_ID",
+    "__CRC32#",
+    "INNER_NUM",
+    "INNER_BASE",
+    "DUP_INFO",
+    "EXTEND_UNIQ_INFO",
+];
+
+/// Checks that no user property uses a reserved name.
+pub(crate) fn user_properties<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    for n in names {
+        if RESERVED_PROPERTIES.contains(&n) || n.starts_with("__RMQ.TRANSIENT.") {
+            return Err(Error::InvalidMessage(format!(
+                "property name {n:?} is reserved for the store"
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! The client layer: producers and consumers over a [`Store`](crate::Store).
+
+pub(crate) mod async_send;
+pub(crate) mod producer;
+pub(crate) mod pull;

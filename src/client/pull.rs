@@ -1,0 +1,218 @@
+//! The pull consumer: RocketMQ's `DefaultLitePullConsumer`/`DefaultMQPullConsumer` semantics over
+//! an in-process store — pull by queue offset with tag filters, long polling, and offsets
+//! committed per (group, topic, queue).
+
+use std::time::{Duration, Instant};
+
+use crate::error::Result;
+use crate::filter::TagFilter;
+use crate::message::{MessageExt, MessageQueue};
+use crate::store::{Store, validate};
+
+/// Outcome of a pull (RocketMQ `PullStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PullStatus {
+    /// Messages were found.
+    Found,
+    /// Nothing past the offset (yet).
+    NoNewMsg,
+    /// Messages were scanned but none matched the filter; continue from `next_begin_offset`.
+    NoMatchedMsg,
+    /// The offset is outside the queue; continue from `next_begin_offset`.
+    OffsetIllegal,
+}
+
+/// The result of a pull.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PullResult {
+    /// What happened.
+    pub status: PullStatus,
+    /// The messages found, in queue-offset order.
+    pub messages: Vec<MessageExt>,
+    /// The offset to pull from next.
+    pub next_begin_offset: u64,
+    /// The queue's smallest offset.
+    pub min_offset: u64,
+    /// The queue's max offset (the next offset to be written).
+    pub max_offset: u64,
+}
+
+/// Where a group with no committed offset starts (RocketMQ `ConsumeFromWhere`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConsumeFrom {
+    /// At the end of the queue: only messages sent from now on (the default).
+    #[default]
+    LastOffset,
+    /// At the queue's first message still stored.
+    FirstOffset,
+    /// At the first message stored at or after this time (ms since the Unix epoch).
+    Timestamp(u64),
+}
+
+/// Pulls messages from queues and tracks the group's offsets. Obtained from
+/// [`Store::pull_consumer`]; cheap to clone.
+///
+/// ```
+/// use mqlite::{Message, PullStatus};
+/// # let dir = tempfile::tempdir()?;
+/// let store = mqlite::Store::open(dir.path())?;
+/// store.create_topic("orders", 1)?;
+/// let producer = store.producer("p");
+/// producer.send(Message::new("orders", "a").with_tags("created"))?;
+/// producer.send(Message::new("orders", "b").with_tags("paid"))?;
+///
+/// let consumer = store.pull_consumer("billing");
+/// let queue = &consumer.queues("orders")?[0];
+/// let r = consumer.pull(queue, "paid", 0, 32)?;
+/// assert_eq!(r.status, PullStatus::Found);
+/// assert_eq!(r.messages.len(), 1);
+/// consumer.commit_offset(queue, r.next_begin_offset)?;
+/// assert_eq!(consumer.committed_offset(queue)?, Some(2));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct PullConsumer {
+    store: Store,
+    group: String,
+}
+
+impl Store {
+    /// A pull consumer in `group` (checked when offsets are used).
+    pub fn pull_consumer(&self, group: &str) -> PullConsumer {
+        PullConsumer {
+            store: self.clone(),
+            group: group.to_owned(),
+        }
+    }
+}
+
+impl PullConsumer {
+    /// The consumer group.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// The queues of `topic` (its read queues).
+    pub fn queues(&self, topic: &str) -> Result<Vec<MessageQueue>> {
+        self.store.queues(topic)
+    }
+
+    /// Pulls up to `max` messages matching `expr` (`*`, `TagA`, `TagA || TagB`) from
+    /// `offset` on, with RocketMQ's statuses: `Found`, `NoNewMsg` (at the end of the queue),
+    /// `NoMatchedMsg` (scanned, nothing matched) and `OffsetIllegal` (outside the queue; the
+    /// result's `next_begin_offset` is where to continue).
+    pub fn pull(
+        &self,
+        queue: &MessageQueue,
+        expr: &str,
+        offset: u64,
+        max: usize,
+    ) -> Result<PullResult> {
+        let filter = TagFilter::parse(expr)?;
+        self.pull_filtered(queue, &filter, offset, max)
+    }
+
+    /// [`PullConsumer::pull`] with a parsed filter.
+    pub fn pull_filtered(
+        &self,
+        queue: &MessageQueue,
+        filter: &TagFilter,
+        offset: u64,
+        max: usize,
+    ) -> Result<PullResult> {
+        self.store.core().pull(queue, filter, offset, max)
+    }
+
+    /// Like [`PullConsumer::pull`], but when there is nothing new it waits: it returns as soon
+    /// as a matching message arrives (woken by the writer, not by polling), or with `NoNewMsg`
+    /// once `timeout` has passed. Messages that do not match are skipped while waiting, and
+    /// `next_begin_offset` reflects them.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = mqlite::Store::open(dir.path())?;
+    /// store.create_topic("t", 1)?;
+    /// let consumer = store.pull_consumer("g");
+    /// let q = mqlite::MessageQueue::new("t", 0);
+    /// let producer = store.producer("p");
+    /// let sender = std::thread::spawn(move || {
+    ///     std::thread::sleep(std::time::Duration::from_millis(20));
+    ///     producer.send(mqlite::Message::new("t", "late")).unwrap();
+    /// });
+    /// let r = consumer.pull_timeout(&q, "*", 0, 32, std::time::Duration::from_secs(5))?;
+    /// assert_eq!(r.messages[0].body(), b"late");
+    /// sender.join().unwrap();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pull_timeout(
+        &self,
+        queue: &MessageQueue,
+        expr: &str,
+        offset: u64,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<PullResult> {
+        let filter = TagFilter::parse(expr)?;
+        let deadline = Instant::now() + timeout;
+        let core = self.store.core();
+        let mut offset = offset;
+        loop {
+            let mut r = core.pull(queue, &filter, offset, max)?;
+            match r.status {
+                PullStatus::Found | PullStatus::OffsetIllegal => return Ok(r),
+                PullStatus::NoMatchedMsg => {
+                    offset = r.next_begin_offset;
+                    if Instant::now() >= deadline {
+                        r.status = PullStatus::NoNewMsg;
+                        return Ok(r);
+                    }
+                }
+                PullStatus::NoNewMsg => {
+                    if Instant::now() >= deadline {
+                        return Ok(r);
+                    }
+                    offset = r.next_begin_offset;
+                    if !core.wait_for_message(queue, offset, deadline)? {
+                        return core.pull(queue, &filter, offset, max);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records `offset` as the next offset the group consumes from `queue`. Persisted to
+    /// `config/consumerOffset.json` periodically and at close; after a crash a consumer may see
+    /// messages again (from the last persisted offset) but never skips one.
+    pub fn commit_offset(&self, queue: &MessageQueue, offset: u64) -> Result<()> {
+        validate::group(&self.group)?;
+        self.store.core().commit_offset(&self.group, queue, offset)
+    }
+
+    /// The group's committed offset of `queue`, if any.
+    pub fn committed_offset(&self, queue: &MessageQueue) -> Result<Option<u64>> {
+        validate::group(&self.group)?;
+        self.store.core().committed_offset(&self.group, queue)
+    }
+
+    /// Where the group consumes `queue` from: its committed offset, or, when it has none, the
+    /// position `from` names (RocketMQ's `ConsumeFromWhere` on first start).
+    pub fn consume_offset(&self, queue: &MessageQueue, from: ConsumeFrom) -> Result<u64> {
+        if let Some(off) = self.committed_offset(queue)? {
+            return Ok(off);
+        }
+        let core = self.store.core();
+        match from {
+            ConsumeFrom::LastOffset => self.store.max_offset(queue),
+            ConsumeFrom::FirstOffset => self.store.min_offset(queue),
+            ConsumeFrom::Timestamp(ms) => core.offset_by_time(queue, ms),
+        }
+    }
+
+    /// The offset of the first message of `queue` stored at or after `ms` (ms since the
+    /// Unix epoch); the max offset when there is none.
+    pub fn offset_by_time(&self, queue: &MessageQueue, ms: u64) -> Result<u64> {
+        self.store.core().offset_by_time(queue, ms)
+    }
+}

@@ -1,0 +1,142 @@
+//! Consumer offsets per (group, topic, queue), persisted in `config/consumerOffset.json` in
+//! RocketMQ's `ConsumerOffsetManager` shape: `{"offsetTable":{"topic@group":{"0":123}}}`, the
+//! value being the next offset to consume.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+use serde_json::{Map, Value, json};
+
+use super::topics::{data_version, parse_lenient_json};
+use crate::error::{Error, Result};
+use crate::storage::fs::{read_with_backup, write_atomic};
+
+type Table = BTreeMap<(String, String), BTreeMap<u32, u64>>;
+
+/// The offset table and its file.
+#[derive(Debug)]
+pub(crate) struct ConsumerOffsets {
+    path: PathBuf,
+    table: Mutex<(Table, u64)>,
+    dirty: AtomicBool,
+    /// Serialises writers of the file.
+    persist_lock: Mutex<()>,
+}
+
+fn parse(bytes: &[u8]) -> Option<(Table, u64)> {
+    let v = parse_lenient_json(bytes)?;
+    let offsets = v.get("offsetTable")?.as_object()?;
+    let mut table = Table::new();
+    for (key, queues) in offsets {
+        let Some((topic, group)) = key.split_once('@') else {
+            continue;
+        };
+        let Some(queues) = queues.as_object() else {
+            continue;
+        };
+        let entry = table
+            .entry((topic.to_owned(), group.to_owned()))
+            .or_default();
+        for (q, off) in queues {
+            if let (Ok(q), Some(off)) = (q.parse::<u32>(), off.as_i64())
+                && off >= 0
+            {
+                entry.insert(q, off as u64);
+            }
+        }
+    }
+    let counter = v
+        .pointer("/dataVersion/counter")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    Some((table, counter))
+}
+
+impl ConsumerOffsets {
+    /// Loads the table (falling back to `.bak`); missing or unreadable files give an empty
+    /// table, which means consumers start over by their `ConsumeFrom` rule (redelivery, never a
+    /// skip).
+    pub(crate) fn load(config_dir: &Path) -> Result<ConsumerOffsets> {
+        let path = config_dir.join("consumerOffset.json");
+        let loaded = read_with_backup(&path, parse)?.unwrap_or_default();
+        Ok(ConsumerOffsets {
+            path,
+            table: Mutex::new(loaded),
+            dirty: AtomicBool::new(false),
+            persist_lock: Mutex::new(()),
+        })
+    }
+
+    pub(crate) fn get(&self, group: &str, topic: &str, queue_id: u32) -> Option<u64> {
+        let t = self.table.lock();
+        t.0.get(&(topic.to_owned(), group.to_owned()))
+            .and_then(|q| q.get(&queue_id))
+            .copied()
+    }
+
+    pub(crate) fn set(&self, group: &str, topic: &str, queue_id: u32, offset: u64) {
+        let mut t = self.table.lock();
+        let q = t.0.entry((topic.to_owned(), group.to_owned())).or_default();
+        if q.insert(queue_id, offset) != Some(offset) {
+            self.dirty.store(true, Ordering::Release);
+        }
+    }
+
+    /// Every stored offset of `group` on `topic`.
+    pub(crate) fn of(&self, group: &str, topic: &str) -> BTreeMap<u32, u64> {
+        self.table
+            .lock()
+            .0
+            .get(&(topic.to_owned(), group.to_owned()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Lowers offsets that point past a queue's end (the log lost its tail in a crash), so
+    /// consumers re-read what gets written there instead of skipping it.
+    pub(crate) fn clamp(&self, max_offset: impl Fn(&str, u32) -> u64) {
+        let mut t = self.table.lock();
+        for ((topic, _), queues) in t.0.iter_mut() {
+            for (q, off) in queues.iter_mut() {
+                let max = max_offset(topic, *q);
+                if *off > max {
+                    *off = max;
+                    self.dirty.store(true, Ordering::Release);
+                }
+            }
+        }
+    }
+
+    /// Writes the file if anything changed since the last write.
+    pub(crate) fn persist_if_dirty(&self) -> Result<()> {
+        let _guard = self.persist_lock.lock();
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let doc = {
+            let mut t = self.table.lock();
+            t.1 += 1;
+            let mut table = Map::new();
+            for ((topic, group), queues) in &t.0 {
+                let q: Map<String, Value> = queues
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), json!(v)))
+                    .collect();
+                table.insert(format!("{topic}@{group}"), Value::Object(q));
+            }
+            json!({"offsetTable": Value::Object(table), "dataVersion": data_version(t.1)})
+        };
+        let text = serde_json::to_vec_pretty(&doc)
+            .map_err(|e| Error::InvalidConfig(format!("cannot encode consumerOffset.json: {e}")))?;
+        if let Some(dir) = self.path.parent() {
+            crate::storage::fs::create_dir_all(dir)?;
+        }
+        let result = write_atomic(&self.path, &text);
+        if result.is_err() {
+            self.dirty.store(true, Ordering::Release);
+        }
+        result
+    }
+}
