@@ -1,10 +1,11 @@
-//! Quickstart: open a store, write messages with tags and keys, read them back, reopen.
+//! Quickstart: produce messages with tags and keys, pull them with a tag filter, commit the
+//! consumer offset, reopen the store and resume where the consumer left off.
 //!
 //! `cargo run --release --example quickstart [DIR]` (a temporary directory when DIR is absent).
 
 use std::time::Duration;
 
-use mqlite::{FlushPolicy, Message, MessageQueue, Store};
+use mqlite::{ConsumeFrom, FlushPolicy, Message, PullStatus, Store};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tmp;
@@ -17,61 +18,92 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     println!("store directory: {}", dir.display());
 
-    // Durable acknowledgements: each put returns once its record is on disk.
+    // Durable acknowledgements: a send returns once its message is on disk.
     let builder = Store::builder(&dir)
         .flush_policy(FlushPolicy::Sync {
             timeout: Duration::from_secs(5),
         })
         .commitlog_segment_size(64 << 20);
     let store = builder.clone().open()?;
-    store.create_topic("orders", 4)?;
+    store.create_topic("orders", 2)?;
 
-    for (i, step) in ["created", "paid", "shipped"].iter().enumerate() {
-        let order = format!("ORDER-{}", i + 1);
-        let msg = Message::new("orders", format!("{order} {step}").into_bytes())
-            .with_tags(*step)
-            .with_keys([order.as_str()])
+    let producer = store.producer("order-service");
+    let events = [
+        ("ORDER-1", "created"),
+        ("ORDER-2", "created"),
+        ("ORDER-1", "paid"),
+        ("ORDER-3", "created"),
+        ("ORDER-2", "paid"),
+        ("ORDER-1", "shipped"),
+    ];
+    for (order, step) in events {
+        let msg = Message::new("orders", format!("{order} {step}"))
+            .with_tags(step)
+            .with_keys([order])
             .with_property("region", "eu");
-        let r = store.put(&msg, 0)?;
+        // Same order id, same queue: the steps of one order stay in order.
+        let r = producer.send_ordered(msg, order)?;
         println!(
-            "put {order:<8} tag={step:<8} -> {:?} queue {} offset {} msgId {} offsetMsgId {}",
-            r.status, r.queue_id, r.queue_offset, r.msg_id, r.offset_msg_id
+            "sent {order} {step:<8} -> {:?} {} offset {} msgId {}",
+            r.status, r.queue, r.queue_offset, r.msg_id
         );
     }
 
-    let queue = MessageQueue::new("orders", 0);
-    let read = store.get_messages(&queue, 0, 32)?;
-    println!(
-        "read {} messages from {queue} (min {}, max {})",
-        read.messages.len(),
-        read.min_offset,
-        read.max_offset
-    );
-    for m in &read.messages {
+    // A pull consumer that only wants payments.
+    let consumer = store.pull_consumer("billing");
+    for queue in consumer.queues("orders")? {
+        let from = consumer.consume_offset(&queue, ConsumeFrom::FirstOffset)?;
+        let r = consumer.pull(&queue, "paid", from, 32)?;
         println!(
-            "  offset {} tag {:?} keys {:?} body {:?}",
-            m.queue_offset(),
-            m.tags().unwrap_or(""),
-            m.keys().collect::<Vec<_>>(),
-            String::from_utf8_lossy(m.body())
+            "pull {queue} from {from}: {:?}, next {}",
+            r.status, r.next_begin_offset
         );
+        for m in &r.messages {
+            println!(
+                "  offset {} tag {:?} keys {:?} body {:?}",
+                m.queue_offset(),
+                m.tags().unwrap_or(""),
+                m.keys().collect::<Vec<_>>(),
+                String::from_utf8_lossy(m.body())
+            );
+        }
+        consumer.commit_offset(&queue, r.next_begin_offset)?;
     }
+    println!(
+        "billing lag on orders: {}",
+        store.consumer_lag("billing", "orders")?
+    );
     store.close()?;
 
-    // Reopen: a clean close needs no scan, and every offset is where it was.
+    // Reopen: a clean close needs no scan; the consumer resumes from its committed offsets.
     let started = std::time::Instant::now();
     let store = builder.open()?;
-    println!(
-        "reopened in {:?}: max offset of {queue} is {}",
-        started.elapsed(),
-        store.max_offset(&queue)?
-    );
-    let first = &store.get_messages(&queue, 0, 1)?.messages[0];
-    let again = store.view_message(&first.offset_msg_id().to_string())?;
+    println!("reopened in {:?}", started.elapsed());
+    let producer = store.producer("order-service");
+    producer.send_ordered(
+        Message::new("orders", "ORDER-1 paid again").with_tags("paid"),
+        "ORDER-1",
+    )?;
+    let consumer = store.pull_consumer("billing");
+    for queue in consumer.queues("orders")? {
+        let from = consumer.consume_offset(&queue, ConsumeFrom::FirstOffset)?;
+        let r = consumer.pull_timeout(&queue, "paid", from, 32, Duration::from_millis(100))?;
+        if r.status == PullStatus::Found {
+            for m in &r.messages {
+                println!(
+                    "resumed {queue} at {from}: {:?}",
+                    String::from_utf8_lossy(m.body())
+                );
+            }
+        }
+        consumer.commit_offset(&queue, r.next_begin_offset)?;
+    }
+    let sent = producer.send(Message::new("orders", "lookup me"))?;
+    let found = store.view_message(&sent.offset_msg_id.to_string())?;
     println!(
         "view_message({}) -> {:?}",
-        first.offset_msg_id(),
-        String::from_utf8_lossy(again.body())
+        sent.offset_msg_id,
+        String::from_utf8_lossy(found.body())
     );
     store.close()?;
     Ok(())

@@ -187,10 +187,8 @@ impl Core {
                 read.scanned_to.max(offset),
             ));
         }
-        let next = read
-            .messages
-            .last()
-            .map_or(read.scanned_to, |m| m.queue_offset + 1);
+        // Like RocketMQ, continue after everything examined, matching or not.
+        let next = read.scanned_to;
         Ok(result(PullStatus::Found, read.messages, next))
     }
 
