@@ -54,12 +54,18 @@ impl Default for FlushPolicy {
 pub enum RecoveryMode {
     /// A damaged record within [`StoreConfig::tail_tolerance`] bytes of the last durable offset
     /// recorded in the checkpoint, or past it, is a torn tail: the log is truncated there.
-    /// Damage earlier in the log is [`Error::Corrupted`].
+    /// Damage earlier in the log, or followed by a later segment that starts with a valid
+    /// record more than the tolerance away, is [`Error::Corrupted`]. The log simply ending
+    /// (zeros) before the checkpoint's offset is accepted, as a checkpoint may be ahead.
     #[default]
     TolerateCorruptTail,
     /// Only records past the last durable offset recorded in the checkpoint may be truncated;
-    /// any damage before it is [`Error::Corrupted`].
+    /// any damage before it, zeroed records included, is [`Error::Corrupted`].
     AbsoluteConsistency,
+    /// RocketMQ's own behaviour: the log ends at the first damaged record, whatever follows
+    /// it. A way to open a store that the other modes refuse, at the price of everything after
+    /// the damage.
+    TruncateAtDamage,
 }
 
 /// Configuration of a store. Every field has a documented default; [`StoreConfig::validate`]
@@ -83,10 +89,15 @@ pub struct StoreConfig {
     /// How often changed consumer offsets are written to `config/consumerOffset.json`
     /// (RocketMQ `flushConsumerOffsetInterval`). Default 5 s.
     pub consumer_offset_persist_interval: Duration,
-    /// Prepare the next CommitLog segment in the background: allocate it, write zeros through
-    /// it and flush, so the writer never waits for a new file and never pays for first-touch
-    /// page faults or unwritten-extent conversion. Default true.
+    /// Under `FlushPolicy::Sync`, write zeros through the next CommitLog segment (prepared in the
+    /// background) and flush them before the writer reaches it, so its flushes never pay for
+    /// converting unwritten extents. The next segment is always allocated ahead of the writer,
+    /// and pages are always faulted in ahead of it; this only adds the zero-fill. Default true.
     pub warm_segments: bool,
+    /// Append RocketMQ's whole-record CRC (the `__CRC32#` property, 20 bytes; RocketMQ
+    /// `enabledAppendPropCRC`) to every record, so recovery and reads detect damage anywhere in
+    /// a record, not only in its body. Default true.
+    pub record_crc: bool,
     /// Largest message body accepted, in bytes (RocketMQ `maxMessageSize`). Default 4 MiB.
     pub max_message_size: usize,
     /// Address written as the store host of every record and used in offset message ids.
@@ -113,6 +124,7 @@ impl Default for StoreConfig {
             checkpoint_interval: Duration::from_secs(1),
             consumer_offset_persist_interval: Duration::from_secs(5),
             warm_segments: true,
+            record_crc: true,
             max_message_size: 4 * 1024 * 1024,
             store_host: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 10911)),
             recovery_mode: RecoveryMode::default(),
@@ -250,6 +262,12 @@ impl StoreBuilder {
     /// Sets [`StoreConfig::recovery_mode`].
     pub fn recovery_mode(mut self, mode: RecoveryMode) -> Self {
         self.config.recovery_mode = mode;
+        self
+    }
+
+    /// Sets [`StoreConfig::record_crc`].
+    pub fn record_crc(mut self, on: bool) -> Self {
+        self.config.record_crc = on;
         self
     }
 

@@ -267,7 +267,8 @@ impl CommitLog {
         if bytes.is_empty() {
             return Err(Error::MessageNotFound(offset));
         }
-        match record::decode(bytes, false) {
+        // Reads verify CRCs too: damage that happened after recovery must not be served.
+        match record::decode(bytes, true) {
             Ok(Decoded::Message(rec)) => Ok(f(&rec, seg)),
             Ok(Decoded::Blank { .. }) => Err(Error::MessageNotFound(offset)),
             Err(e) => Err(Error::corrupted(

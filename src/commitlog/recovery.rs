@@ -154,9 +154,11 @@ pub(crate) fn scan(
         let rel = (pos - seg.base()) as usize;
         let bytes = seg.read_from(rel);
         if bytes.len() >= BLANK_LEN && bytes[..BLANK_LEN].iter().all(|&b| b == 0) {
-            // Clean end of data, unless a later segment holds records.
+            // Clean end of data, unless a later segment holds records (or, in the strict mode,
+            // the checkpoint says data should be here).
             let later = segs[idx + 1..].iter().any(|s| first_record_ts(s).is_some());
-            if !later {
+            let strict = policy.mode == RecoveryMode::AbsoluteConsistency;
+            if !later && !strict {
                 return Ok(ScanEnd {
                     end: pos,
                     last_store_ts: last_ts,
@@ -219,12 +221,19 @@ fn stop(
     let window = match policy.mode {
         RecoveryMode::TolerateCorruptTail => policy.tail_tolerance,
         RecoveryMode::AbsoluteConsistency => 0,
+        RecoveryMode::TruncateAtDamage => {
+            return Ok(ScanEnd {
+                end: bad,
+                last_store_ts: last_ts,
+            });
+        }
     };
     let idx = segment_index(segs, segment_size, bad).unwrap_or(0);
-    // Valid records in a later segment past the tolerance window mean the damage is mid-log,
-    // even when the checkpoint cannot tell.
+    // Valid records in a later segment mean the damage is mid-log, even when the checkpoint
+    // cannot tell: the furthest such segment is the evidence.
     let later_data = segs[idx + 1..]
         .iter()
+        .rev()
         .find(|s| first_record_ts(s).is_some())
         .map(|s| s.base());
     let durable = policy.durable.unwrap_or(0).max(later_data.unwrap_or(0));

@@ -284,6 +284,24 @@ impl ConsumeQueue {
         }
     }
 
+    /// Whether the queue has any file.
+    pub(crate) fn has_files(&self) -> bool {
+        !self.segments.read().is_empty()
+    }
+
+    /// The first unit whose record starts at or after `phys` (binary search).
+    pub(crate) fn first_unit_from(&self, phys: u64) -> Option<CqUnit> {
+        let (mut lo, mut hi) = (self.min_offset(), self.max_offset());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.get(mid) {
+                Some(u) if u.physical_offset < phys => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        self.get(lo)
+    }
+
     /// The unit at `queue_offset`, if it is between the min and max offsets.
     pub(crate) fn get(&self, queue_offset: u64) -> Option<CqUnit> {
         if queue_offset < self.min_offset() || queue_offset >= self.max_offset() {

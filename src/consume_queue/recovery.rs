@@ -18,6 +18,9 @@ const MAX_TAIL_TRIM: u64 = 4096;
 pub(crate) enum Loaded {
     /// The queue, ready (possibly empty).
     Ready(ConsumeQueue),
+    /// The queue, with damaged units cut from its tail: it lags the CommitLog and must be
+    /// re-dispatched from its end.
+    Trimmed(ConsumeQueue),
     /// The files were damaged beyond trimming and have been removed; the queue must be
     /// rebuilt from the CommitLog. Holds the (now empty) queue.
     Rebuild(ConsumeQueue),
@@ -148,7 +151,11 @@ pub(crate) fn load(
     let mut cq = ConsumeQueue::empty(topic, queue_id, dir.to_path_buf(), file_size);
     cq.set_bounds(min, max, max_phys_end);
     cq.install(segs, old_end_bytes)?;
-    Ok(Loaded::Ready(cq))
+    Ok(if trimmed > 0 || max < old_end_bytes / UNIT {
+        Loaded::Trimmed(cq)
+    } else {
+        Loaded::Ready(cq)
+    })
 }
 
 impl ConsumeQueue {

@@ -54,6 +54,17 @@ pub enum DecodeError {
     /// A text field is not valid UTF-8.
     #[error("{0} is not valid UTF-8")]
     NotUtf8(&'static str),
+    /// The whole-record CRC in the `__CRC32#` property does not match the record.
+    #[error("record crc mismatch: stored {stored}, computed {computed}")]
+    RecordCrcMismatch {
+        /// CRC from the property.
+        stored: u32,
+        /// CRC of the record bytes.
+        computed: u32,
+    },
+    /// The properties string is not terminated by 0x02 (a torn or damaged record).
+    #[error("properties not terminated by 0x02")]
+    UnterminatedProperties,
     /// A message id string is malformed.
     #[error("malformed message id: {0}")]
     BadMessageId(&'static str),

@@ -91,6 +91,14 @@ pub mod sys_flag {
 pub const MAX_TOPIC_LEN_V1: usize = 127;
 /// Largest topic a v2 record can hold.
 pub const MAX_TOPIC_LEN_V2: usize = 255;
+/// Name of the optional whole-record CRC property (RocketMQ `PROPERTY_CRC32`).
+pub const RECORD_CRC_KEY: &str = "__CRC32#";
+/// Bytes the record CRC property takes at the end of the properties: name, 0x01, 10 digits,
+/// 0x02 (RocketMQ `CRC32_RESERVED_LEN`).
+pub const RECORD_CRC_LEN: usize = RECORD_CRC_KEY.len() + 1 + 10 + 1;
+/// Placeholder value of the record CRC property, overwritten by [`seal_record_crc`].
+pub const RECORD_CRC_PLACEHOLDER: &str = "0000000000";
+
 /// Largest properties string (`Short.MAX_VALUE`).
 pub const MAX_PROPERTIES_LEN: usize = i16::MAX as usize;
 
@@ -345,6 +353,13 @@ pub fn decode(buf: &[u8], check_crc: bool) -> Result<Decoded<'_>, DecodeError> {
                 computed,
             });
         }
+        if properties
+            .last()
+            .is_some_and(|&b| b != super::properties::PROPERTY_SEPARATOR)
+        {
+            return Err(DecodeError::UnterminatedProperties);
+        }
+        verify_record_crc(&buf[..total as usize])?;
     }
     let topic = std::str::from_utf8(topic).map_err(|_| DecodeError::NotUtf8("topic"))?;
     Ok(Decoded::Message(RecordView {
@@ -385,4 +400,50 @@ fn read_host(r: &mut Reader<'_>, v6: bool) -> Result<SocketAddr, DecodeError> {
 pub fn encode_blank(out: &mut [u8; BLANK_LEN], remaining: u32) {
     out[..4].copy_from_slice(&(remaining as i32).to_be_bytes());
     out[4..].copy_from_slice(&BLANK_MAGIC.to_be_bytes());
+}
+
+/// Whether a record's properties end with the `__CRC32#` property; returns the stored CRC.
+fn stored_record_crc(record: &[u8]) -> Option<u32> {
+    let tail = record.get(record.len().checked_sub(RECORD_CRC_LEN)?..)?;
+    let (name, rest) = tail.split_at(RECORD_CRC_KEY.len());
+    if name != RECORD_CRC_KEY.as_bytes() || rest[0] != 0x01 || rest[11] != 0x02 {
+        return None;
+    }
+    // Ten digits, least significant first.
+    let mut crc: u64 = 0;
+    for &d in rest[1..11].iter().rev() {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        crc = crc * 10 + u64::from(d - b'0');
+    }
+    u32::try_from(crc).ok()
+}
+
+/// Checks the whole-record CRC (RocketMQ's optional `__CRC32#` property) when the record has
+/// one: the masked CRC of everything before the property.
+pub fn verify_record_crc(record: &[u8]) -> Result<(), DecodeError> {
+    if let Some(stored) = stored_record_crc(record) {
+        let computed = masked_crc32(&record[..record.len() - RECORD_CRC_LEN]);
+        if computed != stored {
+            return Err(DecodeError::RecordCrcMismatch { stored, computed });
+        }
+    }
+    Ok(())
+}
+
+/// Fills in the whole-record CRC of an encoded record whose properties end with the
+/// `__CRC32#` property holding [`RECORD_CRC_PLACEHOLDER`]: the digits are written least
+/// significant first, as RocketMQ does.
+///
+/// # Panics
+/// If the record is shorter than [`RECORD_CRC_LEN`].
+pub fn seal_record_crc(record: &mut [u8]) {
+    let body_end = record.len() - RECORD_CRC_LEN;
+    let mut crc = masked_crc32(&record[..body_end]);
+    let digits = &mut record[body_end + RECORD_CRC_KEY.len() + 1..body_end + RECORD_CRC_LEN - 1];
+    for d in digits.iter_mut() {
+        *d = b'0' + (crc % 10) as u8;
+        crc /= 10;
+    }
 }

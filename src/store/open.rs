@@ -37,6 +37,11 @@ struct Loading<'a> {
     config: &'a StoreConfig,
     topics: &'a TopicTable,
     queues: BTreeMap<QueueKey, ConsumeQueue>,
+    /// Some queue had damaged units cut from its tail.
+    trimmed: bool,
+    /// The recovery scan starts after the log's first record: a queue without files whose
+    /// first record seen is not its first may have lost files.
+    partial_scan: bool,
 }
 
 /// Opens and recovers the store in `dir`.
@@ -60,6 +65,8 @@ pub(crate) fn open(dir: PathBuf, mut config: StoreConfig) -> Result<Core> {
         config: &config,
         topics: &topics,
         queues: BTreeMap::new(),
+        trimmed: false,
+        partial_scan: false,
     };
     let rebuild = loading.load_queues(&segs, log_min)?;
     let max_cq_end = loading
@@ -70,8 +77,9 @@ pub(crate) fn open(dir: PathBuf, mut config: StoreConfig) -> Result<Core> {
         .unwrap_or(0)
         .max(log_min);
     let clean = match checkpoint {
-        Some(cp) if !unclean && rebuild.is_empty() => {
+        Some(cp) if !unclean && rebuild.is_empty() && !loading.trimmed => {
             clean_end(&segs, seg_size, cp.confirm_phy_offset, max_cq_end, log_min)
+                .filter(|&end| loading.tail_is_intact(&segs, end))
         }
         _ => None,
     };
@@ -89,7 +97,11 @@ pub(crate) fn open(dir: PathBuf, mut config: StoreConfig) -> Result<Core> {
     }
 
     let log = CommitLog::new(log_dir.clone(), seg_size, segs, end, last_ts);
-    let preparer = Preparer::start(log_dir.clone(), seg_size, config.warm_segments)
+    // Writing zeros through a segment ahead of time pays off only where every append waits for
+    // a flush; under Async the prefault thread keeps page faults off the writer.
+    let warm =
+        config.warm_segments && matches!(config.flush_policy, crate::FlushPolicy::Sync { .. });
+    let preparer = Preparer::start(log_dir.clone(), seg_size, warm)
         .map_err(|e| Error::io("spawn segment preparer", &log_dir, e))?;
     let writer = log.writer(Some(preparer))?;
 
@@ -240,6 +252,13 @@ impl Loading<'_> {
             };
             let cq = match load(&dir, name.clone(), *qid, cq_size, log_min, &verify)? {
                 Loaded::Ready(cq) => cq,
+                Loaded::Trimmed(cq) => {
+                    self.trimmed = true;
+                    if cq.max_offset() == cq.min_offset() {
+                        rebuild.insert((name.clone(), *qid));
+                    }
+                    cq
+                }
                 Loaded::Rebuild(cq) => {
                     rebuild.insert((name.clone(), *qid));
                     cq
@@ -300,6 +319,43 @@ impl Loading<'_> {
         Ok(self.queues.get(&key))
     }
 
+    /// On a clean reopen, re-checks the records in the last `tail_tolerance` bytes of the log
+    /// (CRCs included) and that they end exactly at `end`: damage there after the close sends
+    /// the open down the recovery path.
+    fn tail_is_intact(&self, segs: &[Segment], end: u64) -> bool {
+        let from = end.saturating_sub(self.config.tail_tolerance.max(1));
+        let start = self
+            .queues
+            .values()
+            .filter_map(|q| q.first_unit_from(from))
+            .map(|u| u.physical_offset)
+            .min()
+            .unwrap_or(end)
+            .min(end);
+        let policy = ScanPolicy {
+            durable: Some(end),
+            mode: crate::RecoveryMode::TruncateAtDamage,
+            tail_tolerance: 0,
+        };
+        let seg_size = self.config.commitlog_segment_size;
+        // Every record there must also be in its queue.
+        let mut dispatched = true;
+        let scanned = recovery::scan(segs, seg_size, start, &policy, |rec| {
+            let tx = rec.meta.sys_flag & sys_flag::TRANSACTION_MASK;
+            if tx == sys_flag::TRANSACTION_NOT || tx == sys_flag::TRANSACTION_COMMIT {
+                let key: QueueKey = (Arc::from(rec.topic), rec.meta.queue_id);
+                let present = self
+                    .queues
+                    .get(&key)
+                    .and_then(|q| q.get(rec.meta.queue_offset));
+                dispatched &=
+                    present.is_some_and(|u| u.physical_offset == rec.meta.physical_offset);
+            }
+            Ok(())
+        });
+        dispatched && matches!(scanned, Ok(e) if e.end == end)
+    }
+
     /// Dispatches one recovered record to its queue. A record whose queue offset leaves a gap
     /// marks the queue for a rebuild instead.
     fn dispatch(
@@ -321,9 +377,15 @@ impl Loading<'_> {
             size: rec.total_size,
             tag_code: tag_code(properties::get(rec.properties, keys::TAGS)),
         };
+        let partial = self.partial_scan;
         let Some(cq) = self.queue_for(rec.topic, rec.meta.queue_id)? else {
             return Ok(());
         };
+        if partial && !cq.has_files() && rec.meta.queue_offset > 0 {
+            // Its earlier records lie before the scan: rebuild it from the whole log.
+            gaps.insert(key);
+            return Ok(());
+        }
         if cq.put(rec.meta.queue_offset, unit).is_err() {
             gaps.insert(key);
         }
@@ -363,6 +425,7 @@ impl Loading<'_> {
             tail_tolerance: self.config.tail_tolerance,
         };
         let mut gaps = BTreeSet::new();
+        self.partial_scan = from > log_min;
         let end = recovery::scan(&segs, seg_size, from, &policy, |rec| {
             self.dispatch(rec, None, &mut gaps)
         })?;
@@ -376,6 +439,7 @@ impl Loading<'_> {
                 self.queues.remove(key);
             }
             rebuild = std::mem::take(&mut gaps);
+            self.partial_scan = false;
             recovery::scan(&segs, seg_size, log_min, &policy, |rec| {
                 if rec.meta.physical_offset < end.end {
                     self.dispatch(rec, Some(&rebuild), &mut gaps)

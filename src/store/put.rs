@@ -111,6 +111,7 @@ struct Prepared<'a> {
     len: usize,
     tag: i64,
     born: u64,
+    record_crc: bool,
 }
 
 impl<'a> Prepared<'a> {
@@ -123,14 +124,20 @@ impl<'a> Prepared<'a> {
             .properties
             .iter()
             .filter(move |(k, _)| {
-                !matches!(k.as_str(), keys::TAGS | keys::KEYS | keys::UNIQ_KEY)
-                    && !extra.iter().any(|(e, _)| e == k)
+                !matches!(
+                    k.as_str(),
+                    keys::TAGS | keys::KEYS | keys::UNIQ_KEY | record::RECORD_CRC_KEY
+                ) && !extra.iter().any(|(e, _)| e == k)
             })
             .map(|(k, v)| (k.as_str(), v.as_str()));
         user.chain(extra.iter().copied())
             .chain(self.msg.tags.as_deref().map(|t| (keys::TAGS, t)))
             .chain(self.keys_joined.as_deref().map(|k| (keys::KEYS, k)))
             .chain(std::iter::once((keys::UNIQ_KEY, self.msg_id.as_str())))
+            .chain(
+                self.record_crc
+                    .then_some((record::RECORD_CRC_KEY, record::RECORD_CRC_PLACEHOLDER)),
+            )
     }
 
     fn body(&self) -> &'a [u8] {
@@ -149,6 +156,9 @@ impl<'a> Prepared<'a> {
                 properties::write(out, self.pairs());
             },
         );
+        if self.record_crc {
+            record::seal_record_crc(buf);
+        }
     }
 
     fn meta(&self, queue_id: u32, store_host: std::net::SocketAddr) -> RecordMeta {
@@ -237,6 +247,7 @@ impl Core {
                 .tag_code
                 .unwrap_or_else(|| tag_code(msg.tags.as_deref())),
             born: opts.born_timestamp.unwrap_or(now),
+            record_crc: self.config.record_crc,
         };
         p.props_len = properties::encoded_len(p.pairs());
         if p.props_len > record::MAX_PROPERTIES_LEN {

@@ -1,0 +1,109 @@
+//! Producer → consumer latency in process (DESIGN.md §5: at 50 k msg/s, p50 ≤ 15 µs,
+//! p99 ≤ 40 µs). A paced producer thread sends one message every 20 µs, stamping the send time
+//! in the body; a consumer thread long-polls with `pull_timeout` and records how long each
+//! message took to arrive. Criterion times a window of messages; the percentiles over all
+//! windows are printed at the end.
+//!
+//! Run: `cargo bench --bench latency -- --noplot`
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use mqlite::{FlushPolicy, Message, MessageQueue, PullStatus, Store};
+use parking_lot::Mutex;
+
+const INTERVAL: Duration = Duration::from_micros(20);
+
+/// Sends `n` paced messages and returns the one-way latencies observed by the consumer.
+fn run_window(store: &Store, base: Instant, n: usize, offset: &mut u64) -> Vec<Duration> {
+    let q = MessageQueue::new("latency", 0);
+    let producer = store.producer("bench");
+    let consumer = store.pull_consumer("bench");
+    let done = Arc::new(AtomicBool::new(false));
+    let start_offset = *offset;
+    let latencies = std::thread::scope(|s| {
+        let receiver = s.spawn(|| {
+            let mut got = Vec::with_capacity(n);
+            let mut off = start_offset;
+            while got.len() < n {
+                let r = consumer
+                    .pull_timeout(&q, "*", off, 32, Duration::from_secs(1))
+                    .expect("pull");
+                let now = base.elapsed();
+                if r.status == PullStatus::Found {
+                    for m in &r.messages {
+                        let mut b = [0u8; 16];
+                        b.copy_from_slice(&m.body()[..16]);
+                        let sent = Duration::from_nanos(u128::from_be_bytes(b) as u64);
+                        got.push(now.saturating_sub(sent));
+                    }
+                }
+                off = r.next_begin_offset;
+            }
+            got
+        });
+        let mut next = Instant::now();
+        for _ in 0..n {
+            while Instant::now() < next {
+                std::hint::spin_loop();
+            }
+            next += INTERVAL;
+            let mut body = base.elapsed().as_nanos().to_be_bytes().to_vec();
+            body.resize(100, b'x');
+            producer
+                .send_to(Message::new("latency", body), &q)
+                .expect("send");
+        }
+        let l = receiver.join().expect("receiver");
+        done.store(true, Ordering::Relaxed);
+        l
+    });
+    *offset += n as u64;
+    latencies
+}
+
+fn latency(c: &mut Criterion) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = Store::builder(tmp.path())
+        .flush_policy(FlushPolicy::ASYNC)
+        .open()
+        .expect("open");
+    store.create_topic("latency", 1).expect("topic");
+    let base = Instant::now();
+    let all = Mutex::new(Vec::new());
+    let mut offset = 0;
+    let mut group = c.benchmark_group("latency");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    group.bench_function("produce_to_pull_timeout_50k_per_s", |b| {
+        b.iter_custom(|iters| {
+            // One "iteration" is one message; report the mean one-way latency.
+            let l = run_window(&store, base, iters as usize, &mut offset);
+            let total: Duration = l.iter().sum();
+            all.lock().extend(l);
+            total
+        })
+    });
+    group.finish();
+    let mut all = all.into_inner();
+    all.sort();
+    if !all.is_empty() {
+        let p = |q: f64| all[((all.len() - 1) as f64 * q) as usize];
+        println!(
+            "latency over {} messages: p50 {:?}, p90 {:?}, p99 {:?}, max {:?}",
+            all.len(),
+            p(0.50),
+            p(0.90),
+            p(0.99),
+            all[all.len() - 1]
+        );
+    }
+    store.close().expect("close");
+}
+
+criterion_group!(benches, latency);
+criterion_main!(benches);
