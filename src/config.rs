@@ -108,6 +108,10 @@ pub struct StoreConfig {
     /// Under [`RecoveryMode::TolerateCorruptTail`], how far before the last durable offset a
     /// damaged record still counts as a torn tail. Default 64 KiB.
     pub tail_tolerance: u64,
+    /// Delay levels (RocketMQ `messageDelayLevel`): space-separated durations with units `ms`,
+    /// `s`, `m`, `h` or `d`; level `n` is the `n`-th entry. Default
+    /// `"1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"`.
+    pub message_delay_level: String,
     /// Create a topic on its first put. Default true.
     pub auto_create_topics: bool,
     /// Queue count of auto-created topics (RocketMQ `defaultTopicQueueNums`). Default 4.
@@ -129,6 +133,8 @@ impl Default for StoreConfig {
             store_host: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 10911)),
             recovery_mode: RecoveryMode::default(),
             tail_tolerance: 64 * 1024,
+            message_delay_level: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
+                .to_owned(),
             auto_create_topics: true,
             default_topic_queues: 4,
         }
@@ -184,6 +190,7 @@ impl StoreConfig {
                 self.max_message_size
             ));
         }
+        self.delay_levels()?;
         if self.default_topic_queues == 0 || self.default_topic_queues > MAX_QUEUES_PER_TOPIC {
             return bad(format!(
                 "default_topic_queues {} must be between 1 and {MAX_QUEUES_PER_TOPIC}",
@@ -191,6 +198,48 @@ impl StoreConfig {
             ));
         }
         Ok(())
+    }
+}
+
+impl StoreConfig {
+    /// The delay table parsed from [`StoreConfig::message_delay_level`], in milliseconds.
+    ///
+    /// ```
+    /// let mut c = mqlite::StoreConfig::default();
+    /// c.message_delay_level = "100ms 1s 2m".into();
+    /// assert_eq!(c.delay_levels()?, vec![100, 1_000, 120_000]);
+    /// # Ok::<(), mqlite::Error>(())
+    /// ```
+    pub fn delay_levels(&self) -> Result<Vec<u64>> {
+        let mut out = Vec::new();
+        for item in self.message_delay_level.split_whitespace() {
+            let split = item
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(item.len());
+            let (num, unit) = item.split_at(split);
+            let n: u64 = num.parse().map_err(|_| {
+                Error::InvalidConfig(format!("delay level {item:?} has no number"))
+            })?;
+            let factor = match unit {
+                "ms" => 1,
+                "s" => 1_000,
+                "m" => 60_000,
+                "h" => 3_600_000,
+                "d" => 86_400_000,
+                _ => {
+                    return Err(Error::InvalidConfig(format!(
+                        "delay level {item:?}: unit must be ms, s, m, h or d"
+                    )));
+                }
+            };
+            out.push(n.saturating_mul(factor));
+        }
+        if out.is_empty() || out.len() > 64 {
+            return Err(Error::InvalidConfig(
+                "message_delay_level must list between 1 and 64 delays".into(),
+            ));
+        }
+        Ok(out)
     }
 }
 
@@ -268,6 +317,12 @@ impl StoreBuilder {
     /// Sets [`StoreConfig::record_crc`].
     pub fn record_crc(mut self, on: bool) -> Self {
         self.config.record_crc = on;
+        self
+    }
+
+    /// Sets [`StoreConfig::message_delay_level`].
+    pub fn message_delay_level(mut self, levels: &str) -> Self {
+        self.config.message_delay_level = levels.to_owned();
         self
     }
 

@@ -57,6 +57,19 @@ pub struct Message {
     pub(crate) keys: Vec<String>,
     pub(crate) properties: Vec<(String, String)>,
     pub(crate) flag: i32,
+    pub(crate) delay: Delay,
+}
+
+/// When a message becomes visible to consumers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Delay {
+    /// At once.
+    #[default]
+    None,
+    /// After the delay of a level of the store's delay table (1-based).
+    Level(u32),
+    /// At a time, ms since the Unix epoch.
+    At(u64),
 }
 
 impl Message {
@@ -69,6 +82,57 @@ impl Message {
             keys: Vec::new(),
             properties: Vec::new(),
             flag: 0,
+            delay: Delay::None,
+        }
+    }
+
+    /// Delivers the message after the delay of `level` in the store's delay table (RocketMQ's
+    /// delay levels; by default 1 = 1 s, 2 = 5 s, 3 = 10 s, … 18 = 2 h; levels past the table
+    /// are clamped to its last level, 0 means no delay).
+    ///
+    /// ```
+    /// let m = mqlite::Message::new("orders", "reminder").with_delay_level(3);
+    /// assert_eq!(m.delay_level(), Some(3));
+    /// ```
+    pub fn with_delay_level(mut self, level: u32) -> Self {
+        self.delay = if level == 0 {
+            Delay::None
+        } else {
+            Delay::Level(level)
+        };
+        self
+    }
+
+    /// Delivers the message at `time` (a time in the past delivers at once). Precision: 1 ms;
+    /// the store delivers due messages within milliseconds of their time.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// let at = SystemTime::now() + Duration::from_secs(90);
+    /// let m = mqlite::Message::new("orders", "reminder").with_deliver_at(at);
+    /// assert!(m.deliver_at().is_some());
+    /// ```
+    pub fn with_deliver_at(mut self, time: std::time::SystemTime) -> Self {
+        let ms = time
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.delay = Delay::At(ms);
+        self
+    }
+
+    /// The delay level, if one is set.
+    pub fn delay_level(&self) -> Option<u32> {
+        match self.delay {
+            Delay::Level(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// The delivery time, if one is set.
+    pub fn deliver_at(&self) -> Option<std::time::SystemTime> {
+        match self.delay {
+            Delay::At(ms) => Some(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)),
+            _ => None,
         }
     }
 

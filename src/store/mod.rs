@@ -113,6 +113,8 @@ pub(crate) struct Core {
     /// Store time of the last record dispatched to a consume queue.
     logics_ts: AtomicU64,
     offsets: offsets::ConsumerOffsets,
+    /// The delay table in ms (level n at index n - 1).
+    delay_levels: Vec<u64>,
     lock: Mutex<Option<DirLock>>,
 }
 

@@ -22,9 +22,7 @@ use crate::error::{Error, Result};
 use crate::flush::group_commit::GroupCommit;
 use crate::format::checkpoint::Checkpoint;
 use crate::format::cq_unit::CqUnit;
-use crate::format::hash::tag_code;
 use crate::format::msg_id::MessageIdGenerator;
-use crate::format::properties::{self, keys};
 use crate::format::record::{Decoded, RecordView, decode, sys_flag};
 use crate::storage::Segment;
 use crate::storage::fs::{create_dir_all, sync_dir};
@@ -37,6 +35,8 @@ struct Loading<'a> {
     config: &'a StoreConfig,
     topics: &'a TopicTable,
     queues: BTreeMap<QueueKey, ConsumeQueue>,
+    /// The delay table, for schedule-topic tag codes.
+    delay_levels: Vec<u64>,
     /// Some queue had damaged units cut from its tail.
     trimmed: bool,
     /// The recovery scan starts after the log's first record: a queue without files whose
@@ -67,6 +67,7 @@ pub(crate) fn open(dir: PathBuf, mut config: StoreConfig) -> Result<Core> {
         queues: BTreeMap::new(),
         trimmed: false,
         partial_scan: false,
+        delay_levels: config.delay_levels()?,
     };
     let rebuild = loading.load_queues(&segs, log_min)?;
     let max_cq_end = loading
@@ -159,6 +160,7 @@ pub(crate) fn open(dir: PathBuf, mut config: StoreConfig) -> Result<Core> {
         checkpoint: cp_file,
         logics_ts: AtomicU64::new(last_ts),
         offsets,
+        delay_levels: config.delay_levels()?,
         lock: Mutex::new(Some(lock)),
         dir,
         config,
@@ -375,7 +377,7 @@ impl Loading<'_> {
         let unit = CqUnit {
             physical_offset: rec.meta.physical_offset,
             size: rec.total_size,
-            tag_code: tag_code(properties::get(rec.properties, keys::TAGS)),
+            tag_code: super::put::dispatch_tag_code(rec, &self.delay_levels),
         };
         let partial = self.partial_scan;
         let Some(cq) = self.queue_for(rec.topic, rec.meta.queue_id)? else {

@@ -14,8 +14,15 @@ use crate::format::cq_unit::CqUnit;
 use crate::format::hash::tag_code;
 use crate::format::msg_id::{MessageId, OffsetMessageId};
 use crate::format::properties::{self, keys};
-use crate::format::record::{self, RecordMeta};
-use crate::message::Message;
+use crate::format::record::{self, RecordMeta, sys_flag};
+use crate::message::{Delay, Message};
+
+/// Topic of messages waiting for a delay level (queue = level - 1).
+pub(crate) const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
+/// Topic of messages waiting for an arbitrary delivery time (queue 0).
+pub(crate) const TIMER_TOPIC: &str = "rmq_sys_wheel_timer";
+/// Property holding the delivery time of a timed message, ms since the Unix epoch.
+pub(crate) const TIMER_DELIVER_MS: &str = "TIMER_DELIVER_MS";
 
 /// Whether a stored message is known durable (RocketMQ `PutMessageStatus` / `SendStatus`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -104,6 +111,14 @@ pub(crate) struct PutOptions<'a> {
 /// A message checked and sized, ready to be encoded.
 struct Prepared<'a> {
     msg: &'a Message,
+    /// The topic written: the message's, or a schedule topic for a delayed message.
+    topic: &'a str,
+    /// The queue written.
+    queue_id: u32,
+    /// Properties a delayed message gets (DELAY / TIMER_DELIVER_MS, REAL_TOPIC, REAL_QID).
+    delay_props: Vec<(&'static str, String)>,
+    /// For a delay level: the delay added to the store time to make the tag code.
+    schedule_delay: Option<u64>,
     opts: PutOptions<'a>,
     msg_id: MessageId,
     keys_joined: Option<String>,
@@ -130,7 +145,9 @@ impl<'a> Prepared<'a> {
                 ) && !extra.iter().any(|(e, _)| e == k)
             })
             .map(|(k, v)| (k.as_str(), v.as_str()));
+        let delay = self.delay_props.iter().map(|(k, v)| (*k, v.as_str()));
         user.chain(extra.iter().copied())
+            .chain(delay)
             .chain(self.msg.tags.as_deref().map(|t| (keys::TAGS, t)))
             .chain(self.keys_joined.as_deref().map(|k| (keys::KEYS, k)))
             .chain(std::iter::once((keys::UNIQ_KEY, self.msg_id.as_str())))
@@ -150,7 +167,7 @@ impl<'a> Prepared<'a> {
             buf,
             meta,
             self.body(),
-            &self.msg.topic,
+            self.topic,
             self.props_len,
             |out| {
                 properties::write(out, self.pairs());
@@ -228,16 +245,49 @@ impl Core {
     fn prepare<'a>(
         &self,
         msg: &'a Message,
+        queue_id: u32,
         opts: PutOptions<'a>,
         now: u64,
     ) -> Result<Prepared<'a>> {
         check_message(msg, self.config.max_message_size)?;
+        let tx = opts.sys_flag & sys_flag::TRANSACTION_MASK;
+        let delayable = tx == sys_flag::TRANSACTION_NOT || tx == sys_flag::TRANSACTION_COMMIT;
+        let (topic, queue_id, delay_props, schedule_delay) = match msg.delay {
+            Delay::Level(level) if delayable => {
+                // RocketMQ's transformDelayLevelMessage: clamp, keep the real destination.
+                let level = level.min(self.delay_levels.len() as u32);
+                let props = vec![
+                    (keys::DELAY, level.to_string()),
+                    (keys::REAL_TOPIC, msg.topic.clone()),
+                    (keys::REAL_QUEUE_ID, queue_id.to_string()),
+                ];
+                let delay = self.delay_levels[level as usize - 1];
+                (SCHEDULE_TOPIC, level - 1, props, Some(delay))
+            }
+            Delay::At(at) if delayable && at > now => {
+                let props = vec![
+                    (TIMER_DELIVER_MS, at.to_string()),
+                    (keys::REAL_TOPIC, msg.topic.clone()),
+                    (keys::REAL_QUEUE_ID, queue_id.to_string()),
+                ];
+                (TIMER_TOPIC, 0, props, None)
+            }
+            _ => (msg.topic.as_str(), queue_id, Vec::new(), None),
+        };
+        let timer_tag = match msg.delay {
+            Delay::At(at) if topic == TIMER_TOPIC => Some(at as i64),
+            _ => None,
+        };
         let user_uniq = msg
             .property(keys::UNIQ_KEY)
             .map(MessageId::parse)
             .transpose()?;
         let mut p = Prepared {
             msg,
+            topic,
+            queue_id,
+            delay_props,
+            schedule_delay,
             opts,
             msg_id: user_uniq.unwrap_or_else(|| self.ids.next(now)),
             keys_joined: (!msg.keys.is_empty()).then(|| msg.keys.join(" ")),
@@ -245,6 +295,7 @@ impl Core {
             len: 0,
             tag: opts
                 .tag_code
+                .or(timer_tag)
                 .unwrap_or_else(|| tag_code(msg.tags.as_deref())),
             born: opts.born_timestamp.unwrap_or(now),
             record_crc: self.config.record_crc,
@@ -258,7 +309,7 @@ impl Core {
             )));
         }
         let meta = p.meta(0, self.config.store_host);
-        p.len = record::encoded_len(&meta, p.body().len(), msg.topic.len(), p.props_len)
+        p.len = record::encoded_len(&meta, p.body().len(), p.topic.len(), p.props_len)
             .ok_or_else(|| Error::InvalidMessage("record too large".into()))?;
         Ok(p)
     }
@@ -270,14 +321,14 @@ impl Core {
         queue_id: u32,
         opts: PutOptions<'_>,
     ) -> Result<PutResult> {
-        let p = self.prepare(msg, opts, now_ms())?;
-        let region = self.append_run(std::slice::from_ref(&p), queue_id)?;
+        let p = self.prepare(msg, queue_id, opts, now_ms())?;
+        let region = self.append_run(std::slice::from_ref(&p), p.queue_id)?;
         let status = if opts.no_wait {
             PutStatus::PutOk
         } else {
             self.wait_durable(region.end)?
         };
-        Ok(self.result(&p, &region, 0, queue_id, status))
+        Ok(self.result(&p, &region, 0, p.queue_id, status))
     }
 
     /// Stores messages of one topic contiguously in one queue, with consecutive queue offsets:
@@ -289,9 +340,14 @@ impl Core {
         opts: PutOptions<'_>,
     ) -> Result<Vec<PutResult>> {
         let now = now_ms();
+        if msgs.iter().any(|m| m.delay != Delay::None) {
+            return Err(Error::InvalidMessage(
+                "a batch cannot hold delayed messages".into(),
+            ));
+        }
         let prepared = msgs
             .iter()
-            .map(|m| self.prepare(m, opts, now))
+            .map(|m| self.prepare(m, queue_id, opts, now))
             .collect::<Result<Vec<_>>>()?;
         let total: usize = prepared.iter().map(|p| p.len).sum();
         if total > self.config.max_message_size + 64 * 1024 {
@@ -350,8 +406,8 @@ impl Core {
         let Some(first) = prepared.first() else {
             return Err(Error::InvalidMessage("empty batch".into()));
         };
-        let topic = first.msg.topic.as_str();
-        if prepared.iter().any(|p| p.msg.topic != topic) {
+        let topic = first.topic;
+        if prepared.iter().any(|p| p.topic != topic) {
             return Err(Error::InvalidMessage("a batch must have one topic".into()));
         }
         let total: usize = prepared.iter().map(|p| p.len).sum();
@@ -385,7 +441,11 @@ impl Core {
             let unit = CqUnit {
                 physical_offset: phys,
                 size: p.len as u32,
-                tag_code: p.tag,
+                tag_code: match p.schedule_delay {
+                    // The delivery time: store time plus the level's delay.
+                    Some(d) => (store_ts + d) as i64,
+                    None => p.tag,
+                },
             };
             phys += p.len as u64;
             let queue_offset = first_queue_offset + i as u64;
@@ -508,4 +568,20 @@ impl Core {
         v[id] = Some(cq.clone());
         Ok(cq)
     }
+}
+
+/// The consume queue tag code of a stored record, as dispatch computes it: the delivery time
+/// for the schedule and timer topics, the tag's hash otherwise.
+pub(crate) fn dispatch_tag_code(rec: &record::RecordView<'_>, delay_levels: &[u64]) -> i64 {
+    if rec.topic == SCHEDULE_TOPIC {
+        let level = (rec.meta.queue_id as usize).min(delay_levels.len().saturating_sub(1));
+        let delay = delay_levels.get(level).copied().unwrap_or(1000);
+        return rec.meta.store_timestamp.saturating_add(delay as i64);
+    }
+    if rec.topic == TIMER_TOPIC
+        && let Some(at) = properties::get(rec.properties, TIMER_DELIVER_MS).and_then(|v| v.parse().ok())
+    {
+        return at;
+    }
+    tag_code(properties::get(rec.properties, keys::TAGS))
 }
