@@ -217,9 +217,9 @@ impl StoreConfig {
                 .find(|c: char| !c.is_ascii_digit())
                 .unwrap_or(item.len());
             let (num, unit) = item.split_at(split);
-            let n: u64 = num.parse().map_err(|_| {
-                Error::InvalidConfig(format!("delay level {item:?} has no number"))
-            })?;
+            let n: u64 = num
+                .parse()
+                .map_err(|_| Error::InvalidConfig(format!("delay level {item:?} has no number")))?;
             let factor = match unit {
                 "ms" => 1,
                 "s" => 1_000,

@@ -70,6 +70,7 @@ pub(crate) fn start(core: Arc<Core>) -> std::io::Result<(Sender<()>, JoinHandle<
                 }
                 if last_checkpoint.elapsed() >= config.checkpoint_interval {
                     last_checkpoint = Instant::now();
+                    let _ = core.persist_schedule();
                     let durable = core.log().flushed();
                     let _ = core.flush_queues_and_checkpoint(durable);
                 }

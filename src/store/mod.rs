@@ -5,6 +5,8 @@ mod offsets;
 mod open;
 pub(crate) mod put;
 mod read;
+pub(crate) mod schedule;
+mod schedule_service;
 #[cfg(test)]
 mod tests;
 pub(crate) mod topics;
@@ -115,6 +117,9 @@ pub(crate) struct Core {
     offsets: offsets::ConsumerOffsets,
     /// The delay table in ms (level n at index n - 1).
     delay_levels: Vec<u64>,
+    schedule: schedule::ScheduleState,
+    /// Wakes the schedule service when a delayed message is stored.
+    schedule_wake: Sender<()>,
     lock: Mutex<Option<DirLock>>,
 }
 
@@ -127,7 +132,7 @@ struct Background {
 #[derive(Debug)]
 struct Handle {
     core: Arc<Core>,
-    background: Mutex<Option<Background>>,
+    background: Mutex<Vec<Background>>,
 }
 
 /// An open message store. Cheap to clone (`Arc` inside), `Send + Sync`.
@@ -178,16 +183,22 @@ impl Store {
     }
 
     pub(crate) fn open_with(dir: PathBuf, config: StoreConfig) -> Result<Store> {
-        let core = Arc::new(open::open(dir, config)?);
-        let (stop, thread) = crate::flush::start(core.clone())
-            .map_err(|e| Error::io("spawn flush thread", &core.dir, e))?;
-        let background = Background { stop, thread };
-        Ok(Store {
-            handle: Arc::new(Handle {
-                core,
-                background: Mutex::new(Some(background)),
-            }),
-        })
+        let (wake_tx, wake_rx) = crossbeam_channel::bounded(1);
+        let core = Arc::new(open::open(dir, config, wake_tx)?);
+        let mut background = Vec::new();
+        let spawned = crate::flush::start(core.clone())
+            .map(|(stop, thread)| background.push(Background { stop, thread }))
+            .and_then(|()| schedule_service::start(core.clone(), wake_rx))
+            .map(|(stop, thread)| background.push(Background { stop, thread }));
+        let handle = Arc::new(Handle {
+            core,
+            background: Mutex::new(background),
+        });
+        if let Err(e) = spawned {
+            let _ = handle.shutdown();
+            return Err(Error::io("spawn background thread", &handle.core.dir, e));
+        }
+        Ok(Store { handle })
     }
 
     pub(crate) fn core(&self) -> &Arc<Core> {
@@ -328,7 +339,9 @@ impl Store {
 
 impl Handle {
     fn shutdown(&self) -> Result<()> {
-        if let Some(bg) = self.background.lock().take() {
+        // The schedule service (last started) stops first: it writes through the store.
+        let threads: Vec<Background> = self.background.lock().drain(..).rev().collect();
+        for bg in threads {
             let _ = bg.stop.send(());
             let _ = bg.thread.join();
         }
@@ -366,6 +379,16 @@ impl Core {
 
     pub(crate) fn is_poisoned(&self) -> bool {
         self.poisoned.load(Ordering::Acquire)
+    }
+
+    /// Flushes the log, then writes `config/delayOffset.json` if the schedule progressed (so the
+    /// file never counts a delivery a crash could take back).
+    pub(crate) fn persist_schedule(&self) -> Result<()> {
+        if !self.schedule.is_dirty() {
+            return Ok(());
+        }
+        self.flush_log()?;
+        self.schedule.persist_if_dirty()
     }
 
     /// Writes `config/consumerOffset.json` if offsets changed.
@@ -511,6 +534,7 @@ impl Core {
         } else {
             self.flush_all().and_then(|()| {
                 self.offsets.persist_if_dirty()?;
+                self.schedule.persist_if_dirty()?;
                 self.log.remove_unused_segments(ws.log.segment_base())?;
                 let abort = self.dir.join("abort");
                 crate::storage::fs::remove_file_if_exists(&abort)?;

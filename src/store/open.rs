@@ -23,6 +23,7 @@ use crate::flush::group_commit::GroupCommit;
 use crate::format::checkpoint::Checkpoint;
 use crate::format::cq_unit::CqUnit;
 use crate::format::msg_id::MessageIdGenerator;
+use crate::format::properties;
 use crate::format::record::{Decoded, RecordView, decode, sys_flag};
 use crate::storage::Segment;
 use crate::storage::fs::{create_dir_all, sync_dir};
@@ -37,6 +38,8 @@ struct Loading<'a> {
     queues: BTreeMap<QueueKey, ConsumeQueue>,
     /// The delay table, for schedule-topic tag codes.
     delay_levels: Vec<u64>,
+    /// Deliveries of the schedule service found by the recovery scan.
+    schedule_seen: Vec<super::schedule::Source>,
     /// Some queue had damaged units cut from its tail.
     trimmed: bool,
     /// The recovery scan starts after the log's first record: a queue without files whose
@@ -45,7 +48,11 @@ struct Loading<'a> {
 }
 
 /// Opens and recovers the store in `dir`.
-pub(crate) fn open(dir: PathBuf, mut config: StoreConfig) -> Result<Core> {
+pub(crate) fn open(
+    dir: PathBuf,
+    mut config: StoreConfig,
+    schedule_wake: crossbeam_channel::Sender<()>,
+) -> Result<Core> {
     config.validate()?;
     create_dir_all(&dir)?;
     let lock = DirLock::acquire(&dir)?;
@@ -68,6 +75,7 @@ pub(crate) fn open(dir: PathBuf, mut config: StoreConfig) -> Result<Core> {
         trimmed: false,
         partial_scan: false,
         delay_levels: config.delay_levels()?,
+        schedule_seen: Vec::new(),
     };
     let rebuild = loading.load_queues(&segs, log_min)?;
     let max_cq_end = loading
@@ -135,6 +143,15 @@ pub(crate) fn open(dir: PathBuf, mut config: StoreConfig) -> Result<Core> {
         confirm_phy_offset: end,
     })?;
     let ids = MessageIdGenerator::new(config.store_host.ip());
+    let schedule = super::schedule::ScheduleState::load(&dir.join("config"))?;
+    if !loading.schedule_seen.is_empty() {
+        let mut p = schedule.progress.lock();
+        for src in &loading.schedule_seen {
+            p.delivered(*src);
+        }
+        drop(p);
+        schedule.mark_dirty();
+    }
     let offsets = super::offsets::ConsumerOffsets::load(&dir.join("config"))?;
     offsets.clamp(|topic, q| {
         queue_map
@@ -161,6 +178,8 @@ pub(crate) fn open(dir: PathBuf, mut config: StoreConfig) -> Result<Core> {
         logics_ts: AtomicU64::new(last_ts),
         offsets,
         delay_levels: config.delay_levels()?,
+        schedule,
+        schedule_wake,
         lock: Mutex::new(Some(lock)),
         dir,
         config,
@@ -369,6 +388,12 @@ impl Loading<'_> {
         let tx = rec.meta.sys_flag & sys_flag::TRANSACTION_MASK;
         if tx != sys_flag::TRANSACTION_NOT && tx != sys_flag::TRANSACTION_COMMIT {
             return Ok(());
+        }
+        if only.is_none()
+            && let Some(src) = properties::get(rec.properties, super::schedule::SCHEDULE_SRC)
+                .and_then(super::schedule::Source::parse)
+        {
+            self.schedule_seen.push(src);
         }
         let key: QueueKey = (Arc::from(rec.topic), rec.meta.queue_id);
         if only.is_some_and(|o| !o.contains(&key)) || gaps.contains(&key) {

@@ -106,6 +106,9 @@ pub(crate) struct PutOptions<'a> {
     pub(crate) tag_code: Option<i64>,
     /// Return without waiting for the flush under `Sync` (RocketMQ's `WAIT=false`).
     pub(crate) no_wait: bool,
+    /// Create the topic if it is missing, whatever `auto_create_topics` says (store-internal
+    /// puts: deliveries, retries, dead letters).
+    pub(crate) create_topic: bool,
 }
 
 /// A message checked and sized, ready to be encoded.
@@ -163,16 +166,9 @@ impl<'a> Prepared<'a> {
 
     /// Encodes the record into `buf` (exactly `self.len` bytes).
     fn encode(&self, buf: &mut [u8], meta: &RecordMeta) {
-        record::encode_into(
-            buf,
-            meta,
-            self.body(),
-            self.topic,
-            self.props_len,
-            |out| {
-                properties::write(out, self.pairs());
-            },
-        );
+        record::encode_into(buf, meta, self.body(), self.topic, self.props_len, |out| {
+            properties::write(out, self.pairs());
+        });
         if self.record_crc {
             record::seal_record_crc(buf);
         }
@@ -415,7 +411,8 @@ impl Core {
         let mut guard = self.write.lock();
         self.check_writable()?;
         let ws = &mut *guard;
-        let slot = self.slot(&mut ws.slots, topic, queue_id)?;
+        let create = first.opts.create_topic || topic == SCHEDULE_TOPIC || topic == TIMER_TOPIC;
+        let slot = self.slot(&mut ws.slots, topic, queue_id, create)?;
         let first_queue_offset = slot.next_offset;
         slot.cq
             .reserve(first_queue_offset + prepared.len() as u64 - 1)?;
@@ -466,6 +463,9 @@ impl Core {
             self.logics_ts.store(store_ts, Ordering::Relaxed);
         }
         drop(guard);
+        if topic == SCHEDULE_TOPIC || topic == TIMER_TOPIC {
+            let _ = self.schedule_wake.try_send(());
+        }
         Ok(Region {
             first_queue_offset,
             physical_offset,
@@ -496,13 +496,14 @@ impl Core {
         slots: &'w mut SlotMap,
         topic: &str,
         queue_id: u32,
+        create: bool,
     ) -> Result<&'w mut QueueSlot> {
         let known = slots
             .get(topic)
             .and_then(|v| v.get(queue_id as usize))
             .is_some_and(Option::is_some);
         if !known {
-            self.add_slot(slots, topic, queue_id)?;
+            self.add_slot(slots, topic, queue_id, create)?;
         }
         slots
             .get_mut(topic)
@@ -514,9 +515,23 @@ impl Core {
             })
     }
 
-    fn add_slot(&self, slots: &mut SlotMap, topic: &str, queue_id: u32) -> Result<()> {
+    fn add_slot(
+        &self,
+        slots: &mut SlotMap,
+        topic: &str,
+        queue_id: u32,
+        create: bool,
+    ) -> Result<()> {
         let cfg = match self.topics.get(topic) {
-            Some(cfg) => cfg,
+            Some(cfg) if queue_id < cfg.write_queue_nums || !create => cfg,
+            Some(_) => self.create_topic(topic, queue_id + 1)?,
+            None if create => {
+                let queues = match topic {
+                    SCHEDULE_TOPIC => self.delay_levels.len() as u32,
+                    _ => 1,
+                };
+                self.create_topic(topic, queues.max(queue_id + 1))?
+            }
             None if self.config.auto_create_topics => {
                 self.create_topic(topic, self.config.default_topic_queues)?
             }
@@ -579,7 +594,8 @@ pub(crate) fn dispatch_tag_code(rec: &record::RecordView<'_>, delay_levels: &[u6
         return rec.meta.store_timestamp.saturating_add(delay as i64);
     }
     if rec.topic == TIMER_TOPIC
-        && let Some(at) = properties::get(rec.properties, TIMER_DELIVER_MS).and_then(|v| v.parse().ok())
+        && let Some(at) =
+            properties::get(rec.properties, TIMER_DELIVER_MS).and_then(|v| v.parse().ok())
     {
         return at;
     }
