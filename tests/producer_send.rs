@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::{Rng, seed, small};
 use mqlite::{
-    Error, FlushPolicy, Message, MessageExt, MessageQueue, SendError, SendResult, SendStatus,
-    Store,
+    Error, FlushPolicy, Message, MessageExt, MessageQueue, SendError, SendResult, SendStatus, Store,
 };
 
 /// Java `String.hashCode()` over UTF-16 code units, written independently of the crate.
@@ -99,7 +98,10 @@ fn send_result_matches_the_stored_message() {
     assert_eq!(r.offset_msg_id.store_host, store.config().store_host);
     let off_id = r.offset_msg_id.to_string();
     assert_eq!(off_id.len(), 32);
-    assert_eq!(off_id.parse::<mqlite::OffsetMessageId>().unwrap(), r.offset_msg_id);
+    assert_eq!(
+        off_id.parse::<mqlite::OffsetMessageId>().unwrap(),
+        r.offset_msg_id
+    );
 
     let m = one(&store, &r.queue, 0);
     assert_eq!(m.topic(), "orders");
@@ -207,7 +209,9 @@ fn send_to_and_selector_pick_the_queue() {
 
     for q in [2, 0, 3, 2] {
         let mq = MessageQueue::new("sel", q);
-        let r = p.send_to(Message::new("sel", format!("to {q}")), &mq).unwrap();
+        let r = p
+            .send_to(Message::new("sel", format!("to {q}")), &mq)
+            .unwrap();
         assert_eq!(r.queue, mq);
     }
     assert_eq!(max_offsets(&store, "sel"), [1, 0, 2, 1]);
@@ -265,12 +269,23 @@ fn send_ordered_maps_keys_by_java_hash() {
     assert_eq!(rocketmq_hash_queue("polygenelubricants", 3), 2);
 
     let tmp = tempfile::tempdir().unwrap();
-    let keys: Vec<String> = ["polygenelubricants", "ORDER-7", "Aa", "BB", "", "订单-42", "😀"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain((0..40).map(|i| format!("order-{i}")))
-        .collect();
-    assert!(keys.iter().any(|k| java_hash(k) < 0), "want a negative hash");
+    let keys: Vec<String> = [
+        "polygenelubricants",
+        "ORDER-7",
+        "Aa",
+        "BB",
+        "",
+        "订单-42",
+        "😀",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain((0..40).map(|i| format!("order-{i}")))
+    .collect();
+    assert!(
+        keys.iter().any(|k| java_hash(k) < 0),
+        "want a negative hash"
+    );
     let mut placed: BTreeMap<String, u32> = BTreeMap::new();
     {
         let store = small(tmp.path()).open().unwrap();
@@ -312,17 +327,13 @@ fn send_ordered_maps_keys_by_java_hash() {
     let store = small(tmp.path()).open().unwrap();
     let p = store.producer("ordered-producer");
     for k in &keys {
-        let r = p
-            .send_ordered(Message::new("ordered", "again"), k)
-            .unwrap();
+        let r = p.send_ordered(Message::new("ordered", "again"), k).unwrap();
         assert_eq!(r.queue.queue_id, placed[k], "key {k:?} moved after reopen");
     }
     // After growing the topic, keys map over the new count.
     store.create_topic("ordered", 8).unwrap();
     for k in &keys {
-        let r = p
-            .send_ordered(Message::new("ordered", "grown"), k)
-            .unwrap();
+        let r = p.send_ordered(Message::new("ordered", "grown"), k).unwrap();
         assert_eq!(r.queue.queue_id, rocketmq_hash_queue(k, 8), "key {k:?}");
     }
     store.close().unwrap();
@@ -366,7 +377,12 @@ fn concurrent_producers_keep_each_producers_order_per_queue() {
         for (i, r) in h.join().unwrap() {
             assert_eq!(r.status, SendStatus::SendOk);
             let prev = by_pos.insert((r.queue.queue_id, r.queue_offset), (t as u64, i));
-            assert!(prev.is_none(), "two sends got {}@{}", r.queue, r.queue_offset);
+            assert!(
+                prev.is_none(),
+                "two sends got {}@{}",
+                r.queue,
+                r.queue_offset
+            );
         }
     }
     assert_eq!(by_pos.len() as u64, THREADS * PER_THREAD);
@@ -428,7 +444,10 @@ fn batch_goes_to_one_queue_as_one_contiguous_region() {
         assert_eq!(r.status, SendStatus::SendOk);
         assert_eq!(r.queue, q);
         assert_eq!(r.queue_offset, first + i as u64);
-        assert_eq!(r.offset_msg_id.physical_offset, phys, "records not contiguous");
+        assert_eq!(
+            r.offset_msg_id.physical_offset, phys,
+            "records not contiguous"
+        );
         let m = one(&store, &q, r.queue_offset);
         assert_eq!(m.body(), sent.body());
         assert!(!m.is_compressed(), "batch message {i} compressed");
@@ -630,7 +649,9 @@ fn send_async_never_makes_the_caller_do_the_work() {
     let r = rx.recv_timeout(Duration::from_secs(60)).unwrap();
     let done = t.elapsed();
     assert_eq!(r, Ok(0));
-    eprintln!("compressing takes {compress_time:?}; send_async returned after {call:?}, done after {done:?}");
+    eprintln!(
+        "compressing takes {compress_time:?}; send_async returned after {call:?}, done after {done:?}"
+    );
     assert!(
         call * 4 < compress_time && call * 4 < done,
         "send_async took {call:?}: the caller compressed or waited (compression {compress_time:?}, \

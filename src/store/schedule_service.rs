@@ -120,9 +120,7 @@ impl Core {
         }
         p.timer_loaded = off;
         loop {
-            let Some(&Reverse((due, off))) = p.heap.peek() else {
-                return None;
-            };
+            let &Reverse((due, off)) = p.heap.peek()?;
             if due > now {
                 return Some(due);
             }
