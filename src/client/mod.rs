@@ -1,5 +1,8 @@
 //! The client layer: producers and consumers over a [`Store`](crate::Store).
 
+pub(crate) mod allocate;
 pub(crate) mod async_send;
+pub(crate) mod group;
 pub(crate) mod producer;
 pub(crate) mod pull;
+pub(crate) mod push;

@@ -1,10 +1,12 @@
 //! The [`Store`]: owns the CommitLog, the consume queues, topics, flushing and recovery.
 
+pub(crate) mod arrivals;
 mod checkpoint;
 mod offsets;
 mod open;
 pub(crate) mod put;
 mod read;
+mod retry;
 pub(crate) mod schedule;
 mod schedule_service;
 #[cfg(test)]
@@ -118,6 +120,12 @@ pub(crate) struct Core {
     /// The delay table in ms (level n at index n - 1).
     delay_levels: Vec<u64>,
     schedule: schedule::ScheduleState,
+    /// Wakes push consumers' fetch threads.
+    pub(crate) arrivals: arrivals::Arrivals,
+    /// Consumer groups and their members.
+    pub(crate) groups: crate::client::group::Groups,
+    /// Offsets of broadcasting consumers, per consumer instance.
+    broadcast_offsets: offsets::ConsumerOffsets,
     /// Wakes the schedule service when a delayed message is stored.
     schedule_wake: Sender<()>,
     lock: Mutex<Option<DirLock>>,
@@ -356,6 +364,10 @@ impl Drop for Handle {
 }
 
 impl Core {
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub(crate) fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
@@ -393,7 +405,8 @@ impl Core {
 
     /// Writes `config/consumerOffset.json` if offsets changed.
     pub(crate) fn persist_offsets(&self) -> Result<()> {
-        self.offsets.persist_if_dirty()
+        self.offsets.persist_if_dirty()?;
+        self.broadcast_offsets.persist_if_dirty()
     }
 
     /// Tells group-commit waiters about a flush done outside a wait.
@@ -441,7 +454,12 @@ impl Core {
                 crate::config::MAX_QUEUES_PER_TOPIC
             )));
         }
+        let before = self.topics.get(name).map(|c| c.queue_count());
         let cfg = self.topics.ensure(name, queues)?;
+        if before != Some(cfg.queue_count()) {
+            self.groups.topics_changed();
+            self.arrivals.kick();
+        }
         // Create the queue directories now: a configured queue whose directory later goes
         // missing is then known to need a rebuild.
         for q in 0..cfg.queue_count() {
@@ -474,9 +492,13 @@ impl Core {
             let n = pending.iter().take_while(|p| p.end() <= durable).count();
             pending.drain(..n).collect()
         };
+        let any = !ready.is_empty();
         for p in ready {
             p.cq.put(p.queue_offset, p.unit)?;
             self.logics_ts.fetch_max(p.store_ts, Ordering::Relaxed);
+        }
+        if any {
+            self.arrivals.notify();
         }
         Ok(())
     }
@@ -534,6 +556,7 @@ impl Core {
         } else {
             self.flush_all().and_then(|()| {
                 self.offsets.persist_if_dirty()?;
+                self.broadcast_offsets.persist_if_dirty()?;
                 self.schedule.persist_if_dirty()?;
                 self.log.remove_unused_segments(ws.log.segment_base())?;
                 let abort = self.dir.join("abort");

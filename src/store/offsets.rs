@@ -59,7 +59,12 @@ impl ConsumerOffsets {
     /// table, which means consumers start over by their `ConsumeFrom` rule (redelivery, never a
     /// skip).
     pub(crate) fn load(config_dir: &Path) -> Result<ConsumerOffsets> {
-        let path = config_dir.join("consumerOffset.json");
+        Self::load_file(config_dir, "consumerOffset.json")
+    }
+
+    /// Loads a table of the same shape from another file.
+    pub(crate) fn load_file(config_dir: &Path, name: &str) -> Result<ConsumerOffsets> {
+        let path = config_dir.join(name);
         let loaded = read_with_backup(&path, parse)?.unwrap_or_default();
         Ok(ConsumerOffsets {
             path,

@@ -180,6 +180,12 @@ pub(crate) fn open(
         delay_levels: config.delay_levels()?,
         schedule,
         schedule_wake,
+        arrivals: Default::default(),
+        groups: Default::default(),
+        broadcast_offsets: super::offsets::ConsumerOffsets::load_file(
+            &dir.join("config"),
+            "broadcastOffset.json",
+        )?,
         lock: Mutex::new(Some(lock)),
         dir,
         config,

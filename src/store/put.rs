@@ -463,6 +463,9 @@ impl Core {
             self.logics_ts.store(store_ts, Ordering::Relaxed);
         }
         drop(guard);
+        if !self.is_sync() {
+            self.arrivals.notify();
+        }
         if topic == SCHEDULE_TOPIC || topic == TIMER_TOPIC {
             let _ = self.schedule_wake.try_send(());
         }

@@ -257,6 +257,58 @@ impl Core {
     }
 }
 
+impl Core {
+    /// The read queues of `topic`.
+    pub(crate) fn read_queues(&self, topic: &str) -> Result<Vec<MessageQueue>> {
+        let cfg = self
+            .topic_config(topic)
+            .ok_or_else(|| Error::TopicNotFound(topic.to_owned()))?;
+        Ok((0..cfg.read_queue_nums)
+            .map(|q| MessageQueue::new(topic, q))
+            .collect())
+    }
+
+    /// Min and max offset of a queue (0, 0 when it has no consume queue yet).
+    pub(crate) fn queue_bounds(&self, queue: &MessageQueue) -> (u64, u64) {
+        self.queue(&queue.topic, queue.queue_id)
+            .map_or((0, 0), |q| (q.min_offset(), q.max_offset()))
+    }
+
+    /// Commits to the group offsets, or to the per-instance broadcasting offsets.
+    pub(crate) fn commit_offset_for(
+        &self,
+        broadcast: bool,
+        group: &str,
+        queue: &MessageQueue,
+        offset: u64,
+    ) -> Result<()> {
+        self.check_open()?;
+        let table = if broadcast {
+            &self.broadcast_offsets
+        } else {
+            &self.offsets
+        };
+        table.set(group, &queue.topic, queue.queue_id, offset);
+        Ok(())
+    }
+
+    /// The committed offset from the group or broadcasting table.
+    pub(crate) fn committed_offset_for(
+        &self,
+        broadcast: bool,
+        group: &str,
+        queue: &MessageQueue,
+    ) -> Result<Option<u64>> {
+        self.check_open()?;
+        let table = if broadcast {
+            &self.broadcast_offsets
+        } else {
+            &self.offsets
+        };
+        Ok(table.get(group, &queue.topic, queue.queue_id))
+    }
+}
+
 impl Store {
     /// The queues of `topic`.
     ///
@@ -277,6 +329,11 @@ impl Store {
         Ok((0..cfg.read_queue_nums)
             .map(|q| MessageQueue::new(topic, q))
             .collect())
+    }
+
+    /// Ids of the live consumers of `group` in this process, sorted.
+    pub fn consumer_ids(&self, group: &str) -> Vec<String> {
+        self.core().groups.member_ids(group)
     }
 
     /// The offset of the first message of `queue` stored at or after `ms` (ms since the Unix

@@ -1,0 +1,175 @@
+//! The in-process consumer-group registry: which consumers are in which group, and the
+//! rebalance that shares each topic's queues out among them.
+//!
+//! A rebalance runs under the group's lock in two phases: first every member releases the
+//! queues it is losing (stops fetching them and commits the offset of the oldest message it
+//! has not finished), then every member takes up its new queues (starting from the committed
+//! offset). So a queue never has two owners at once, and a queue that moves resumes exactly
+//! where its old owner stopped: only messages in flight at that moment can be seen twice.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use super::allocate::Strategy;
+use crate::error::{Error, Result};
+use crate::message::MessageQueue;
+use crate::store::Core;
+
+/// What the registry needs from a consumer.
+pub(crate) trait Member: Send + Sync {
+    fn id(&self) -> &str;
+    fn topics(&self) -> Vec<String>;
+    fn broadcasting(&self) -> bool;
+    fn strategy(&self) -> Strategy;
+    /// False once the consumer's threads are gone.
+    fn alive(&self) -> bool;
+    /// Stops consuming every queue not in `keep`, committing where it stopped.
+    fn release(&self, keep: &BTreeSet<MessageQueue>);
+    /// Starts consuming the queues of `queues` it does not have yet.
+    fn assign(&self, queues: &BTreeSet<MessageQueue>);
+}
+
+/// All groups of a store.
+#[derive(Default)]
+pub(crate) struct Groups {
+    members: Mutex<HashMap<String, Vec<Arc<dyn Member>>>>,
+    locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Bumped when a topic's queue count changes; consumers rebalance when they see it move.
+    topic_epoch: AtomicU64,
+}
+
+impl std::fmt::Debug for Groups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let m = self.members.lock();
+        f.debug_map()
+            .entries(
+                m.iter()
+                    .map(|(g, ms)| (g, ms.iter().map(|m| m.id().to_owned()).collect::<Vec<_>>())),
+            )
+            .finish()
+    }
+}
+
+impl Groups {
+    fn lock_of(&self, group: &str) -> Arc<Mutex<()>> {
+        self.locks
+            .lock()
+            .entry(group.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Adds a consumer and rebalances its group.
+    pub(crate) fn join(&self, core: &Core, group: &str, member: Arc<dyn Member>) -> Result<()> {
+        {
+            let mut all = self.members.lock();
+            let list = all.entry(group.to_owned()).or_default();
+            if list.iter().any(|m| m.id() == member.id()) {
+                return Err(Error::InvalidConfig(format!(
+                    "consumer id {:?} is already in group {group:?}",
+                    member.id()
+                )));
+            }
+            list.push(member);
+        }
+        self.rebalance(core, group);
+        Ok(())
+    }
+
+    /// Removes a consumer and rebalances its group.
+    pub(crate) fn leave(&self, core: &Core, group: &str, id: &str) {
+        {
+            let mut all = self.members.lock();
+            if let Some(list) = all.get_mut(group) {
+                list.retain(|m| m.id() != id);
+            }
+        }
+        self.rebalance(core, group);
+    }
+
+    /// Ids of the live consumers of `group`, sorted.
+    pub(crate) fn member_ids(&self, group: &str) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .members
+            .lock()
+            .get(group)
+            .map(|l| {
+                l.iter()
+                    .filter(|m| m.alive())
+                    .map(|m| m.id().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    pub(crate) fn topic_epoch(&self) -> u64 {
+        self.topic_epoch.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn topics_changed(&self) {
+        self.topic_epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Recomputes the group's allocation and moves queues: releases first, then assigns.
+    /// Consumers whose threads died are dropped from the group.
+    pub(crate) fn rebalance(&self, core: &Core, group: &str) {
+        let lock = self.lock_of(group);
+        let _serial = lock.lock();
+        let members: Vec<Arc<dyn Member>> = {
+            let mut all = self.members.lock();
+            let Some(list) = all.get_mut(group) else {
+                return;
+            };
+            list.retain(|m| m.alive());
+            list.clone()
+        };
+        let mut alloc: BTreeMap<String, BTreeSet<MessageQueue>> = members
+            .iter()
+            .map(|m| (m.id().to_owned(), BTreeSet::new()))
+            .collect();
+        let topics: BTreeSet<String> = members.iter().flat_map(|m| m.topics()).collect();
+        for topic in topics {
+            let Ok(mut queues) = core.read_queues(&topic) else {
+                continue;
+            };
+            queues.sort();
+            let subscribed: Vec<&Arc<dyn Member>> = members
+                .iter()
+                .filter(|m| m.topics().contains(&topic))
+                .collect();
+            let mut cids: Vec<String> = subscribed
+                .iter()
+                .filter(|m| !m.broadcasting())
+                .map(|m| m.id().to_owned())
+                .collect();
+            cids.sort();
+            // A queue gets one clustering owner even if a user strategy hands it out twice.
+            let mut taken = BTreeSet::new();
+            for m in subscribed {
+                let mine: Vec<MessageQueue> = if m.broadcasting() {
+                    queues.clone()
+                } else {
+                    m.strategy().0.allocate(group, m.id(), &queues, &cids)
+                };
+                if let Some(set) = alloc.get_mut(m.id()) {
+                    // Only queues that exist: a user strategy cannot invent any.
+                    let broadcasting = m.broadcasting();
+                    set.extend(mine.into_iter().filter(|q| {
+                        queues.binary_search(q).is_ok() && (broadcasting || taken.insert(q.clone()))
+                    }));
+                }
+            }
+        }
+        for m in &members {
+            m.release(&alloc[m.id()]);
+        }
+        for m in &members {
+            m.assign(&alloc[m.id()]);
+        }
+    }
+}

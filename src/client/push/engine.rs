@@ -1,0 +1,447 @@
+//! The running push consumer: a fetch thread filling process queues, consume threads calling
+//! the listener, offsets committed as the oldest unfinished message moves, and group membership.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, unbounded};
+use parking_lot::Mutex;
+
+use super::process_queue::{Limits, ProcessQueue};
+use super::{ConcurrentListener, ConsumeStatus, MessageModel, Options};
+use crate::client::allocate::Strategy;
+use crate::client::group::Member;
+use crate::client::pull::{ConsumeFrom, PullStatus};
+use crate::error::Result;
+use crate::filter::TagFilter;
+use crate::format::properties::keys;
+use crate::message::{MessageExt, MessageQueue};
+use crate::store::{Core, Store};
+
+/// Longest the fetch thread sleeps without a reason to wake.
+const IDLE_WAIT: Duration = Duration::from_millis(500);
+
+struct Task {
+    pq: Arc<ProcessQueue>,
+    msgs: Vec<MessageExt>,
+}
+
+/// The shared state of one push consumer.
+pub(crate) struct Engine {
+    store: Store,
+    options: Options,
+    id: String,
+    listener: ConcurrentListener,
+    pqs: Mutex<BTreeMap<MessageQueue, Arc<ProcessQueue>>>,
+    tasks: Mutex<Option<Sender<Task>>>,
+    delayed: Mutex<Vec<(Instant, Task)>>,
+    stopping: AtomicBool,
+    fetch_alive: AtomicBool,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    shut: AtomicBool,
+}
+
+static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets the flag to false when dropped, even by a panic.
+struct AliveGuard<'a>(&'a AtomicBool);
+
+impl Drop for AliveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+pub(crate) fn retry_topic(group: &str) -> String {
+    format!("%RETRY%{group}")
+}
+
+impl Engine {
+    pub(crate) fn start(
+        store: Store,
+        mut options: Options,
+        listener: ConcurrentListener,
+    ) -> Result<Arc<Engine>> {
+        let core = store.core().clone();
+        let ip = core.config().store_host.ip();
+        let id = match &options.instance_name {
+            Some(name) => format!("{ip}@{name}"),
+            None => format!(
+                "{ip}@{}#{}",
+                std::process::id(),
+                NEXT_ID.fetch_add(1, Ordering::Relaxed)
+            ),
+        };
+        for (topic, _) in &options.subscriptions {
+            if core.topic_config(topic).is_none() {
+                if !core.config().auto_create_topics {
+                    return Err(crate::Error::TopicNotFound(topic.clone()));
+                }
+                core.create_topic(topic, core.config().default_topic_queues)?;
+            }
+        }
+        if options.model == MessageModel::Clustering {
+            // The group's retry topic is consumed too (RocketMQ subscribes to it for you).
+            let retry = retry_topic(&options.group);
+            core.create_topic(&retry, 1)?;
+            options.subscriptions.push((retry, TagFilter::ALL));
+        }
+        let (tx, rx) = unbounded::<Task>();
+        let engine = Arc::new(Engine {
+            store,
+            options,
+            id,
+            listener,
+            pqs: Mutex::new(BTreeMap::new()),
+            tasks: Mutex::new(Some(tx)),
+            delayed: Mutex::new(Vec::new()),
+            stopping: AtomicBool::new(false),
+            fetch_alive: AtomicBool::new(true),
+            threads: Mutex::new(Vec::new()),
+            shut: AtomicBool::new(false),
+        });
+        let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(f)
+                .map_err(|e| crate::Error::io("spawn consumer thread", core.dir(), e))
+        };
+        let mut handles = Vec::new();
+        let e = engine.clone();
+        handles.push(spawn(
+            "mqlite-fetch".into(),
+            Box::new(move || {
+                let _alive = AliveGuard(&e.fetch_alive);
+                e.fetch_loop();
+            }),
+        )?);
+        for i in 0..engine.options.threads {
+            let e = engine.clone();
+            let rx = rx.clone();
+            handles.push(spawn(
+                format!("mqlite-consume-{i}"),
+                Box::new(move || e.consume_loop(&rx)),
+            )?);
+        }
+        *engine.threads.lock() = handles;
+        let member: Arc<dyn Member> = engine.clone();
+        if let Err(err) = core.groups.join(&core, &engine.options.group, member) {
+            let _ = engine.shutdown();
+            return Err(err);
+        }
+        Ok(engine)
+    }
+
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub(crate) fn assigned(&self) -> Vec<MessageQueue> {
+        self.pqs.lock().keys().cloned().collect()
+    }
+
+    pub(crate) fn cached(&self) -> (usize, u64) {
+        self.pqs
+            .lock()
+            .values()
+            .map(|pq| pq.backlog())
+            .fold((0, 0), |(n, b), (n2, b2)| (n + n2, b + b2))
+    }
+
+    fn core(&self) -> &Arc<Core> {
+        self.store.core()
+    }
+
+    fn clustering(&self) -> bool {
+        self.options.model == MessageModel::Clustering
+    }
+
+    fn offset_group(&self) -> String {
+        match self.options.model {
+            MessageModel::Clustering => self.options.group.clone(),
+            MessageModel::Broadcasting => format!("{}@{}", self.options.group, self.id),
+        }
+    }
+
+    fn commit(&self, queue: &MessageQueue, offset: u64) {
+        let _ =
+            self.core()
+                .commit_offset_for(!self.clustering(), &self.offset_group(), queue, offset);
+    }
+
+    /// Where a newly assigned queue starts: the committed offset, else the `ConsumeFrom` rule
+    /// (RocketMQ's: retry topics start at 0 for "last", at their end for a timestamp).
+    fn start_offset(&self, queue: &MessageQueue, retry: bool) -> u64 {
+        let core = self.core();
+        if let Ok(Some(c)) =
+            core.committed_offset_for(!self.clustering(), &self.offset_group(), queue)
+        {
+            return c;
+        }
+        let (min, max) = core.queue_bounds(queue);
+        match self.options.consume_from {
+            ConsumeFrom::LastOffset if retry => 0,
+            ConsumeFrom::LastOffset => max,
+            ConsumeFrom::FirstOffset => min,
+            ConsumeFrom::Timestamp(_) if retry => max,
+            ConsumeFrom::Timestamp(ms) => core.offset_by_time(queue, ms).unwrap_or(max),
+        }
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            max_messages: self.options.max_cached_messages,
+            max_bytes: self.options.max_cached_bytes,
+            max_span: Some(self.options.max_span),
+        }
+    }
+
+    fn fetch_loop(self: &Arc<Self>) {
+        let core = self.core().clone();
+        let limits = self.limits();
+        let mut epoch = core.groups.topic_epoch();
+        let mut last_rebalance = Instant::now();
+        while !self.stopping.load(Ordering::Acquire) {
+            let now_epoch = core.groups.topic_epoch();
+            if now_epoch != epoch || last_rebalance.elapsed() >= self.options.rebalance_interval {
+                epoch = now_epoch;
+                last_rebalance = Instant::now();
+                core.groups.rebalance(&core, &self.options.group);
+            }
+            let next_delayed = self.run_delayed();
+            let pqs: Vec<Arc<ProcessQueue>> = self.pqs.lock().values().cloned().collect();
+            let mut progressed = false;
+            for pq in &pqs {
+                progressed |= self.fetch_one(&core, pq, &limits);
+            }
+            if progressed {
+                continue;
+            }
+            let waiting = core.arrivals.register();
+            if self.stopping.load(Ordering::Acquire)
+                || pqs
+                    .iter()
+                    .any(|pq| !pq.flow_controlled(&limits) && pq.has_new())
+            {
+                continue;
+            }
+            let mut deadline = Instant::now() + IDLE_WAIT;
+            if let Some(d) = next_delayed {
+                deadline = deadline.min(d);
+            }
+            deadline = deadline.min(last_rebalance + self.options.rebalance_interval);
+            waiting.sleep(deadline);
+        }
+    }
+
+    /// Fetches one batch for `pq`; whether anything moved.
+    fn fetch_one(&self, core: &Core, pq: &Arc<ProcessQueue>, limits: &Limits) -> bool {
+        if pq.is_dropped() || pq.flow_controlled(limits) {
+            return false;
+        }
+        let from = pq.next_fetch();
+        let Ok(r) = core.pull(&pq.queue, &pq.filter, from, self.options.pull_batch) else {
+            return false;
+        };
+        match r.status {
+            PullStatus::Found => {
+                let mut msgs = r.messages;
+                if pq.retry {
+                    for m in &mut msgs {
+                        if let Some(t) = m.property(keys::RETRY_TOPIC) {
+                            m.topic = Arc::from(t);
+                        }
+                    }
+                }
+                if !pq.add(&msgs, r.next_begin_offset) {
+                    return false;
+                }
+                let Some(tx) = self.tasks.lock().clone() else {
+                    return false;
+                };
+                let mut it = msgs.into_iter();
+                loop {
+                    let chunk: Vec<MessageExt> = it.by_ref().take(self.options.batch_max).collect();
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    let _ = tx.send(Task {
+                        pq: pq.clone(),
+                        msgs: chunk,
+                    });
+                }
+                true
+            }
+            PullStatus::NoMatchedMsg | PullStatus::OffsetIllegal => {
+                if let Some(c) = pq.skip_to(r.next_begin_offset) {
+                    self.commit(&pq.queue, c);
+                }
+                r.next_begin_offset != from
+            }
+            PullStatus::NoNewMsg => false,
+        }
+    }
+
+    /// Resubmits local retries that are due; returns when the next one is.
+    fn run_delayed(&self) -> Option<Instant> {
+        let mut delayed = self.delayed.lock();
+        if delayed.is_empty() {
+            return None;
+        }
+        let now = Instant::now();
+        let tx = self.tasks.lock().clone();
+        let (due, later): (Vec<_>, Vec<_>) = delayed.drain(..).partition(|(t, _)| *t <= now);
+        *delayed = later;
+        if let Some(tx) = tx {
+            for (_, task) in due {
+                let _ = tx.send(task);
+            }
+        }
+        delayed.iter().map(|(t, _)| *t).min()
+    }
+
+    fn consume_loop(&self, rx: &Receiver<Task>) {
+        let core = self.core().clone();
+        for task in rx {
+            // On shutdown, tasks not started are handed back: they stay uncommitted.
+            if self.stopping.load(Ordering::Acquire) || task.pq.is_dropped() {
+                continue;
+            }
+            let status = std::panic::catch_unwind(AssertUnwindSafe(|| (self.listener)(&task.msgs)))
+                .unwrap_or(ConsumeStatus::ReconsumeLater);
+            let mut local = Vec::new();
+            if status == ConsumeStatus::ReconsumeLater && self.clustering() {
+                for m in &task.msgs {
+                    if core
+                        .send_back(&self.options.group, m, self.options.max_reconsume_times)
+                        .is_err()
+                    {
+                        local.push(m.clone());
+                    }
+                }
+            }
+            let done = task
+                .msgs
+                .iter()
+                .map(MessageExt::queue_offset)
+                .filter(|o| !local.iter().any(|m| m.queue_offset() == *o));
+            if let Some((offset, was_blocked)) = task.pq.remove(done) {
+                self.commit(&task.pq.queue, offset);
+                if was_blocked {
+                    core.arrivals.kick();
+                }
+            }
+            if !local.is_empty() {
+                self.delayed.lock().push((
+                    Instant::now() + self.options.local_retry_delay,
+                    Task {
+                        pq: task.pq.clone(),
+                        msgs: local,
+                    },
+                ));
+                core.arrivals.kick();
+            }
+        }
+    }
+
+    pub(crate) fn shutdown(self: &Arc<Self>) -> Result<()> {
+        if self.shut.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let core = self.core().clone();
+        self.stopping.store(true, Ordering::Release);
+        core.arrivals.kick();
+        *self.tasks.lock() = None;
+        let me = std::thread::current().id();
+        let handles: Vec<JoinHandle<()>> = self.threads.lock().drain(..).collect();
+        for h in handles {
+            if h.thread().id() != me {
+                let _ = h.join();
+            }
+        }
+        // Commit where each queue stopped, then leave: the others resume from there.
+        let pqs: Vec<Arc<ProcessQueue>> = std::mem::take(&mut *self.pqs.lock())
+            .into_values()
+            .collect();
+        for pq in &pqs {
+            let offset = pq.drop_queue();
+            self.commit(&pq.queue, offset);
+        }
+        self.delayed.lock().clear();
+        core.groups.leave(&core, &self.options.group, &self.id);
+        core.persist_offsets()
+    }
+}
+
+impl Member for Engine {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn topics(&self) -> Vec<String> {
+        self.options
+            .subscriptions
+            .iter()
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+
+    fn broadcasting(&self) -> bool {
+        !self.clustering()
+    }
+
+    fn strategy(&self) -> Strategy {
+        self.options.strategy.clone()
+    }
+
+    fn alive(&self) -> bool {
+        self.fetch_alive.load(Ordering::Acquire) && !self.stopping.load(Ordering::Acquire)
+    }
+
+    fn release(&self, keep: &BTreeSet<MessageQueue>) {
+        let mut pqs = self.pqs.lock();
+        let gone: Vec<MessageQueue> = pqs.keys().filter(|q| !keep.contains(*q)).cloned().collect();
+        for q in gone {
+            if let Some(pq) = pqs.remove(&q) {
+                let offset = pq.drop_queue();
+                self.commit(&q, offset);
+            }
+        }
+    }
+
+    fn assign(&self, queues: &BTreeSet<MessageQueue>) {
+        let mut added = false;
+        for q in queues {
+            if self.pqs.lock().contains_key(q) {
+                continue;
+            }
+            let Some((_, filter)) = self
+                .options
+                .subscriptions
+                .iter()
+                .find(|(t, _)| *t == q.topic)
+            else {
+                continue;
+            };
+            let retry = q.topic == retry_topic(&self.options.group);
+            let start = self.start_offset(q, retry);
+            let cq = self.core().queue(&q.topic, q.queue_id);
+            let pq = Arc::new(ProcessQueue::new(
+                q.clone(),
+                filter.clone(),
+                retry,
+                cq,
+                start,
+            ));
+            self.pqs.lock().insert(q.clone(), pq);
+            added = true;
+        }
+        if added {
+            self.core().arrivals.kick();
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! The push consumer: RocketMQ's `DefaultMQPushConsumer` in process — subscriptions, a fetch
+//! thread and a pool of consume threads per consumer, queues shared out within the group,
+//! flow control, retries through `%RETRY%{group}` and dead letters in `%DLQ%{group}`.
+
+mod engine;
+pub(crate) mod process_queue;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::client::allocate::{AllocateStrategy, Averagely, FnStrategy, Strategy};
+use crate::client::pull::ConsumeFrom;
+use crate::error::{Error, Result};
+use crate::filter::TagFilter;
+use crate::message::{MessageExt, MessageQueue};
+use crate::store::{Store, validate};
+
+pub(crate) use engine::Engine;
+
+/// What a concurrent listener reports for a batch (RocketMQ `ConsumeConcurrentlyStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConsumeStatus {
+    /// Consumed: the messages are acknowledged.
+    Success,
+    /// Not consumed: the messages are retried later through the group's retry topic (in
+    /// clustering mode), with growing delays, and end in its dead-letter topic after
+    /// `max_reconsume_times` tries.
+    ReconsumeLater,
+}
+
+/// How a group's consumers share messages (RocketMQ `MessageModel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MessageModel {
+    /// Each message goes to one consumer of the group; queues are shared out (the default).
+    #[default]
+    Clustering,
+    /// Every consumer gets every message; offsets are kept per consumer instance, and failed
+    /// messages are not retried.
+    Broadcasting,
+}
+
+pub(crate) type ConcurrentListener = Arc<dyn Fn(&[MessageExt]) -> ConsumeStatus + Send + Sync>;
+
+/// Settings of a push consumer.
+#[derive(Clone)]
+pub(crate) struct Options {
+    pub(crate) group: String,
+    pub(crate) subscriptions: Vec<(String, TagFilter)>,
+    pub(crate) consume_from: ConsumeFrom,
+    pub(crate) model: MessageModel,
+    pub(crate) threads: usize,
+    pub(crate) batch_max: usize,
+    pub(crate) pull_batch: usize,
+    pub(crate) max_cached_messages: usize,
+    pub(crate) max_cached_bytes: u64,
+    pub(crate) max_span: u64,
+    pub(crate) max_reconsume_times: u32,
+    pub(crate) strategy: Strategy,
+    pub(crate) instance_name: Option<String>,
+    pub(crate) rebalance_interval: Duration,
+    pub(crate) local_retry_delay: Duration,
+}
+
+/// Configures a push consumer; obtained from [`Store::push_consumer`], finished by
+/// [`PushConsumerBuilder::start_concurrently`].
+///
+/// ```
+/// use mqlite::{ConsumeFrom, ConsumeStatus, Message};
+/// # let dir = tempfile::tempdir()?;
+/// let store = mqlite::Store::open(dir.path())?;
+/// store.create_topic("orders", 4)?;
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// let consumer = store
+///     .push_consumer("billing")
+///     .subscribe("orders", "created || paid")
+///     .consume_from(ConsumeFrom::FirstOffset)
+///     .threads(2)
+///     .start_concurrently(move |msgs| {
+///         for m in msgs {
+///             tx.send(m.body().to_vec()).unwrap();
+///         }
+///         ConsumeStatus::Success
+///     })?;
+/// store.producer("p").send(Message::new("orders", "order 1").with_tags("paid"))?;
+/// assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(5))?, b"order 1");
+/// consumer.shutdown()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use]
+pub struct PushConsumerBuilder {
+    store: Store,
+    options: Options,
+    errors: Vec<Error>,
+}
+
+impl std::fmt::Debug for PushConsumerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushConsumerBuilder")
+            .field("group", &self.options.group)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// A push consumer in `group`, to configure and start.
+    pub fn push_consumer(&self, group: &str) -> PushConsumerBuilder {
+        PushConsumerBuilder {
+            store: self.clone(),
+            options: Options {
+                group: group.to_owned(),
+                subscriptions: Vec::new(),
+                consume_from: ConsumeFrom::LastOffset,
+                model: MessageModel::Clustering,
+                threads: 4,
+                batch_max: 1,
+                pull_batch: 32,
+                max_cached_messages: 1000,
+                max_cached_bytes: 100 << 20,
+                max_span: 2000,
+                max_reconsume_times: 16,
+                strategy: Strategy(Arc::new(Averagely)),
+                instance_name: None,
+                rebalance_interval: Duration::from_secs(20),
+                local_retry_delay: Duration::from_secs(5),
+            },
+            errors: Vec::new(),
+        }
+    }
+}
+
+impl PushConsumerBuilder {
+    /// Subscribes to `topic` with a tag expression (`*`, `a`, `a || b`); call once per topic.
+    pub fn subscribe(mut self, topic: &str, expr: &str) -> Self {
+        match (validate::user_topic(topic), TagFilter::parse(expr)) {
+            (Ok(()), Ok(filter)) => {
+                self.options.subscriptions.retain(|(t, _)| t != topic);
+                self.options.subscriptions.push((topic.to_owned(), filter));
+            }
+            (Err(e), _) | (_, Err(e)) => self.errors.push(e),
+        }
+        self
+    }
+
+    /// Where the group starts in a queue it has no committed offset for (default
+    /// [`ConsumeFrom::LastOffset`]).
+    pub fn consume_from(mut self, from: ConsumeFrom) -> Self {
+        self.options.consume_from = from;
+        self
+    }
+
+    /// Clustering (default) or broadcasting.
+    pub fn message_model(mut self, model: MessageModel) -> Self {
+        self.options.model = model;
+        self
+    }
+
+    /// Consume threads (default 4).
+    pub fn threads(mut self, n: usize) -> Self {
+        self.options.threads = n;
+        self
+    }
+
+    /// Most messages handed to the listener at once (RocketMQ `consumeMessageBatchMaxSize`,
+    /// default 1).
+    pub fn consume_message_batch_max_size(mut self, n: usize) -> Self {
+        self.options.batch_max = n;
+        self
+    }
+
+    /// Messages fetched from a queue at once (RocketMQ `pullBatchSize`, default 32).
+    pub fn pull_batch_size(mut self, n: usize) -> Self {
+        self.options.pull_batch = n;
+        self
+    }
+
+    /// Flow control: most messages cached per queue before fetching pauses (RocketMQ
+    /// `pullThresholdForQueue`, default 1000).
+    pub fn pull_threshold_for_queue(mut self, n: usize) -> Self {
+        self.options.max_cached_messages = n;
+        self
+    }
+
+    /// Flow control: most body bytes cached per queue (RocketMQ `pullThresholdSizeForQueue`,
+    /// default 100 MiB).
+    pub fn pull_threshold_size_for_queue(mut self, bytes: u64) -> Self {
+        self.options.max_cached_bytes = bytes;
+        self
+    }
+
+    /// Flow control: largest offset span of cached messages in a queue (RocketMQ
+    /// `consumeConcurrentlyMaxSpan`, default 2000).
+    pub fn consume_concurrently_max_span(mut self, span: u64) -> Self {
+        self.options.max_span = span;
+        self
+    }
+
+    /// Tries before a message goes to the dead-letter topic (default 16).
+    pub fn max_reconsume_times(mut self, n: u32) -> Self {
+        self.options.max_reconsume_times = n;
+        self
+    }
+
+    /// How queues are shared out in the group (default [`Averagely`]).
+    pub fn allocate_strategy(mut self, strategy: impl AllocateStrategy + 'static) -> Self {
+        self.options.strategy = Strategy(Arc::new(strategy));
+        self
+    }
+
+    /// A strategy from a closure `(group, consumer id, sorted queues, sorted consumer ids) ->
+    /// queues of that consumer`.
+    pub fn allocate_with<F>(self, f: F) -> Self
+    where
+        F: Fn(&str, &str, &[MessageQueue], &[String]) -> Vec<MessageQueue> + Send + Sync + 'static,
+    {
+        self.allocate_strategy(FnStrategy(f))
+    }
+
+    /// The consumer's instance name, part of its id (`{ip}@{instance}`); broadcasting
+    /// consumers keep their offsets under it, so give each a stable one. By default a unique
+    /// name is made up.
+    pub fn instance_name(mut self, name: &str) -> Self {
+        self.options.instance_name = Some(name.to_owned());
+        self
+    }
+
+    /// Period of the safety rebalance, which also drops consumers whose threads died
+    /// (default 20 s). Joins, leaves and queue-count changes rebalance at once anyway.
+    pub fn rebalance_interval(mut self, d: Duration) -> Self {
+        self.options.rebalance_interval = d;
+        self
+    }
+
+    /// How long before a message whose retry could not be stored is consumed again locally
+    /// (default 5 s).
+    pub fn local_retry_delay(mut self, d: Duration) -> Self {
+        self.options.local_retry_delay = d;
+        self
+    }
+
+    fn check(&mut self) -> Result<()> {
+        if let Some(e) = self.errors.drain(..).next() {
+            return Err(e);
+        }
+        validate::group(&self.options.group)?;
+        let o = &self.options;
+        if o.subscriptions.is_empty() {
+            return Err(Error::InvalidConfig(
+                "subscribe to at least one topic".into(),
+            ));
+        }
+        if o.threads == 0 || o.threads > 1024 || o.batch_max == 0 || o.pull_batch == 0 {
+            return Err(Error::InvalidConfig(
+                "threads (1..=1024), batch sizes and pull batch size must be positive".into(),
+            ));
+        }
+        if o.max_cached_messages == 0 || o.max_cached_bytes == 0 {
+            return Err(Error::InvalidConfig(
+                "flow-control thresholds must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Starts consuming; `listener` is called from the consumer's threads with up to
+    /// `consume_message_batch_max_size` messages at a time. A panic in the listener counts as
+    /// [`ConsumeStatus::ReconsumeLater`].
+    pub fn start_concurrently<F>(mut self, listener: F) -> Result<PushConsumer>
+    where
+        F: Fn(&[MessageExt]) -> ConsumeStatus + Send + Sync + 'static,
+    {
+        self.check()?;
+        let engine = Engine::start(self.store, self.options, Arc::new(listener))?;
+        Ok(PushConsumer {
+            engine: Some(engine),
+        })
+    }
+}
+
+/// A running push consumer. [`PushConsumer::shutdown`] (or dropping it) stops fetching,
+/// lets messages being consumed finish, hands back the ones not started, commits offsets and
+/// leaves the group, whose queues are then shared out among the others.
+pub struct PushConsumer {
+    engine: Option<Arc<Engine>>,
+}
+
+impl std::fmt::Debug for PushConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushConsumer")
+            .field("id", &self.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PushConsumer {
+    /// The consumer's id in its group.
+    pub fn id(&self) -> &str {
+        self.engine.as_ref().map_or("", |e| e.id())
+    }
+
+    /// The queues this consumer owns right now, sorted.
+    pub fn assigned_queues(&self) -> Vec<MessageQueue> {
+        self.engine
+            .as_ref()
+            .map(|e| e.assigned())
+            .unwrap_or_default()
+    }
+
+    /// Messages fetched but not yet consumed, and their body bytes, over all owned queues
+    /// (bounded by the flow-control thresholds).
+    pub fn cached(&self) -> (usize, u64) {
+        self.engine.as_ref().map_or((0, 0), |e| e.cached())
+    }
+
+    /// Stops the consumer (see the type's docs) and reports whether committing went well.
+    pub fn shutdown(mut self) -> Result<()> {
+        match self.engine.take() {
+            Some(e) => e.shutdown(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for PushConsumer {
+    fn drop(&mut self) {
+        if let Some(e) = self.engine.take() {
+            let _ = e.shutdown();
+        }
+    }
+}

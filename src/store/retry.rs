@@ -1,0 +1,93 @@
+//! Sending a message back for a later retry (RocketMQ `consumerSendMsgBack`): to
+//! `%RETRY%{group}` through the delay levels, or to `%DLQ%{group}` after the last try.
+
+use super::Core;
+use super::put::{PutOptions, TIMER_DELIVER_MS};
+use super::schedule::SCHEDULE_SRC;
+use crate::error::Result;
+use crate::format::properties::keys;
+use crate::format::record::RECORD_CRC_KEY;
+use crate::message::{Delay, Message, MessageExt};
+
+/// Properties the retried copy does not inherit (it gets fresh ones where needed).
+const NOT_INHERITED: &[&str] = &[
+    keys::TAGS,
+    keys::KEYS,
+    keys::DELAY,
+    keys::REAL_TOPIC,
+    keys::REAL_QUEUE_ID,
+    keys::RETRY_TOPIC,
+    keys::ORIGIN_MESSAGE_ID,
+    TIMER_DELIVER_MS,
+    SCHEDULE_SRC,
+    RECORD_CRC_KEY,
+    "DLQ_ORIGIN_TOPIC",
+    "DLQ_ORIGIN_MESSAGE_ID",
+];
+
+/// First retry delay level (10 s by default); each retry goes one level up.
+const FIRST_RETRY_LEVEL: u32 = 3;
+
+/// Whether a retry of `m` goes to the dead-letter topic.
+pub(crate) fn goes_to_dlq(m: &MessageExt, max_reconsume_times: u32) -> bool {
+    m.reconsume_times().max(0) as u32 >= max_reconsume_times
+}
+
+impl Core {
+    /// Stores `m` again for `group`: in its retry topic, delayed by level 3 + reconsume times
+    /// and counted one more try, or — once it has been tried `max_reconsume_times` times — in
+    /// its dead-letter topic. The copy keeps the msgId, body, tags, keys and properties, and
+    /// records the original topic (`RETRY_TOPIC`) and msgId (`ORIGIN_MESSAGE_ID`).
+    pub(crate) fn send_back(
+        &self,
+        group: &str,
+        m: &MessageExt,
+        max_reconsume_times: u32,
+    ) -> Result<()> {
+        let dlq = goes_to_dlq(m, max_reconsume_times);
+        let topic = if dlq {
+            format!("%DLQ%{group}")
+        } else {
+            format!("%RETRY%{group}")
+        };
+        let origin_topic = m
+            .property(keys::RETRY_TOPIC)
+            .unwrap_or(m.topic())
+            .to_owned();
+        let origin_id = m
+            .property(keys::ORIGIN_MESSAGE_ID)
+            .map_or_else(|| m.msg_id(), str::to_owned);
+        let mut msg = Message::new(topic, m.body().to_vec());
+        msg.tags = m.tags().map(str::to_owned);
+        msg.keys = m.keys().map(str::to_owned).collect();
+        msg.flag = m.flag();
+        msg.properties = m
+            .properties()
+            .filter(|(k, _)| !NOT_INHERITED.contains(k) && !k.starts_with("TIMER_"))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let mut extra = vec![
+            (keys::RETRY_TOPIC, origin_topic.as_str()),
+            (keys::ORIGIN_MESSAGE_ID, origin_id.as_str()),
+        ];
+        if dlq {
+            extra.push(("DLQ_ORIGIN_TOPIC", origin_topic.as_str()));
+            extra.push(("DLQ_ORIGIN_MESSAGE_ID", origin_id.as_str()));
+        } else {
+            let level = FIRST_RETRY_LEVEL + m.reconsume_times().max(0) as u32;
+            msg.delay = Delay::Level(level.min(self.delay_levels.len() as u32));
+        }
+        let opts = PutOptions {
+            extra_properties: &extra,
+            reconsume_times: if dlq {
+                m.reconsume_times()
+            } else {
+                m.reconsume_times() + 1
+            },
+            born_timestamp: Some(m.born_timestamp().max(0) as u64),
+            create_topic: true,
+            ..PutOptions::default()
+        };
+        self.put_with(&msg, 0, opts).map(|_| ())
+    }
+}
