@@ -112,6 +112,10 @@ pub struct StoreConfig {
     /// `s`, `m`, `h` or `d`; level `n` is the `n`-th entry. Default
     /// `"1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"`.
     pub message_delay_level: String,
+    /// How long an orderly consumer's queue lock lives without renewal (RocketMQ
+    /// `rocketmq.broker.rebalance.lockMaxLiveTime`); a queue whose holder died is free after
+    /// this. Default 60 s.
+    pub queue_lock_lease: Duration,
     /// Create a topic on its first put. Default true.
     pub auto_create_topics: bool,
     /// Queue count of auto-created topics (RocketMQ `defaultTopicQueueNums`). Default 4.
@@ -135,6 +139,7 @@ impl Default for StoreConfig {
             tail_tolerance: 64 * 1024,
             message_delay_level: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
                 .to_owned(),
+            queue_lock_lease: Duration::from_secs(60),
             auto_create_topics: true,
             default_topic_queues: 4,
         }
@@ -323,6 +328,12 @@ impl StoreBuilder {
     /// Sets [`StoreConfig::message_delay_level`].
     pub fn message_delay_level(mut self, levels: &str) -> Self {
         self.config.message_delay_level = levels.to_owned();
+        self
+    }
+
+    /// Sets [`StoreConfig::queue_lock_lease`].
+    pub fn queue_lock_lease(mut self, lease: Duration) -> Self {
+        self.config.queue_lock_lease = lease;
         self
     }
 

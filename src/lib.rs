@@ -42,7 +42,10 @@ mod store;
 pub use client::allocate::{AllocateStrategy, Averagely, AveragelyByCircle, ConsistentHash};
 pub use client::producer::{Producer, SendError, SendResult, SendStatus};
 pub use client::pull::{ConsumeFrom, PullConsumer, PullResult, PullStatus};
-pub use client::push::{ConsumeStatus, MessageModel, PushConsumer, PushConsumerBuilder};
+pub use client::push::{
+    ConsumeOrderlyContext, ConsumeStatus, MessageModel, OrderlyStatus, PushConsumer,
+    PushConsumerBuilder,
+};
 pub use config::{FlushPolicy, RecoveryMode, StoreBuilder, StoreConfig};
 pub use error::{Error, Result};
 pub use filter::TagFilter;

@@ -2,11 +2,12 @@
 
 pub(crate) mod arrivals;
 mod checkpoint;
+pub(crate) mod locks;
 mod offsets;
 mod open;
 pub(crate) mod put;
 mod read;
-mod retry;
+pub(crate) mod retry;
 pub(crate) mod schedule;
 mod schedule_service;
 #[cfg(test)]
@@ -124,6 +125,8 @@ pub(crate) struct Core {
     pub(crate) arrivals: arrivals::Arrivals,
     /// Consumer groups and their members.
     pub(crate) groups: crate::client::group::Groups,
+    /// Queue locks of orderly consumers.
+    pub(crate) locks: locks::QueueLocks,
     /// Offsets of broadcasting consumers, per consumer instance.
     broadcast_offsets: offsets::ConsumerOffsets,
     /// Wakes the schedule service when a delayed message is stored.

@@ -182,6 +182,7 @@ pub(crate) fn open(
         schedule_wake,
         arrivals: Default::default(),
         groups: Default::default(),
+        locks: Default::default(),
         broadcast_offsets: super::offsets::ConsumerOffsets::load_file(
             &dir.join("config"),
             "broadcastOffset.json",

@@ -12,7 +12,7 @@ use crossbeam_channel::{Receiver, Sender, unbounded};
 use parking_lot::Mutex;
 
 use super::process_queue::{Limits, ProcessQueue};
-use super::{ConcurrentListener, ConsumeStatus, MessageModel, Options};
+use super::{ConsumeStatus, Listener, MessageModel, Options};
 use crate::client::allocate::Strategy;
 use crate::client::group::Member;
 use crate::client::pull::{ConsumeFrom, PullStatus};
@@ -24,8 +24,12 @@ use crate::store::{Core, Store};
 
 /// Longest the fetch thread sleeps without a reason to wake.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
+/// How often an orderly consumer retries locking queues it could not lock.
+pub(super) const LOCK_RETRY: Duration = Duration::from_millis(100);
+/// How long a rebalance waits for an orderly batch in flight before giving its queue away.
+const RELEASE_WAIT: Duration = Duration::from_secs(20);
 
-struct Task {
+pub(super) struct Task {
     pq: Arc<ProcessQueue>,
     msgs: Vec<MessageExt>,
 }
@@ -35,7 +39,7 @@ pub(crate) struct Engine {
     store: Store,
     options: Options,
     id: String,
-    listener: ConcurrentListener,
+    listener: Listener,
     pqs: Mutex<BTreeMap<MessageQueue, Arc<ProcessQueue>>>,
     tasks: Mutex<Option<Sender<Task>>>,
     delayed: Mutex<Vec<(Instant, Task)>>,
@@ -64,7 +68,7 @@ impl Engine {
     pub(crate) fn start(
         store: Store,
         mut options: Options,
-        listener: ConcurrentListener,
+        listener: Listener,
     ) -> Result<Arc<Engine>> {
         let core = store.core().clone();
         let ip = core.config().store_host.ip();
@@ -140,6 +144,10 @@ impl Engine {
         &self.id
     }
 
+    pub(super) fn pqs_snapshot(&self) -> Vec<Arc<ProcessQueue>> {
+        self.pqs.lock().values().cloned().collect()
+    }
+
     pub(crate) fn assigned(&self) -> Vec<MessageQueue> {
         self.pqs.lock().keys().cloned().collect()
     }
@@ -152,8 +160,50 @@ impl Engine {
             .fold((0, 0), |(n, b), (n2, b2)| (n + n2, b + b2))
     }
 
-    fn core(&self) -> &Arc<Core> {
+    pub(super) fn core(&self) -> &Arc<Core> {
         self.store.core()
+    }
+
+    pub(super) fn options(&self) -> &Options {
+        &self.options
+    }
+
+    pub(super) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    pub(super) fn orderly(&self) -> bool {
+        matches!(self.listener, Listener::Orderly(_))
+    }
+
+    /// Tries before the dead-letter topic: 16 for concurrent consumers, unlimited for orderly
+    /// ones, unless configured.
+    pub(super) fn max_reconsume(&self) -> u32 {
+        self.options
+            .max_reconsume_times
+            .unwrap_or(if self.orderly() { u32::MAX } else { 16 })
+    }
+
+    /// Queues a consume task to run after `delay`.
+    pub(super) fn later(&self, pq: &Arc<ProcessQueue>, msgs: Vec<MessageExt>, delay: Duration) {
+        self.delayed.lock().push((
+            Instant::now() + delay,
+            Task {
+                pq: pq.clone(),
+                msgs,
+            },
+        ));
+        self.core().arrivals.kick();
+    }
+
+    /// Queues a consume task now.
+    pub(super) fn submit(&self, pq: &Arc<ProcessQueue>, msgs: Vec<MessageExt>) {
+        if let Some(tx) = self.tasks.lock().clone() {
+            let _ = tx.send(Task {
+                pq: pq.clone(),
+                msgs,
+            });
+        }
     }
 
     fn clustering(&self) -> bool {
@@ -167,7 +217,7 @@ impl Engine {
         }
     }
 
-    fn commit(&self, queue: &MessageQueue, offset: u64) {
+    pub(super) fn commit(&self, queue: &MessageQueue, offset: u64) {
         let _ =
             self.core()
                 .commit_offset_for(!self.clustering(), &self.offset_group(), queue, offset);
@@ -196,7 +246,8 @@ impl Engine {
         Limits {
             max_messages: self.options.max_cached_messages,
             max_bytes: self.options.max_cached_bytes,
-            max_span: Some(self.options.max_span),
+            // Orderly queues are consumed in order: no span limit (as in RocketMQ).
+            max_span: (!self.orderly()).then_some(self.options.max_span),
         }
     }
 
@@ -205,12 +256,16 @@ impl Engine {
         let limits = self.limits();
         let mut epoch = core.groups.topic_epoch();
         let mut last_rebalance = Instant::now();
+        let mut last_lock_round = None;
         while !self.stopping.load(Ordering::Acquire) {
             let now_epoch = core.groups.topic_epoch();
             if now_epoch != epoch || last_rebalance.elapsed() >= self.options.rebalance_interval {
                 epoch = now_epoch;
                 last_rebalance = Instant::now();
                 core.groups.rebalance(&core, &self.options.group);
+            }
+            if self.orderly() {
+                self.maintain_locks(&mut last_lock_round);
             }
             let next_delayed = self.run_delayed();
             let pqs: Vec<Arc<ProcessQueue>> = self.pqs.lock().values().cloned().collect();
@@ -230,6 +285,9 @@ impl Engine {
                 continue;
             }
             let mut deadline = Instant::now() + IDLE_WAIT;
+            if self.orderly() && pqs.iter().any(|pq| !self.lock_valid(pq)) {
+                deadline = deadline.min(Instant::now() + LOCK_RETRY);
+            }
             if let Some(d) = next_delayed {
                 deadline = deadline.min(d);
             }
@@ -240,7 +298,8 @@ impl Engine {
 
     /// Fetches one batch for `pq`; whether anything moved.
     fn fetch_one(&self, core: &Core, pq: &Arc<ProcessQueue>, limits: &Limits) -> bool {
-        if pq.is_dropped() || pq.flow_controlled(limits) {
+        if pq.is_dropped() || pq.flow_controlled(limits) || (self.orderly() && !self.lock_valid(pq))
+        {
             return false;
         }
         let from = pq.next_fetch();
@@ -259,6 +318,12 @@ impl Engine {
                 }
                 if !pq.add(&msgs, r.next_begin_offset) {
                     return false;
+                }
+                if self.orderly() {
+                    if pq.orderly_add(msgs, |o| self.lock_valid_at(o.locked_at)) {
+                        self.submit(pq, Vec::new());
+                    }
+                    return true;
                 }
                 let Some(tx) = self.tasks.lock().clone() else {
                     return false;
@@ -304,20 +369,27 @@ impl Engine {
         delayed.iter().map(|(t, _)| *t).min()
     }
 
-    fn consume_loop(&self, rx: &Receiver<Task>) {
+    fn consume_loop(self: &Arc<Self>, rx: &Receiver<Task>) {
         let core = self.core().clone();
         for task in rx {
             // On shutdown, tasks not started are handed back: they stay uncommitted.
             if self.stopping.load(Ordering::Acquire) || task.pq.is_dropped() {
                 continue;
             }
-            let status = std::panic::catch_unwind(AssertUnwindSafe(|| (self.listener)(&task.msgs)))
+            let listener = match &self.listener {
+                Listener::Concurrent(l) => l,
+                Listener::Orderly(l) => {
+                    self.consume_orderly(&task.pq, l);
+                    continue;
+                }
+            };
+            let status = std::panic::catch_unwind(AssertUnwindSafe(|| listener(&task.msgs)))
                 .unwrap_or(ConsumeStatus::ReconsumeLater);
             let mut local = Vec::new();
             if status == ConsumeStatus::ReconsumeLater && self.clustering() {
                 for m in &task.msgs {
                     if core
-                        .send_back(&self.options.group, m, self.options.max_reconsume_times)
+                        .send_back(&self.options.group, m, self.max_reconsume())
                         .is_err()
                     {
                         local.push(m.clone());
@@ -371,6 +443,10 @@ impl Engine {
             let offset = pq.drop_queue();
             self.commit(&pq.queue, offset);
         }
+        if self.orderly() {
+            let queues: Vec<MessageQueue> = pqs.iter().map(|pq| pq.queue.clone()).collect();
+            core.locks.unlock(&self.options.group, &self.id, &queues);
+        }
         self.delayed.lock().clear();
         core.groups.leave(&core, &self.options.group, &self.id);
         core.persist_offsets()
@@ -403,12 +479,27 @@ impl Member for Engine {
     }
 
     fn release(&self, keep: &BTreeSet<MessageQueue>) {
-        let mut pqs = self.pqs.lock();
-        let gone: Vec<MessageQueue> = pqs.keys().filter(|q| !keep.contains(*q)).cloned().collect();
-        for q in gone {
-            if let Some(pq) = pqs.remove(&q) {
+        let gone: Vec<Arc<ProcessQueue>> = {
+            let mut pqs = self.pqs.lock();
+            let gone: Vec<MessageQueue> =
+                pqs.keys().filter(|q| !keep.contains(*q)).cloned().collect();
+            gone.iter().filter_map(|q| pqs.remove(q)).collect()
+        };
+        for pq in gone {
+            if self.orderly() {
+                // Let the batch in flight finish and commit, then give the queue away.
+                pq.orderly_unlocked();
+                let _in_flight = pq.consume_lock.try_lock_for(RELEASE_WAIT);
                 let offset = pq.drop_queue();
-                self.commit(&q, offset);
+                self.commit(&pq.queue, offset);
+                self.core().locks.unlock(
+                    &self.options.group,
+                    &self.id,
+                    std::slice::from_ref(&pq.queue),
+                );
+            } else {
+                let offset = pq.drop_queue();
+                self.commit(&pq.queue, offset);
             }
         }
     }
@@ -436,6 +527,7 @@ impl Member for Engine {
                 retry,
                 cq,
                 start,
+                self.orderly(),
             ));
             self.pqs.lock().insert(q.clone(), pq);
             added = true;

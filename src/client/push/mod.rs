@@ -3,6 +3,7 @@
 //! flow control, retries through `%RETRY%{group}` and dead letters in `%DLQ%{group}`.
 
 mod engine;
+mod orderly;
 pub(crate) mod process_queue;
 
 use std::sync::Arc;
@@ -39,7 +40,51 @@ pub enum MessageModel {
     Broadcasting,
 }
 
+/// What an orderly listener reports for a batch (RocketMQ `ConsumeOrderlyStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrderlyStatus {
+    /// Consumed. With auto-commit (the default) the batch is committed; without it, it is
+    /// kept uncommitted until a later [`OrderlyStatus::Commit`].
+    Success,
+    /// Not consumed: the batch goes back in front of its queue and is retried after
+    /// `suspend_current_queue_millis`, counting a reconsume; later messages of the queue wait.
+    /// After `max_reconsume_times` tries a message goes to the group's dead-letter topic.
+    SuspendCurrentQueueAMoment,
+    /// Without auto-commit: commits everything consumed so far (with auto-commit: like
+    /// `Success`).
+    Commit,
+    /// Without auto-commit: puts back everything consumed since the last commit and retries
+    /// it after the suspend time (with auto-commit: like `Success`).
+    Rollback,
+}
+
+/// Per-batch context of an orderly listener (RocketMQ `ConsumeOrderlyContext`).
+#[derive(Debug, Clone)]
+pub struct ConsumeOrderlyContext {
+    queue: MessageQueue,
+    /// Commit after each successful batch (default true).
+    pub auto_commit: bool,
+    /// Overrides the consumer's suspend time for this batch.
+    pub suspend_current_queue_millis: Option<u64>,
+}
+
+impl ConsumeOrderlyContext {
+    /// The queue being consumed.
+    pub fn queue(&self) -> &MessageQueue {
+        &self.queue
+    }
+}
+
 pub(crate) type ConcurrentListener = Arc<dyn Fn(&[MessageExt]) -> ConsumeStatus + Send + Sync>;
+pub(crate) type OrderlyListener =
+    Arc<dyn Fn(&[MessageExt], &mut ConsumeOrderlyContext) -> OrderlyStatus + Send + Sync>;
+
+/// The listener a consumer was started with.
+#[derive(Clone)]
+pub(crate) enum Listener {
+    Concurrent(ConcurrentListener),
+    Orderly(OrderlyListener),
+}
 
 /// Settings of a push consumer.
 #[derive(Clone)]
@@ -54,7 +99,10 @@ pub(crate) struct Options {
     pub(crate) max_cached_messages: usize,
     pub(crate) max_cached_bytes: u64,
     pub(crate) max_span: u64,
-    pub(crate) max_reconsume_times: u32,
+    /// `None`: 16 for concurrent consumers, unlimited for orderly ones.
+    pub(crate) max_reconsume_times: Option<u32>,
+    pub(crate) suspend: Duration,
+    pub(crate) lock_interval: Duration,
     pub(crate) strategy: Strategy,
     pub(crate) instance_name: Option<String>,
     pub(crate) rebalance_interval: Duration,
@@ -117,7 +165,9 @@ impl Store {
                 max_cached_messages: 1000,
                 max_cached_bytes: 100 << 20,
                 max_span: 2000,
-                max_reconsume_times: 16,
+                max_reconsume_times: None,
+                suspend: Duration::from_millis(1000),
+                lock_interval: Duration::from_secs(20),
                 strategy: Strategy(Arc::new(Averagely)),
                 instance_name: None,
                 rebalance_interval: Duration::from_secs(20),
@@ -194,9 +244,24 @@ impl PushConsumerBuilder {
         self
     }
 
-    /// Tries before a message goes to the dead-letter topic (default 16).
+    /// Tries before a message goes to the dead-letter topic (default 16 for concurrent
+    /// consumers, unlimited for orderly ones).
     pub fn max_reconsume_times(mut self, n: u32) -> Self {
-        self.options.max_reconsume_times = n;
+        self.options.max_reconsume_times = Some(n);
+        self
+    }
+
+    /// Orderly: how long a queue waits after `SuspendCurrentQueueAMoment` (RocketMQ
+    /// `suspendCurrentQueueTimeMillis`, default 1000 ms).
+    pub fn suspend_current_queue_millis(mut self, ms: u64) -> Self {
+        self.options.suspend = Duration::from_millis(ms);
+        self
+    }
+
+    /// Orderly: how often queue locks are renewed (RocketMQ `lockInterval`, default 20 s;
+    /// keep it well below the store's `queue_lock_lease`).
+    pub fn lock_interval(mut self, d: Duration) -> Self {
+        self.options.lock_interval = d;
         self
     }
 
@@ -269,7 +334,59 @@ impl PushConsumerBuilder {
         F: Fn(&[MessageExt]) -> ConsumeStatus + Send + Sync + 'static,
     {
         self.check()?;
-        let engine = Engine::start(self.store, self.options, Arc::new(listener))?;
+        let listener = Listener::Concurrent(Arc::new(listener));
+        let engine = Engine::start(self.store, self.options, listener)?;
+        Ok(PushConsumer {
+            engine: Some(engine),
+        })
+    }
+
+    /// Starts consuming in order: each queue's messages reach `listener` one batch at a time,
+    /// in queue-offset order, never two batches of one queue at once, while different queues
+    /// run in parallel on the consumer's threads. A queue is consumed only while this
+    /// consumer holds its lock in the store (see [`Store::lock_queues`]), so during a
+    /// rebalance no queue is consumed by two consumers. A panic in the listener counts as
+    /// [`OrderlyStatus::SuspendCurrentQueueAMoment`]. Broadcasting is refused, as in RocketMQ.
+    ///
+    /// ```
+    /// use mqlite::{ConsumeFrom, Message, OrderlyStatus};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = mqlite::Store::open(dir.path())?;
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let consumer = store
+    ///     .push_consumer("fulfilment")
+    ///     .subscribe("orders", "*")
+    ///     .consume_from(ConsumeFrom::FirstOffset)
+    ///     .start_orderly(move |msgs, _ctx| {
+    ///         for m in msgs {
+    ///             tx.send(m.body().to_vec()).unwrap();
+    ///         }
+    ///         OrderlyStatus::Success
+    ///     })?;
+    /// let p = store.producer("p");
+    /// for step in ["create", "pay", "complete"] {
+    ///     p.send_ordered(Message::new("orders", step), "ORDER-1")?;
+    /// }
+    /// let wait = std::time::Duration::from_secs(5);
+    /// let got: Vec<Vec<u8>> = (0..3).map(|_| rx.recv_timeout(wait).unwrap()).collect();
+    /// assert_eq!(got, [b"create".to_vec(), b"pay".to_vec(), b"complete".to_vec()]);
+    /// consumer.shutdown()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn start_orderly<F>(mut self, listener: F) -> Result<PushConsumer>
+    where
+        F: Fn(&[MessageExt], &mut ConsumeOrderlyContext) -> OrderlyStatus + Send + Sync + 'static,
+    {
+        self.check()?;
+        if self.options.model == MessageModel::Broadcasting {
+            return Err(Error::InvalidConfig(
+                "orderly consumption needs queue locks, which broadcasting consumers cannot \
+                 take: use clustering"
+                    .into(),
+            ));
+        }
+        let listener = Listener::Orderly(Arc::new(listener));
+        let engine = Engine::start(self.store, self.options, listener)?;
         Ok(PushConsumer {
             engine: Some(engine),
         })

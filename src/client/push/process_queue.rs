@@ -40,6 +40,25 @@ pub(crate) struct ProcessQueue {
     pub(crate) retry: bool,
     pub(crate) cq: Option<Arc<ConsumeQueue>>,
     state: Mutex<State>,
+    /// Orderly mode: the messages themselves, and who may consume.
+    pub(crate) orderly: Option<Mutex<Orderly>>,
+    /// Held while a batch of this queue is with the listener (orderly mode): one thread per
+    /// queue, and a rebalance waits on it before giving the queue away.
+    pub(crate) consume_lock: Mutex<()>,
+}
+
+/// Orderly state of a process queue (RocketMQ's `msgTreeMap` and
+/// `consumingMsgOrderlyTreeMap`).
+#[derive(Debug, Default)]
+pub(crate) struct Orderly {
+    /// Fetched, not yet handed to the listener.
+    msgs: BTreeMap<u64, MessageExt>,
+    /// Handed to the listener, not yet committed (auto-commit off keeps them here).
+    consuming: BTreeMap<u64, MessageExt>,
+    /// A consume task for this queue is queued or running.
+    scheduled: bool,
+    /// When the store lock was last acquired or renewed.
+    pub(crate) locked_at: Option<std::time::Instant>,
 }
 
 impl ProcessQueue {
@@ -49,6 +68,7 @@ impl ProcessQueue {
         retry: bool,
         cq: Option<Arc<ConsumeQueue>>,
         start: u64,
+        orderly: bool,
     ) -> ProcessQueue {
         ProcessQueue {
             queue,
@@ -59,7 +79,130 @@ impl ProcessQueue {
                 next_fetch: start,
                 ..State::default()
             }),
+            orderly: orderly.then(|| Mutex::new(Orderly::default())),
+            consume_lock: Mutex::new(()),
         }
+    }
+
+    /// Orderly: keeps fetched messages; returns true when the caller must schedule a consume
+    /// task (none is scheduled and the queue is locked).
+    pub(crate) fn orderly_add(
+        &self,
+        msgs: Vec<MessageExt>,
+        lock_valid: impl Fn(&Orderly) -> bool,
+    ) -> bool {
+        let Some(o) = &self.orderly else { return false };
+        let mut o = o.lock();
+        for m in msgs {
+            o.msgs.insert(m.queue_offset(), m);
+        }
+        self.schedule_if_ready(&mut o, &lock_valid)
+    }
+
+    fn schedule_if_ready(&self, o: &mut Orderly, lock_valid: &dyn Fn(&Orderly) -> bool) -> bool {
+        if o.scheduled || o.msgs.is_empty() || !lock_valid(o) {
+            return false;
+        }
+        o.scheduled = true;
+        true
+    }
+
+    /// Orderly: after the lock was (re)acquired, whether a consume task must be scheduled.
+    pub(crate) fn orderly_locked(
+        &self,
+        at: std::time::Instant,
+        lock_valid: impl Fn(&Orderly) -> bool,
+    ) -> bool {
+        let Some(o) = &self.orderly else { return false };
+        let mut o = o.lock();
+        o.locked_at = Some(at);
+        self.schedule_if_ready(&mut o, &lock_valid)
+    }
+
+    /// Orderly: the lock was lost.
+    pub(crate) fn orderly_unlocked(&self) {
+        if let Some(o) = &self.orderly {
+            o.lock().locked_at = None;
+        }
+    }
+
+    /// Orderly: when the lock was last acquired or renewed.
+    pub(crate) fn locked_at(&self) -> Option<std::time::Instant> {
+        self.orderly.as_ref().and_then(|o| o.lock().locked_at)
+    }
+
+    /// Orderly: the next batch, in offset order, moved to the consuming set. An empty batch
+    /// ends the consume task (it is unscheduled under the same lock, so no message is left
+    /// without a task).
+    pub(crate) fn take(&self, n: usize) -> Vec<MessageExt> {
+        let Some(o) = &self.orderly else {
+            return Vec::new();
+        };
+        let mut o = o.lock();
+        let mut batch = Vec::with_capacity(n);
+        while batch.len() < n {
+            let Some((off, m)) = o.msgs.pop_first() else {
+                break;
+            };
+            batch.push(m.clone());
+            o.consuming.insert(off, m);
+        }
+        if batch.is_empty() {
+            o.scheduled = false;
+        }
+        batch
+    }
+
+    /// Orderly: ends the consume task early (lost lock, stop); messages stay for the next one.
+    pub(crate) fn unschedule(&self) {
+        if let Some(o) = &self.orderly {
+            o.lock().scheduled = false;
+        }
+    }
+
+    /// Orderly: commits everything consumed so far; returns the offset to commit and whether
+    /// fetching had been paused (`None` if dropped).
+    pub(crate) fn commit_consumed(&self) -> Option<(u64, bool)> {
+        let done: Vec<u64> = match &self.orderly {
+            Some(o) => std::mem::take(&mut o.lock().consuming)
+                .into_keys()
+                .collect(),
+            None => Vec::new(),
+        };
+        self.remove(done)
+    }
+
+    /// Orderly: puts these consumed messages back in front (with their updated reconsume
+    /// counts), to be consumed again.
+    pub(crate) fn put_back(&self, msgs: Vec<MessageExt>) {
+        if let Some(o) = &self.orderly {
+            let mut o = o.lock();
+            for m in msgs {
+                o.consuming.remove(&m.queue_offset());
+                o.msgs.insert(m.queue_offset(), m);
+            }
+        }
+    }
+
+    /// Orderly: puts back everything consumed since the last commit (auto-commit off).
+    pub(crate) fn rollback(&self) {
+        if let Some(o) = &self.orderly {
+            let mut o = o.lock();
+            let consuming = std::mem::take(&mut o.consuming);
+            o.msgs.extend(consuming);
+        }
+    }
+
+    /// Orderly: forgets consumed messages that went elsewhere (dead letters) without
+    /// committing the others.
+    pub(crate) fn forget(&self, offsets: &[u64]) -> Option<(u64, bool)> {
+        if let Some(o) = &self.orderly {
+            let mut o = o.lock();
+            for off in offsets {
+                o.consuming.remove(off);
+            }
+        }
+        self.remove(offsets.iter().copied())
     }
 
     pub(crate) fn next_fetch(&self) -> u64 {

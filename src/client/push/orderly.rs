@@ -1,0 +1,163 @@
+//! Orderly consumption (RocketMQ `ConsumeMessageOrderlyService`): queue locks in the store, one
+//! consume task per queue taking batches in offset order, suspend-and-retry in place, commit and
+//! rollback without auto-commit.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::engine::{Engine, LOCK_RETRY};
+use super::process_queue::ProcessQueue;
+use super::{ConsumeOrderlyContext, OrderlyListener, OrderlyStatus};
+use crate::message::MessageQueue;
+use crate::store::retry::goes_to_dlq;
+
+/// Longest one consume task stays on a queue before yielding its thread to other queues.
+const TURN: Duration = Duration::from_millis(200);
+
+impl Engine {
+    /// Whether a lock acquired at `at` is still trusted locally: for half the store's lease
+    /// (RocketMQ: 30 s of a 60 s lease), so it lapses here before it can lapse in the store.
+    pub(super) fn lock_valid_at(&self, at: Option<Instant>) -> bool {
+        let lease = self.core().config().queue_lock_lease;
+        at.is_some_and(|t| t.elapsed() < lease / 2)
+    }
+
+    pub(super) fn lock_valid(&self, pq: &ProcessQueue) -> bool {
+        self.lock_valid_at(pq.locked_at())
+    }
+
+    /// Locks newly assigned queues (retrying every `LOCK_RETRY`) and renews held locks every
+    /// `lock_interval`; a queue whose renewal fails stops being consumed.
+    pub(super) fn maintain_locks(&self, last_round: &mut Option<Instant>) {
+        let now = Instant::now();
+        if last_round.is_some_and(|t| now.duration_since(t) < LOCK_RETRY) {
+            return;
+        }
+        *last_round = Some(now);
+        let pqs: Vec<Arc<ProcessQueue>> = self.pqs_snapshot();
+        let due: Vec<&Arc<ProcessQueue>> = pqs
+            .iter()
+            .filter(|pq| {
+                pq.locked_at().is_none_or(|t| {
+                    now.duration_since(t) >= self.options().lock_interval || !self.lock_valid(pq)
+                })
+            })
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let queues: Vec<MessageQueue> = due.iter().map(|pq| pq.queue.clone()).collect();
+        let core = self.core();
+        let held = core.locks.lock(
+            &self.options().group,
+            self.id(),
+            &queues,
+            core.config().queue_lock_lease,
+        );
+        for pq in due {
+            if pq.is_dropped() {
+                continue;
+            }
+            if held.contains(&pq.queue) {
+                if pq.orderly_locked(now, |o| self.lock_valid_at(o.locked_at)) {
+                    self.submit(pq, Vec::new());
+                }
+            } else {
+                pq.orderly_unlocked();
+            }
+        }
+    }
+
+    /// Runs one queue's consume task: batches in offset order until the queue is empty, the
+    /// lock lapses, the consumer stops, a suspend, or the turn ends.
+    pub(super) fn consume_orderly(
+        self: &Arc<Self>,
+        pq: &Arc<ProcessQueue>,
+        listener: &OrderlyListener,
+    ) {
+        let _one_thread = pq.consume_lock.lock();
+        let started = Instant::now();
+        loop {
+            if self.is_stopping() || pq.is_dropped() || !self.lock_valid(pq) {
+                pq.unschedule();
+                return;
+            }
+            if started.elapsed() > TURN {
+                // Let other queues have the thread; this task goes to the back of the line.
+                self.submit(pq, Vec::new());
+                return;
+            }
+            let batch = pq.take(self.options().batch_max);
+            if batch.is_empty() {
+                return;
+            }
+            let mut ctx = ConsumeOrderlyContext {
+                queue: pq.queue.clone(),
+                auto_commit: true,
+                suspend_current_queue_millis: None,
+            };
+            let status = std::panic::catch_unwind(AssertUnwindSafe(|| listener(&batch, &mut ctx)))
+                .unwrap_or(OrderlyStatus::SuspendCurrentQueueAMoment);
+            let delay = ctx
+                .suspend_current_queue_millis
+                .map_or(self.options().suspend, Duration::from_millis);
+            match (ctx.auto_commit, status) {
+                (_, OrderlyStatus::SuspendCurrentQueueAMoment) => {
+                    if self.suspend(pq, batch, delay) {
+                        return;
+                    }
+                }
+                (true, _) | (false, OrderlyStatus::Commit) => self.commit_consumed(pq),
+                (false, OrderlyStatus::Success) => {}
+                (false, OrderlyStatus::Rollback) => {
+                    pq.rollback();
+                    self.later(pq, Vec::new(), delay);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn commit_consumed(&self, pq: &ProcessQueue) {
+        if let Some((offset, was_blocked)) = pq.commit_consumed() {
+            self.commit(&pq.queue, offset);
+            if was_blocked {
+                self.core().arrivals.kick();
+            }
+        }
+    }
+
+    /// Puts a suspended batch back (one more reconsume each), except messages out of tries,
+    /// which go to the dead-letter topic. Returns whether the queue is now suspended.
+    fn suspend(
+        &self,
+        pq: &Arc<ProcessQueue>,
+        batch: Vec<crate::MessageExt>,
+        delay: Duration,
+    ) -> bool {
+        let max = self.max_reconsume();
+        let core = self.core();
+        let mut back = Vec::new();
+        let mut dead = Vec::new();
+        for mut m in batch {
+            if goes_to_dlq(&m, max) && core.send_back(&self.options().group, &m, max).is_ok() {
+                dead.push(m.queue_offset());
+            } else {
+                m.reconsume_times = m.reconsume_times.saturating_add(1);
+                back.push(m);
+            }
+        }
+        if !dead.is_empty()
+            && let Some((offset, _)) = pq.forget(&dead)
+        {
+            self.commit(&pq.queue, offset);
+        }
+        if back.is_empty() {
+            return false;
+        }
+        pq.put_back(back);
+        self.later(pq, Vec::new(), delay);
+        true
+    }
+}
