@@ -690,7 +690,7 @@ fn send_async_full_in_flight_queue_gives_busy_and_the_message_back() {
     store.create_topic("busy", 1).unwrap();
     let p = store
         .producer("busy-producer")
-        .max_in_flight(1)
+        .max_in_flight(2)
         .send_timeout(timeout);
     let (tx, rx) = mpsc::channel();
     let cb = |name: &'static str| {
@@ -703,14 +703,14 @@ fn send_async_full_in_flight_queue_gives_busy_and_the_message_back() {
     // A: the appender takes it and spends a while compressing it.
     p.send_async(Message::new("busy", body.clone()), cb("A"))
         .unwrap();
-    // B fills the one in-flight slot (waiting at most the timeout for the appender to take A).
+    // B takes the second in-flight slot (A holds the first until its callback ran).
     p.send_async(Message::new("busy", "B"), cb("B")).unwrap();
     // C finds no room and gets its message back after the send timeout.
     let c = Message::new("busy", "C").with_tags("c").with_keys(["kc"]);
     let t = Instant::now();
     let e = p.send_async(c.clone(), cb("C")).unwrap_err();
     let waited = t.elapsed();
-    assert!(matches!(e.error(), Error::Busy(1)), "{e}");
+    assert!(matches!(e.error(), Error::Busy(2)), "{e}");
     assert_eq!(e.into_message(), c);
     assert!(
         waited >= timeout && waited < timeout + compress_time,

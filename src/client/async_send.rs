@@ -39,6 +39,9 @@ enum Done {
 /// The running sender of one producer (and its clones).
 pub(crate) struct AsyncSender {
     jobs: Sender<Job>,
+    /// A counting semaphore: one token per send in flight, taken when it is queued and given
+    /// back after its callback ran.
+    permits: Sender<()>,
     capacity: usize,
     timeout: Duration,
 }
@@ -46,6 +49,7 @@ pub(crate) struct AsyncSender {
 /// A cheap handle to submit through.
 pub(crate) struct Handle {
     jobs: Sender<Job>,
+    permits: Sender<()>,
     capacity: usize,
     timeout: Duration,
 }
@@ -54,17 +58,19 @@ impl AsyncSender {
     pub(crate) fn start(shared: Arc<Shared>) -> std::io::Result<AsyncSender> {
         let capacity = shared.options.max_in_flight;
         let timeout = shared.options.send_timeout;
-        let (jobs_tx, jobs_rx) = bounded::<Job>(capacity);
+        let (jobs_tx, jobs_rx) = unbounded::<Job>();
         let (done_tx, done_rx) = unbounded::<Done>();
+        let (permits_tx, permits_rx) = bounded::<()>(capacity);
         let appender_shared = shared.clone();
         std::thread::Builder::new()
             .name("mqlite-async-send".into())
             .spawn(move || append_loop(&appender_shared, &jobs_rx, &done_tx))?;
         std::thread::Builder::new()
             .name("mqlite-async-complete".into())
-            .spawn(move || complete_loop(&shared, &done_rx))?;
+            .spawn(move || complete_loop(&shared, &done_rx, &permits_rx))?;
         Ok(AsyncSender {
             jobs: jobs_tx,
+            permits: permits_tx,
             capacity,
             timeout,
         })
@@ -73,6 +79,7 @@ impl AsyncSender {
     pub(crate) fn handle(&self) -> Handle {
         Handle {
             jobs: self.jobs.clone(),
+            permits: self.permits.clone(),
             capacity: self.capacity,
             timeout: self.timeout,
         }
@@ -82,13 +89,18 @@ impl AsyncSender {
 impl Handle {
     /// Queues a send; waits for room for at most the send timeout.
     pub(crate) fn submit(&self, msg: Message, callback: Callback) -> Result<(), SendError> {
-        match self.jobs.send_timeout(Job { msg, callback }, self.timeout) {
-            Ok(()) => Ok(()),
-            Err(SendTimeoutError::Timeout(job)) => {
-                Err(SendError::new(Error::Busy(self.capacity), job.msg))
+        match self.permits.send_timeout((), self.timeout) {
+            Ok(()) => {}
+            Err(SendTimeoutError::Timeout(())) => {
+                return Err(SendError::new(Error::Busy(self.capacity), msg));
             }
-            Err(SendTimeoutError::Disconnected(job)) => Err(SendError::new(Error::Closed, job.msg)),
+            Err(SendTimeoutError::Disconnected(())) => {
+                return Err(SendError::new(Error::Closed, msg));
+            }
         }
+        self.jobs
+            .send(Job { msg, callback })
+            .map_err(|e| SendError::new(Error::Closed, e.into_inner().msg))
     }
 }
 
@@ -123,7 +135,7 @@ fn append_loop(shared: &Shared, jobs: &Receiver<Job>, done: &Sender<Done>) {
 
 /// Takes whatever completed, waits once for the furthest record to be durable, then runs the
 /// callbacks in order.
-fn complete_loop(shared: &Shared, done: &Receiver<Done>) {
+fn complete_loop(shared: &Shared, done: &Receiver<Done>, permits: &Receiver<()>) {
     let core = shared.store.core();
     while let Ok(first) = done.recv() {
         let mut batch = vec![first];
@@ -139,6 +151,8 @@ fn complete_loop(shared: &Shared, done: &Receiver<Done>) {
         // A panicking callback must not take the other callbacks down with it.
         let run = |callback: Callback, r: Result<SendResult, SendError>| {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || callback(r)));
+            // The send is over: its permit goes back.
+            let _ = permits.try_recv();
         };
         for d in batch {
             match d {

@@ -243,7 +243,7 @@ impl Producer {
         let queue_id = self
             .inner
             .check(&msg)
-            .and_then(|()| self.inner.queue_count(&msg.topic))
+            .and_then(|()| self.inner.queue_count_for(&msg))
             .and_then(|n| pick(&self.inner, n));
         let queue_id = match queue_id {
             Ok(q) => q,
@@ -393,6 +393,7 @@ impl Producer {
             }
             for m in &msgs {
                 self.inner.check(m)?;
+                self.inner.store.core().check_storable(m)?;
             }
             let n = self.inner.queue_count(&first.topic)?;
             Ok((first.topic.clone(), self.inner.next_queue(n)))
@@ -460,7 +461,17 @@ impl Shared {
         Ok(())
     }
 
-    /// Write queue count of the message's topic, creating the topic if allowed.
+    /// Write queue count of the message's topic, creating the topic if allowed — but only
+    /// for a message that would be stored, so a refused send leaves no topic behind.
+    pub(crate) fn queue_count_for(&self, msg: &Message) -> Result<u32> {
+        let core = self.store.core();
+        if core.topic_config(&msg.topic).is_none() {
+            core.check_storable(msg)?;
+        }
+        self.queue_count(&msg.topic)
+    }
+
+    /// Write queue count of a topic, creating the topic if allowed.
     pub(crate) fn queue_count(&self, topic: &str) -> Result<u32> {
         let core = self.store.core();
         match core.topic_config(topic) {
@@ -502,7 +513,7 @@ impl Shared {
 
     pub(crate) fn pick_round_robin(&self, msg: &Message) -> Result<u32> {
         self.check(msg)?;
-        let n = self.queue_count(&msg.topic)?;
+        let n = self.queue_count_for(msg)?;
         Ok(self.next_queue(n))
     }
 }
@@ -510,7 +521,19 @@ impl Shared {
 /// zlib (RFC 1950) compression at `level`, as Java's `Deflater` with DeflaterOutputStream.
 fn zlib(body: &[u8], level: u32) -> Result<Vec<u8>> {
     let mut enc = ZlibEncoder::new(Vec::with_capacity(body.len() / 2), Compression::new(level));
-    enc.write_all(body)
+    let mut out = enc
+        .write_all(body)
         .and_then(|()| enc.finish())
-        .map_err(|e| Error::InvalidMessage(format!("compression failed: {e}")))
+        .map_err(|e| Error::InvalidMessage(format!("compression failed: {e}")))?;
+    // The header's FLEVEL bits as zlib (and so Java's Deflater) sets them for this level; the
+    // four values keep the header checksum valid with CMF 0x78.
+    if out.len() >= 2 && out[0] == 0x78 {
+        out[1] = match level {
+            0 | 1 => 0x01,
+            2..=5 => 0x5E,
+            6 => 0x9C,
+            _ => 0xDA,
+        };
+    }
+    Ok(out)
 }

@@ -310,6 +310,12 @@ impl Core {
         Ok(p)
     }
 
+    /// Checks that `msg` could be stored (size, properties, encoding) without storing it.
+    pub(crate) fn check_storable(&self, msg: &Message) -> Result<()> {
+        self.prepare(msg, 0, PutOptions::default(), now_ms())
+            .map(|_| ())
+    }
+
     /// Stores one message with extra record fields.
     pub(crate) fn put_with(
         &self,

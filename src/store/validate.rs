@@ -53,6 +53,13 @@ pub(crate) fn topic_syntax(topic: &str) -> Result<()> {
 /// Checks a topic a user writes to: valid syntax and not one of [`RESERVED_TOPICS`].
 pub(crate) fn user_topic(topic: &str) -> Result<()> {
     topic_syntax(topic)?;
+    // Users get RocketMQ's client limit even for names that look like retry topics.
+    if topic.len() > MAX_TOPIC_LEN {
+        return Err(Error::InvalidTopic {
+            topic: topic.to_owned(),
+            reason: "too long",
+        });
+    }
     if RESERVED_TOPICS.contains(&topic) {
         return Err(Error::InvalidTopic {
             topic: topic.to_owned(),
