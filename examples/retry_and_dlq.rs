@@ -1,0 +1,58 @@
+//! Retries and dead letters: a listener that fails a message makes it come back through the
+//! group's retry topic with growing delays, until it lands in the dead-letter topic.
+//!
+//! `cargo run --release --example retry_and_dlq` (uses a short delay table so it runs quickly).
+
+use std::time::{Duration, Instant};
+
+use mqlite::{ConsumeFrom, ConsumeStatus, Message, MessageQueue, Store};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    // RocketMQ's retries use delay levels 3, 4, 5, …; shorten the table for the demo.
+    let store = Store::builder(dir.path())
+        .message_delay_level("100ms 200ms 300ms 400ms 500ms 600ms 700ms")
+        .open()?;
+    store.create_topic("payments", 1)?;
+    let started = Instant::now();
+    let consumer = store
+        .push_consumer("ledger")
+        .subscribe("payments", "*")
+        .consume_from(ConsumeFrom::FirstOffset)
+        .max_reconsume_times(3)
+        .start_concurrently(move |msgs| {
+            for m in msgs {
+                println!(
+                    "{:>6.0?}  try {} of {:?} (topic {}, msgId {})",
+                    started.elapsed(),
+                    m.reconsume_times() + 1,
+                    String::from_utf8_lossy(m.body()),
+                    m.topic(),
+                    m.msg_id()
+                );
+            }
+            ConsumeStatus::ReconsumeLater
+        })?;
+    store
+        .producer("gateway")
+        .send(Message::new("payments", "charge card 4242").with_keys(["PAY-1"]))?;
+
+    let dlq = MessageQueue::new("%DLQ%ledger", 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.max_offset(&dlq).unwrap_or(0) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    consumer.shutdown()?;
+    let dead = store.get_messages(&dlq, 0, 1)?;
+    for m in &dead.messages {
+        println!(
+            "dead letter after {:?}: {:?} from topic {:?}, reconsumed {} times",
+            started.elapsed(),
+            String::from_utf8_lossy(m.body()),
+            m.property("RETRY_TOPIC").unwrap_or("?"),
+            m.reconsume_times()
+        );
+    }
+    store.close()?;
+    Ok(())
+}
