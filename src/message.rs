@@ -271,6 +271,21 @@ impl MessageExt {
         }
     }
 
+    /// A new message for `topic` with this one's body, tag, keys, flag and the properties
+    /// `keep` accepts (system ones a copy should not inherit are the caller's to drop).
+    pub(crate) fn copy_to(&self, topic: String, keep: impl Fn(&str) -> bool) -> Message {
+        let mut msg = Message::new(topic, self.body().to_vec());
+        msg.tags = self.tags().map(str::to_owned);
+        msg.keys = self.keys().map(str::to_owned).collect();
+        msg.flag = self.flag;
+        msg.properties = self
+            .properties()
+            .filter(|(k, _)| *k != keys::TAGS && *k != keys::KEYS && keep(k))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        msg
+    }
+
     /// The topic.
     pub fn topic(&self) -> &str {
         &self.topic

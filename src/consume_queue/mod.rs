@@ -134,14 +134,7 @@ impl ConsumeQueue {
             && let Some(w) = writer.as_mut()
             && w.remaining() >= CQ_UNIT_SIZE
         {
-            let encoded = unit.encode();
-            w.append(CQ_UNIT_SIZE, |b| b.copy_from_slice(&encoded));
-            w.publish();
-            self.max_phys_end.store(
-                unit.physical_offset + u64::from(unit.size),
-                Ordering::Release,
-            );
-            self.max_offset.store(queue_offset + 1, Ordering::Release);
+            self.write_unit(w, queue_offset, unit);
             drop(writer);
             self.notify();
             return Ok(());
@@ -182,6 +175,14 @@ impl ConsumeQueue {
                 b.copy_from_slice(&CqUnit::PRE_BLANK.encode())
             });
         }
+        self.write_unit(w, queue_offset, unit);
+        drop(writer);
+        self.notify();
+        Ok(())
+    }
+
+    /// Appends the unit at the writer's position and publishes the new max offset.
+    fn write_unit(&self, w: &mut SegmentWriter, queue_offset: u64, unit: CqUnit) {
         let encoded = unit.encode();
         w.append(CQ_UNIT_SIZE, |b| b.copy_from_slice(&encoded));
         w.publish();
@@ -190,9 +191,6 @@ impl ConsumeQueue {
             Ordering::Release,
         );
         self.max_offset.store(queue_offset + 1, Ordering::Release);
-        drop(writer);
-        self.notify();
-        Ok(())
     }
 
     /// Wakes threads waiting for new units, if there are any.

@@ -2,6 +2,7 @@
 
 pub(crate) mod arrivals;
 mod checkpoint;
+mod json_file;
 pub(crate) mod locks;
 mod offsets;
 mod open;

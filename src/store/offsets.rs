@@ -3,26 +3,23 @@
 //! value being the next offset to consume.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
 
 use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
 
+use super::json_file::JsonFile;
 use super::topics::{data_version, parse_lenient_json};
-use crate::error::{Error, Result};
-use crate::storage::fs::{read_with_backup, write_atomic};
+use crate::error::Result;
+use crate::storage::fs::read_with_backup;
 
 type Table = BTreeMap<(String, String), BTreeMap<u32, u64>>;
 
 /// The offset table and its file.
 #[derive(Debug)]
 pub(crate) struct ConsumerOffsets {
-    path: PathBuf,
+    file: JsonFile,
     table: Mutex<(Table, u64)>,
-    dirty: AtomicBool,
-    /// Serialises writers of the file.
-    persist_lock: Mutex<()>,
 }
 
 fn parse(bytes: &[u8]) -> Option<(Table, u64)> {
@@ -67,10 +64,8 @@ impl ConsumerOffsets {
         let path = config_dir.join(name);
         let loaded = read_with_backup(&path, parse)?.unwrap_or_default();
         Ok(ConsumerOffsets {
-            path,
+            file: JsonFile::new(path),
             table: Mutex::new(loaded),
-            dirty: AtomicBool::new(false),
-            persist_lock: Mutex::new(()),
         })
     }
 
@@ -85,7 +80,7 @@ impl ConsumerOffsets {
         let mut t = self.table.lock();
         let q = t.0.entry((topic.to_owned(), group.to_owned())).or_default();
         if q.insert(queue_id, offset) != Some(offset) {
-            self.dirty.store(true, Ordering::Release);
+            self.file.mark_dirty();
         }
     }
 
@@ -108,7 +103,7 @@ impl ConsumerOffsets {
                 let max = max_offset(topic, *q);
                 if *off > max {
                     *off = max;
-                    self.dirty.store(true, Ordering::Release);
+                    self.file.mark_dirty();
                 }
             }
         }
@@ -116,11 +111,7 @@ impl ConsumerOffsets {
 
     /// Writes the file if anything changed since the last write.
     pub(crate) fn persist_if_dirty(&self) -> Result<()> {
-        let _guard = self.persist_lock.lock();
-        if !self.dirty.swap(false, Ordering::AcqRel) {
-            return Ok(());
-        }
-        let doc = {
+        self.file.persist_if_dirty(|| {
             let mut t = self.table.lock();
             t.1 += 1;
             let mut table = Map::new();
@@ -132,16 +123,6 @@ impl ConsumerOffsets {
                 table.insert(format!("{topic}@{group}"), Value::Object(q));
             }
             json!({"offsetTable": Value::Object(table), "dataVersion": data_version(t.1)})
-        };
-        let text = serde_json::to_vec_pretty(&doc)
-            .map_err(|e| Error::InvalidConfig(format!("cannot encode consumerOffset.json: {e}")))?;
-        if let Some(dir) = self.path.parent() {
-            crate::storage::fs::create_dir_all(dir)?;
-        }
-        let result = write_atomic(&self.path, &text);
-        if result.is_err() {
-            self.dirty.store(true, Ordering::Release);
-        }
-        result
+        })
     }
 }

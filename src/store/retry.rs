@@ -7,7 +7,7 @@ use super::schedule::SCHEDULE_SRC;
 use crate::error::Result;
 use crate::format::properties::keys;
 use crate::format::record::RECORD_CRC_KEY;
-use crate::message::{Delay, Message, MessageExt};
+use crate::message::{Delay, MessageExt};
 
 /// Properties the retried copy does not inherit (it gets fresh ones where needed).
 const NOT_INHERITED: &[&str] = &[
@@ -57,15 +57,9 @@ impl Core {
         let origin_id = m
             .property(keys::ORIGIN_MESSAGE_ID)
             .map_or_else(|| m.msg_id(), str::to_owned);
-        let mut msg = Message::new(topic, m.body().to_vec());
-        msg.tags = m.tags().map(str::to_owned);
-        msg.keys = m.keys().map(str::to_owned).collect();
-        msg.flag = m.flag();
-        msg.properties = m
-            .properties()
-            .filter(|(k, _)| !NOT_INHERITED.contains(k) && !k.starts_with("TIMER_"))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
+        let mut msg = m.copy_to(topic, |k| {
+            !NOT_INHERITED.contains(&k) && !k.starts_with("TIMER_")
+        });
         let mut extra = vec![
             (keys::RETRY_TOPIC, origin_topic.as_str()),
             (keys::ORIGIN_MESSAGE_ID, origin_id.as_str()),

@@ -16,15 +16,15 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
 
 use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
 
+use super::json_file::JsonFile;
 use super::topics::{data_version, parse_lenient_json};
-use crate::error::{Error, Result};
-use crate::storage::fs::{read_with_backup, write_atomic};
+use crate::error::Result;
+use crate::storage::fs::read_with_backup;
 
 /// Property naming the schedule entry a delivered message came from: `L{level}:{offset}` or
 /// `T:{offset}` (timer).
@@ -100,10 +100,8 @@ impl Progress {
 /// The progress table and its file.
 #[derive(Debug)]
 pub(crate) struct ScheduleState {
-    path: PathBuf,
+    file: JsonFile,
     pub(crate) progress: Mutex<Progress>,
-    dirty: AtomicBool,
-    persist_lock: Mutex<()>,
 }
 
 fn parse(bytes: &[u8]) -> Option<Progress> {
@@ -134,29 +132,23 @@ impl ScheduleState {
         let path = config_dir.join("delayOffset.json");
         let progress = read_with_backup(&path, parse)?.unwrap_or_default();
         Ok(ScheduleState {
-            path,
+            file: JsonFile::new(path),
             progress: Mutex::new(progress),
-            dirty: AtomicBool::new(false),
-            persist_lock: Mutex::new(()),
         })
     }
 
     pub(crate) fn is_dirty(&self) -> bool {
-        self.dirty.load(Ordering::Acquire)
+        self.file.is_dirty()
     }
 
     pub(crate) fn mark_dirty(&self) {
-        self.dirty.store(true, Ordering::Release);
+        self.file.mark_dirty();
     }
 
     /// Writes the file if the progress changed. The caller flushes the log first, so the
     /// file never counts a delivery that a crash could take back.
     pub(crate) fn persist_if_dirty(&self) -> Result<()> {
-        let _guard = self.persist_lock.lock();
-        if !self.dirty.swap(false, Ordering::AcqRel) {
-            return Ok(());
-        }
-        let doc = {
+        self.file.persist_if_dirty(|| {
             let mut p = self.progress.lock();
             p.counter += 1;
             let table: Map<String, Value> = p
@@ -172,16 +164,6 @@ impl ScheduleState {
                 },
                 "dataVersion": data_version(p.counter),
             })
-        };
-        let text = serde_json::to_vec_pretty(&doc)
-            .map_err(|e| Error::InvalidConfig(format!("cannot encode delayOffset.json: {e}")))?;
-        if let Some(dir) = self.path.parent() {
-            crate::storage::fs::create_dir_all(dir)?;
-        }
-        let r = write_atomic(&self.path, &text);
-        if r.is_err() {
-            self.dirty.store(true, Ordering::Release);
-        }
-        r
+        })
     }
 }

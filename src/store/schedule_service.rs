@@ -15,7 +15,6 @@ use super::schedule::{SCHEDULE_SRC, Source};
 use crate::error::{Error, Result};
 use crate::format::cq_unit::CqUnit;
 use crate::format::properties::keys;
-use crate::message::Message;
 
 /// Longest sleep between passes.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
@@ -151,17 +150,9 @@ impl Core {
             .property(keys::REAL_QUEUE_ID)
             .and_then(|q| q.parse().ok())
             .unwrap_or(0);
-        let mut msg = Message::new(topic, m.body().to_vec());
-        msg.tags = m.tags().map(str::to_owned);
-        msg.keys = m.keys().map(str::to_owned).collect();
-        msg.flag = m.flag();
-        msg.properties = m
-            .properties()
-            .filter(|(k, _)| {
-                !DROPPED.contains(k) && *k != keys::REAL_TOPIC && *k != keys::REAL_QUEUE_ID
-            })
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
+        let msg = m.copy_to(topic, |k| {
+            !DROPPED.contains(&k) && k != keys::REAL_TOPIC && k != keys::REAL_QUEUE_ID
+        });
         let src = src.encode();
         let extra = [(SCHEDULE_SRC, src.as_str())];
         let opts = PutOptions {
