@@ -26,8 +26,9 @@ use crate::store::{Core, Store};
 const IDLE_WAIT: Duration = Duration::from_millis(500);
 /// How often an orderly consumer retries locking queues it could not lock.
 pub(super) const LOCK_RETRY: Duration = Duration::from_millis(100);
-/// How long a rebalance waits for an orderly batch in flight before giving its queue away.
-const RELEASE_WAIT: Duration = Duration::from_secs(20);
+/// How long a rebalance waits for an orderly batch in flight before leaving the queue's
+/// release to the next rebalance.
+const RELEASE_WAIT: Duration = Duration::from_millis(500);
 
 pub(super) struct Task {
     pq: Arc<ProcessQueue>,
@@ -259,7 +260,11 @@ impl Engine {
         let mut last_lock_round = None;
         while !self.stopping.load(Ordering::Acquire) {
             let now_epoch = core.groups.topic_epoch();
-            if now_epoch != epoch || last_rebalance.elapsed() >= self.options.rebalance_interval {
+            let releasing = self.pqs.lock().values().any(|pq| pq.is_releasing());
+            if now_epoch != epoch
+                || last_rebalance.elapsed() >= self.options.rebalance_interval
+                || (releasing && last_rebalance.elapsed() >= LOCK_RETRY)
+            {
                 epoch = now_epoch;
                 last_rebalance = Instant::now();
                 core.groups.rebalance(&core, &self.options.group);
@@ -285,8 +290,17 @@ impl Engine {
                 continue;
             }
             let mut deadline = Instant::now() + IDLE_WAIT;
-            if self.orderly() && pqs.iter().any(|pq| !self.lock_valid(pq)) {
-                deadline = deadline.min(Instant::now() + LOCK_RETRY);
+            if self.orderly() {
+                for pq in &pqs {
+                    deadline = deadline.min(match pq.locked_at() {
+                        Some(t) if self.lock_valid(pq) => t + self.options.lock_interval,
+                        _ => Instant::now() + LOCK_RETRY,
+                    });
+                    if pq.is_releasing() {
+                        // Finish the release as soon as the batch in flight is done.
+                        deadline = deadline.min(Instant::now() + LOCK_RETRY);
+                    }
+                }
             }
             if let Some(d) = next_delayed {
                 deadline = deadline.min(d);
@@ -298,7 +312,9 @@ impl Engine {
 
     /// Fetches one batch for `pq`; whether anything moved.
     fn fetch_one(&self, core: &Core, pq: &Arc<ProcessQueue>, limits: &Limits) -> bool {
-        if pq.is_dropped() || pq.flow_controlled(limits) || (self.orderly() && !self.lock_valid(pq))
+        if pq.is_dropped()
+            || pq.flow_controlled(limits)
+            || (self.orderly() && (!self.lock_valid(pq) || pq.is_releasing()))
         {
             return false;
         }
@@ -475,7 +491,8 @@ impl Member for Engine {
     }
 
     fn alive(&self) -> bool {
-        self.fetch_alive.load(Ordering::Acquire) && !self.stopping.load(Ordering::Acquire)
+        // A consumer shutting down keeps its queues until it has committed and left.
+        self.fetch_alive.load(Ordering::Acquire) || self.stopping.load(Ordering::Acquire)
     }
 
     fn release(&self, keep: &BTreeSet<MessageQueue>) {
@@ -487,9 +504,14 @@ impl Member for Engine {
         };
         for pq in gone {
             if self.orderly() {
-                // Let the batch in flight finish and commit, then give the queue away.
-                pq.orderly_unlocked();
-                let _in_flight = pq.consume_lock.try_lock_for(RELEASE_WAIT);
+                // Let the batch in flight finish and commit, then give the queue away. If it
+                // is still running, keep the queue and its store lock (no new batch starts);
+                // the next rebalance finishes the release.
+                pq.set_releasing(true);
+                let Some(_in_flight) = pq.consume_lock.try_lock_for(RELEASE_WAIT) else {
+                    self.pqs.lock().insert(pq.queue.clone(), pq);
+                    continue;
+                };
                 let offset = pq.drop_queue();
                 self.commit(&pq.queue, offset);
                 self.core().locks.unlock(
@@ -507,7 +529,12 @@ impl Member for Engine {
     fn assign(&self, queues: &BTreeSet<MessageQueue>) {
         let mut added = false;
         for q in queues {
-            if self.pqs.lock().contains_key(q) {
+            if let Some(pq) = self.pqs.lock().get(q) {
+                // Ours again before a pending release finished.
+                if pq.is_releasing() {
+                    pq.set_releasing(false);
+                    added = true;
+                }
                 continue;
             }
             let Some((_, filter)) = self

@@ -57,11 +57,22 @@ impl Engine {
         );
         for pq in due {
             if pq.is_dropped() {
+                // Released by a rebalance meanwhile: give back what we just locked.
+                if held.contains(&pq.queue) {
+                    core.locks.unlock(
+                        &self.options().group,
+                        self.id(),
+                        std::slice::from_ref(&pq.queue),
+                    );
+                }
                 continue;
             }
             if held.contains(&pq.queue) {
-                if pq.orderly_locked(now, |o| self.lock_valid_at(o.locked_at)) {
+                if pq.orderly_locked(now, |o| self.lock_valid_at(o.locked_at)) && !pq.is_releasing()
+                {
                     self.submit(pq, Vec::new());
+                } else if pq.is_releasing() {
+                    pq.unschedule();
                 }
             } else {
                 pq.orderly_unlocked();
@@ -79,7 +90,7 @@ impl Engine {
         let _one_thread = pq.consume_lock.lock();
         let started = Instant::now();
         loop {
-            if self.is_stopping() || pq.is_dropped() || !self.lock_valid(pq) {
+            if self.is_stopping() || pq.is_dropped() || pq.is_releasing() || !self.lock_valid(pq) {
                 pq.unschedule();
                 return;
             }

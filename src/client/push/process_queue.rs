@@ -45,6 +45,9 @@ pub(crate) struct ProcessQueue {
     /// Held while a batch of this queue is with the listener (orderly mode): one thread per
     /// queue, and a rebalance waits on it before giving the queue away.
     pub(crate) consume_lock: Mutex<()>,
+    /// Orderly: a rebalance is taking the queue away but a batch was still in flight; no new
+    /// batch starts, the store lock is kept, and a later rebalance finishes the release.
+    releasing: std::sync::atomic::AtomicBool,
 }
 
 /// Orderly state of a process queue (RocketMQ's `msgTreeMap` and
@@ -81,7 +84,17 @@ impl ProcessQueue {
             }),
             orderly: orderly.then(|| Mutex::new(Orderly::default())),
             consume_lock: Mutex::new(()),
+            releasing: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    pub(crate) fn is_releasing(&self) -> bool {
+        self.releasing.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub(crate) fn set_releasing(&self, on: bool) {
+        self.releasing
+            .store(on, std::sync::atomic::Ordering::Release);
     }
 
     /// Orderly: keeps fetched messages; returns true when the caller must schedule a consume
