@@ -81,14 +81,17 @@ fn append_async(c: &mut Criterion) {
     group.finish();
 }
 
-/// Prints how much a benchmark appended and how many segment rolls that took: a roll waits
-/// for the background preparation of the next segment if it is not ready yet.
+/// Prints where a benchmark's store ended: segments filled before the last one were rolled
+/// over, and a roll waits for the background preparation of the next segment if it is not
+/// ready yet.
 fn report_volume(bench: &str, store: &Store) {
-    let written = store.commitlog_max_offset();
+    let end = store.commitlog_max_offset();
+    let segment = store.config().commitlog_segment_size;
     println!(
-        "{bench}: CommitLog holds {} MiB, {} segment roll(s)\n",
-        written >> 20,
-        written / store.config().commitlog_segment_size
+        "{bench}: CommitLog ends at {} MiB: {} full {} MiB segment(s) behind the writer\n",
+        end >> 20,
+        end / segment,
+        segment >> 20
     );
 }
 
