@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::format::msg_id::OffsetMessageId;
 use crate::format::properties::{self, keys};
-use crate::format::record::{RecordView, sys_flag};
+use crate::format::record::{RecordMeta, RecordView, sys_flag};
 
 /// A queue of a topic: the unit of ordering, consumption and offset tracking.
 ///
@@ -217,12 +217,18 @@ impl Message {
 }
 
 /// A stored message as read back: everything in its CommitLog record.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// Messages read together share one buffer for their bodies and properties, so a batch costs
+/// one allocation; cloning a message is cheap.
+#[derive(Clone)]
 pub struct MessageExt {
     pub(crate) topic: Arc<str>,
-    /// Body bytes followed by the raw properties string (one allocation).
-    pub(crate) data: Vec<u8>,
-    pub(crate) body_len: usize,
+    /// Bodies and raw properties strings of a batch of messages.
+    data: Arc<Vec<u8>>,
+    /// This message's body starts here in `data`; its properties follow it.
+    start: usize,
+    body_len: usize,
+    props_len: usize,
     pub(crate) queue_id: u32,
     pub(crate) queue_offset: u64,
     pub(crate) physical_offset: u64,
@@ -238,37 +244,126 @@ pub struct MessageExt {
     pub(crate) prepared_transaction_offset: i64,
 }
 
-impl MessageExt {
-    /// Builds the message from its record, inflating a zlib-compressed body.
-    pub(crate) fn from_record(rec: &RecordView<'_>, topic: Arc<str>) -> MessageExt {
-        let body_len;
-        MessageExt {
-            topic,
-            data: {
-                let mut d = Vec::with_capacity(rec.body.len() + rec.properties.len());
-                if !inflate_into(rec, &mut d) {
-                    d.clear();
-                    d.extend_from_slice(rec.body);
-                }
-                body_len = d.len();
-                d.extend_from_slice(rec.properties);
-                d
-            },
-            body_len,
-            queue_id: rec.meta.queue_id,
-            queue_offset: rec.meta.queue_offset,
-            physical_offset: rec.meta.physical_offset,
-            store_size: rec.total_size,
-            flag: rec.meta.flag,
-            sys_flag: rec.meta.sys_flag,
-            body_crc: rec.body_crc,
-            born_timestamp: rec.meta.born_timestamp,
-            born_host: rec.meta.born_host,
-            store_timestamp: rec.meta.store_timestamp,
-            store_host: rec.meta.store_host,
-            reconsume_times: rec.meta.reconsume_times,
-            prepared_transaction_offset: rec.meta.prepared_transaction_offset,
+impl PartialEq for MessageExt {
+    fn eq(&self, other: &Self) -> bool {
+        self.topic == other.topic
+            && self.body() == other.body()
+            && self.raw_properties() == other.raw_properties()
+            && self.queue_id == other.queue_id
+            && self.queue_offset == other.queue_offset
+            && self.physical_offset == other.physical_offset
+            && self.store_size == other.store_size
+            && self.flag == other.flag
+            && self.sys_flag == other.sys_flag
+            && self.body_crc == other.body_crc
+            && self.born_timestamp == other.born_timestamp
+            && self.born_host == other.born_host
+            && self.store_timestamp == other.store_timestamp
+            && self.store_host == other.store_host
+            && self.reconsume_times == other.reconsume_times
+            && self.prepared_transaction_offset == other.prepared_transaction_offset
+    }
+}
+
+impl Eq for MessageExt {}
+
+/// The fixed fields of a record, kept while a batch's buffer fills.
+struct Pending {
+    topic: Arc<str>,
+    start: usize,
+    body_len: usize,
+    props_len: usize,
+    total_size: u32,
+    body_crc: u32,
+    meta: RecordMeta,
+}
+
+impl Pending {
+    /// Copies the record's body (inflated if compressed) and properties to the end of `buf`.
+    fn copy(buf: &mut Vec<u8>, rec: &RecordView<'_>, topic: Arc<str>) -> Pending {
+        let start = buf.len();
+        buf.reserve(rec.body.len() + rec.properties.len());
+        if !inflate_into(rec, buf) {
+            buf.truncate(start);
+            buf.extend_from_slice(rec.body);
         }
+        let body_len = buf.len() - start;
+        buf.extend_from_slice(rec.properties);
+        Pending {
+            topic,
+            start,
+            body_len,
+            props_len: rec.properties.len(),
+            total_size: rec.total_size,
+            body_crc: rec.body_crc,
+            meta: rec.meta,
+        }
+    }
+}
+
+/// Builds the messages of one read into a shared buffer.
+#[derive(Default)]
+pub(crate) struct Batch {
+    buf: Vec<u8>,
+    pending: Vec<Pending>,
+}
+
+impl Batch {
+    pub(crate) fn with_capacity(messages: usize) -> Batch {
+        Batch {
+            buf: Vec::new(),
+            pending: Vec::with_capacity(messages),
+        }
+    }
+
+    /// Adds a record, inflating a zlib-compressed body.
+    pub(crate) fn push(&mut self, rec: &RecordView<'_>, topic: Arc<str>) {
+        let p = Pending::copy(&mut self.buf, rec, topic);
+        self.pending.push(p);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub(crate) fn finish(self) -> Vec<MessageExt> {
+        let data = Arc::new(self.buf);
+        self.pending
+            .into_iter()
+            .map(|p| MessageExt::build(p, data.clone()))
+            .collect()
+    }
+}
+
+impl MessageExt {
+    fn build(p: Pending, data: Arc<Vec<u8>>) -> MessageExt {
+        MessageExt {
+            topic: p.topic,
+            data,
+            start: p.start,
+            body_len: p.body_len,
+            props_len: p.props_len,
+            queue_id: p.meta.queue_id,
+            queue_offset: p.meta.queue_offset,
+            physical_offset: p.meta.physical_offset,
+            store_size: p.total_size,
+            flag: p.meta.flag,
+            sys_flag: p.meta.sys_flag,
+            body_crc: p.body_crc,
+            born_timestamp: p.meta.born_timestamp,
+            born_host: p.meta.born_host,
+            store_timestamp: p.meta.store_timestamp,
+            store_host: p.meta.store_host,
+            reconsume_times: p.meta.reconsume_times,
+            prepared_transaction_offset: p.meta.prepared_transaction_offset,
+        }
+    }
+
+    /// Builds one message from its record, inflating a zlib-compressed body.
+    pub(crate) fn from_record(rec: &RecordView<'_>, topic: Arc<str>) -> MessageExt {
+        let mut buf = Vec::new();
+        let p = Pending::copy(&mut buf, rec, topic);
+        MessageExt::build(p, Arc::new(buf))
     }
 
     /// A new message for `topic` with this one's body, tag, keys, flag and the properties
@@ -293,7 +388,7 @@ impl MessageExt {
 
     /// The body (inflated if it was stored compressed).
     pub fn body(&self) -> &[u8] {
-        &self.data[..self.body_len]
+        &self.data[self.start..self.start + self.body_len]
     }
 
     /// The client message id: the `UNIQ_KEY` property, or the offset msgId when it is absent.
@@ -337,7 +432,8 @@ impl MessageExt {
 
     /// The raw properties string as stored.
     pub fn raw_properties(&self) -> &[u8] {
-        &self.data[self.body_len..]
+        let from = self.start + self.body_len;
+        &self.data[from..from + self.props_len]
     }
 
     /// Queue id within the topic.

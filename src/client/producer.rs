@@ -456,7 +456,7 @@ impl Shared {
     /// Checks what RocketMQ's client checks before a send.
     pub(crate) fn check(&self, msg: &Message) -> Result<()> {
         validate::group(&self.group)?;
-        validate::user_topic(&msg.topic)?;
+        validate::client_topic(&msg.topic)?;
         validate::user_properties(msg.properties.iter().map(|(k, _)| k.as_str()))?;
         Ok(())
     }

@@ -31,7 +31,12 @@ pub(crate) struct Preparer {
 }
 
 impl Preparer {
-    pub(crate) fn start(dir: PathBuf, segment_size: u64, warm: bool) -> std::io::Result<Preparer> {
+    pub(crate) fn start(
+        dir: PathBuf,
+        segment_size: u64,
+        warm: bool,
+        populate_write: bool,
+    ) -> std::io::Result<Preparer> {
         let (req_tx, req_rx) = bounded::<u64>(1);
         let (res_tx, res_rx) = bounded(1);
         let thread = std::thread::Builder::new()
@@ -59,7 +64,7 @@ impl Preparer {
             .name("mqlite-prefault".into())
             .spawn(move || {
                 for (seg, from, to) in pop_rx {
-                    seg.populate(from, to);
+                    seg.populate(from, to, populate_write);
                 }
             })?;
         Ok(Preparer {

@@ -346,20 +346,25 @@ pub fn decode(buf: &[u8], check_crc: bool) -> Result<Decoded<'_>, DecodeError> {
         });
     }
     if check_crc {
-        let computed = masked_crc32(body);
-        if computed != body_crc {
-            return Err(DecodeError::CrcMismatch {
-                stored: body_crc,
-                computed,
-            });
-        }
         if properties
             .last()
             .is_some_and(|&b| b != super::properties::PROPERTY_SEPARATOR)
         {
             return Err(DecodeError::UnterminatedProperties);
         }
-        verify_record_crc(&buf[..total as usize])?;
+        let record = &buf[..total as usize];
+        if stored_record_crc(record).is_some() {
+            // The whole-record CRC covers the body and its stored CRC too: one pass suffices.
+            verify_record_crc(record)?;
+        } else {
+            let computed = masked_crc32(body);
+            if computed != body_crc {
+                return Err(DecodeError::CrcMismatch {
+                    stored: body_crc,
+                    computed,
+                });
+            }
+        }
     }
     let topic = std::str::from_utf8(topic).map_err(|_| DecodeError::NotUtf8("topic"))?;
     Ok(Decoded::Message(RecordView {

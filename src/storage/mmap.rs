@@ -1,4 +1,5 @@
-//! One preallocated, memory-mapped segment file. The only `unsafe` code of the crate lives here.
+//! One preallocated, memory-mapped segment file. The only `unsafe` code of the crate lives
+//! here: the mapping, `posix_fallocate`, and the coarse wall clock the append path reads.
 //!
 //! # The mapping contract
 //! A segment's file must not be truncated or written by anything else while the store has it
@@ -180,15 +181,20 @@ impl Segment {
         self.flush(0, len)
     }
 
-    /// Faults `[from, to)` in writable ahead of the writer (`MADV_POPULATE_WRITE`), so appends
-    /// there take no page fault. The bytes are not changed. Advisory: errors (an older
-    /// kernel, memory pressure) are ignored.
-    pub(crate) fn populate(&self, from: usize, to: usize) {
+    /// Faults `[from, to)` in ahead of the writer, so appends there find the pages in memory.
+    /// `write` maps them writable too (`MADV_POPULATE_WRITE`: no fault at all on append, but
+    /// the pages count as dirty); otherwise readable (`MADV_POPULATE_READ`: pages stay clean, so
+    /// a flush never waits behind their writeback). The bytes are not changed. Advisory: errors
+    /// (an older kernel, memory pressure) are ignored.
+    pub(crate) fn populate(&self, from: usize, to: usize, write: bool) {
         let to = to.min(self.size);
         if from < to {
-            let _ = self
-                .map
-                .advise_range(memmap2::Advice::PopulateWrite, from, to - from);
+            let advice = if write {
+                memmap2::Advice::PopulateWrite
+            } else {
+                memmap2::Advice::PopulateRead
+            };
+            let _ = self.map.advise_range(advice, from, to - from);
         }
     }
 
@@ -294,5 +300,25 @@ pub(crate) mod failpoint {
             .lock()
             .as_ref()
             .is_some_and(|d| path.starts_with(d))
+    }
+}
+
+/// Wall-clock milliseconds since the Unix epoch from `CLOCK_REALTIME_COARSE`: a few
+/// nanoseconds instead of tens, at the resolution of the kernel tick (1–4 ms), which is all a
+/// store timestamp needs. Falls back to `SystemTime` if the call fails.
+pub(crate) fn coarse_now_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call; the clock id is
+    // a constant the kernel knows.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+    if rc == 0 && ts.tv_sec >= 0 {
+        ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+    } else {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
     }
 }

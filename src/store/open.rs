@@ -110,7 +110,9 @@ pub(crate) fn open(
     // a flush; under Async the prefault thread keeps page faults off the writer.
     let warm =
         config.warm_segments && matches!(config.flush_policy, crate::FlushPolicy::Sync { .. });
-    let preparer = Preparer::start(log_dir.clone(), seg_size, warm)
+    // Under Sync, pages faulted in ahead stay clean, so no flush waits behind their writeback.
+    let populate_write = !matches!(config.flush_policy, crate::FlushPolicy::Sync { .. });
+    let preparer = Preparer::start(log_dir.clone(), seg_size, warm, populate_write)
         .map_err(|e| Error::io("spawn segment preparer", &log_dir, e))?;
     let writer = log.writer(Some(preparer))?;
 

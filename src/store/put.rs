@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use super::{Core, PendingUnit, QueueSlot, SlotMap, Store, validate};
 use crate::config::FlushPolicy;
@@ -57,11 +57,9 @@ pub struct PutResult {
     pub store_timestamp: u64,
 }
 
+/// The store clock: wall-clock ms since the Unix epoch, coarse (kernel tick) resolution.
 pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    crate::storage::mmap::coarse_now_ms()
 }
 
 impl Store {

@@ -10,7 +10,7 @@ use crate::consume_queue::ConsumeQueue;
 use crate::error::{Error, Result};
 use crate::filter::TagFilter;
 use crate::format::properties::{self, keys};
-use crate::message::{MessageExt, MessageQueue};
+use crate::message::{Batch, MessageExt, MessageQueue};
 
 /// Most consume queue units one read examines when a filter skips messages (RocketMQ
 /// `maxFilterMessageCount`).
@@ -49,10 +49,11 @@ impl Core {
         filter: &TagFilter,
     ) -> Result<Read> {
         let limit = self.visible_end();
-        let mut messages = Vec::with_capacity(max.min(64));
+        let mut batch = Batch::with_capacity(max.min(64));
         let mut failure = None;
         let mut cache = None;
         let queue_id = cq.queue_id();
+        let topic = cq.topic();
         let budget = if filter.is_all() {
             max
         } else {
@@ -70,28 +71,28 @@ impl Core {
                             seg.path(),
                             unit.physical_offset - seg.base(),
                             format!(
-                                "consume queue {}:{queue_id} offset {qoff} points at another record",
-                                cq.topic()
+                                "consume queue {topic}:{queue_id} offset {qoff} points at another record"
                             ),
                         ));
                     }
-                    if !filter.is_all() && !filter.matches(properties::get(rec.properties, keys::TAGS)) {
-                        return Ok(None);
+                    if !filter.is_all()
+                        && !filter.matches(properties::get(rec.properties, keys::TAGS))
+                    {
+                        return Ok(false);
                     }
-                    Ok(Some(MessageExt::from_record(rec, cq.topic().clone())))
+                    batch.push(rec, topic.clone());
+                    Ok(true)
                 });
             match read.and_then(|r| r) {
-                Ok(Some(m)) => {
-                    messages.push(m);
-                    messages.len() < max
-                }
-                Ok(None) => true,
+                Ok(true) => batch.len() < max,
+                Ok(false) => true,
                 Err(e) => {
                     failure = Some((qoff, e));
                     false
                 }
             }
         });
+        let messages = batch.finish();
         if let Some((qoff, e)) = failure {
             if messages.is_empty() {
                 return Err(e);

@@ -53,17 +53,24 @@ pub(crate) fn topic_syntax(topic: &str) -> Result<()> {
 /// Checks a topic a user writes to: valid syntax and not one of [`RESERVED_TOPICS`].
 pub(crate) fn user_topic(topic: &str) -> Result<()> {
     topic_syntax(topic)?;
-    // Users get RocketMQ's client limit even for names that look like retry topics.
-    if topic.len() > MAX_TOPIC_LEN {
-        return Err(Error::InvalidTopic {
-            topic: topic.to_owned(),
-            reason: "too long",
-        });
-    }
     if RESERVED_TOPICS.contains(&topic) {
         return Err(Error::InvalidTopic {
             topic: topic.to_owned(),
             reason: "reserved for the store",
+        });
+    }
+    Ok(())
+}
+
+/// Checks a topic a client sends to or subscribes to: as [`user_topic`], and at most 127
+/// characters even for names that look like retry topics (RocketMQ's client limit; the store
+/// itself, like the broker, accepts 255 for `%RETRY%`/`%DLQ%` names).
+pub(crate) fn client_topic(topic: &str) -> Result<()> {
+    user_topic(topic)?;
+    if topic.len() > MAX_TOPIC_LEN {
+        return Err(Error::InvalidTopic {
+            topic: topic.to_owned(),
+            reason: "too long",
         });
     }
     Ok(())

@@ -181,7 +181,7 @@ impl Store {
 impl PushConsumerBuilder {
     /// Subscribes to `topic` with a tag expression (`*`, `a`, `a || b`); call once per topic.
     pub fn subscribe(mut self, topic: &str, expr: &str) -> Self {
-        match (validate::user_topic(topic), TagFilter::parse(expr)) {
+        match (validate::client_topic(topic), TagFilter::parse(expr)) {
             (Ok(()), Ok(filter)) => {
                 self.options.subscriptions.retain(|(t, _)| t != topic);
                 self.options.subscriptions.push((topic.to_owned(), filter));
