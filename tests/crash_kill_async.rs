@@ -24,11 +24,11 @@ fn crash_child() {
 
 #[test]
 fn kill_during_async_produce_50_cycles() {
-    crash::kill_loop(Family::Async, 50, 50, 0xA5C_0001);
+    crash::kill_loop(Family::Async, 50, 50, 3000, 0xA5C_0001);
 }
 
 #[test]
 #[ignore = "soak: 500 kill cycles (a fresh directory every 100), run by hand"]
 fn soak_kill_during_async_produce_500_cycles() {
-    crash::kill_loop(Family::Async, 500, 100, 0xA5C_0500);
+    crash::kill_loop(Family::Async, 500, 100, 0, 0xA5C_0500);
 }

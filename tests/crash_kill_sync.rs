@@ -23,11 +23,11 @@ fn crash_child() {
 
 #[test]
 fn kill_during_sync_produce_50_cycles() {
-    crash::kill_loop(Family::Sync, 50, 50, 0x5157_0001);
+    crash::kill_loop(Family::Sync, 50, 50, 0, 0x5157_0001);
 }
 
 #[test]
 #[ignore = "soak: 500 kill cycles (a fresh directory every 100), run by hand"]
 fn soak_kill_during_sync_produce_500_cycles() {
-    crash::kill_loop(Family::Sync, 500, 100, 0x5157_0500);
+    crash::kill_loop(Family::Sync, 500, 100, 0, 0x5157_0500);
 }

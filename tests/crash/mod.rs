@@ -13,7 +13,6 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -33,6 +32,7 @@ const ENV_SEED: &str = "MQLITE_CRASH_SEED";
 const ENV_POLICY: &str = "MQLITE_CRASH_POLICY";
 const ENV_CYCLE: &str = "MQLITE_CRASH_CYCLE";
 const ENV_MODE: &str = "MQLITE_CRASH_MODE";
+const ENV_RATE: &str = "MQLITE_CRASH_RATE";
 
 /// Topics and their queue counts.
 pub const TOPICS: [(&str, u32); 2] = [("crash", 4), ("other", 2)];
@@ -175,6 +175,7 @@ pub fn child_entry() {
     let seed: u64 = var(ENV_SEED).parse().expect("seed");
     let cycle: u64 = var(ENV_CYCLE).parse().expect("cycle");
     let mode = var(ENV_MODE);
+    let rate: u64 = var(ENV_RATE).parse().expect("rate");
     let store = match builder(&dir, policy).open() {
         Ok(s) => s,
         Err(e) => {
@@ -195,11 +196,11 @@ pub fn child_entry() {
         }
     }
     emit("\nREADY\n");
-    let deadline = Instant::now() + CHILD_LIFETIME;
+    let start = Instant::now();
     let handles: Vec<JoinHandle<()>> = (0..THREADS as u64)
         .map(|thread| {
             let store = store.clone();
-            std::thread::spawn(move || produce(&store, seed, cycle, thread, deadline))
+            std::thread::spawn(move || produce(&store, seed, cycle, thread, start, rate))
         })
         .collect();
     for h in handles {
@@ -210,14 +211,21 @@ pub fn child_entry() {
     let _ = store.close();
 }
 
-fn produce(store: &Store, seed: u64, cycle: u64, thread: u64, deadline: Instant) {
+/// One producer thread: puts until [`CHILD_LIFETIME`] is over, at most `rate` puts a second
+/// on average when `rate` is not 0 (it runs at full speed whenever it is behind that pace).
+fn produce(store: &Store, seed: u64, cycle: u64, thread: u64, start: Instant, rate: u64) {
     let mut rng = Rng::new(seed ^ (cycle << 20) ^ (thread << 8) ^ 0xC0FF_EE00);
     let queues: Vec<(&str, u32)> = TOPICS
         .iter()
         .flat_map(|&(t, n)| (0..n).map(move |q| (t, q)))
         .collect();
     let mut seq = 0u64;
-    while Instant::now() < deadline {
+    while start.elapsed() < CHILD_LIFETIME {
+        if let Some(due_us) = (seq * 1_000_000).checked_div(rate)
+            && let Some(ahead) = Duration::from_micros(due_us).checked_sub(start.elapsed())
+        {
+            std::thread::sleep(ahead);
+        }
         let (topic, queue) = queues[rng.range(0, queues.len() as u64) as usize];
         let len = rng.range(1, MAX_BODY + 1);
         let id = MsgId {
@@ -338,6 +346,19 @@ fn parse_output(out: &[u8], cycle: u64, report: &mut Report) -> Result<(), Strin
 /// How long the parent waits for a child to print READY.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// What a child does.
+#[derive(Debug, Clone, Copy)]
+pub enum Mode {
+    /// Opens the store and produces with [`THREADS`] threads, each at most `rate` puts a
+    /// second (0: as fast as it can).
+    Produce {
+        /// Puts per second per thread, 0 for no limit.
+        rate: u64,
+    },
+    /// Only opens (recovers) the store, then waits.
+    Open,
+}
+
 /// When to kill a child.
 #[derive(Debug, Clone, Copy)]
 pub enum KillAt {
@@ -353,9 +374,13 @@ pub fn run_child(
     policy: FlushPolicy,
     seed: u64,
     cycle: u64,
-    mode: &str,
+    mode: Mode,
     kill_at: KillAt,
 ) -> Result<Report, String> {
+    let (mode, rate) = match mode {
+        Mode::Produce { rate } => ("produce", rate),
+        Mode::Open => ("open", 0),
+    };
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let spawned = Instant::now();
     let mut child: Child = Command::new(exe)
@@ -372,6 +397,7 @@ pub fn run_child(
         .env(ENV_POLICY, policy_code(policy))
         .env(ENV_CYCLE, cycle.to_string())
         .env(ENV_MODE, mode)
+        .env(ENV_RATE, rate.to_string())
         .env_remove("MQLITE_SEED")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -918,15 +944,17 @@ fn fail(dir: &mut TestDir, seed: u64, cycle: u64, policy: FlushPolicy, msg: &str
 }
 
 /// Cases 1 and 2: `cycles` times, run a producing child on the same directory, SIGKILL it
-/// 5..300 ms after READY, reopen the store in the parent, check [`verify`], close.
-pub fn kill_loop(family: Family, cycles: u64, cycles_per_dir: u64, default_seed: u64) {
+/// 5..300 ms after READY, reopen the store in the parent, check [`verify`], close. Every
+/// `cycles_per_dir` cycles the test starts over in a fresh directory (bounds a soak's store).
+/// Each producer thread makes at most `rate` puts a second (0: no limit); this bounds the
+/// store's growth, and so the time verification takes, in debug builds.
+pub fn kill_loop(family: Family, cycles: u64, cycles_per_dir: u64, rate: u64, default_seed: u64) {
     let seed = common::seed(default_seed);
     let mut rng = Rng::new(seed);
     let mut dir = TestDir::new("mqlite-crash-");
     let mut model = Model::default();
     let (mut rechecked, mut acked_in_models) = (0usize, 0usize);
     let started = Instant::now();
-    let mut log = String::new();
     let (mut acked, mut kept, mut timeouts, mut torn) = (0usize, 0usize, 0usize, 0usize);
     let (mut child_time, mut check_time) = (Duration::ZERO, Duration::ZERO);
     for cycle in 0..cycles {
@@ -945,7 +973,7 @@ pub fn kill_loop(family: Family, cycles: u64, cycles_per_dir: u64, default_seed:
             policy,
             child_seed,
             cycle,
-            "produce",
+            Mode::Produce { rate },
             KillAt::AfterReady(delay),
         ) {
             Ok(r) => r,
@@ -966,14 +994,7 @@ pub fn kill_loop(family: Family, cycles: u64, cycles_per_dir: u64, default_seed:
         let stats = match check {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => fail(&mut dir, seed, cycle, policy, &e),
-            Err(p) => {
-                let what = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                    .unwrap_or_default();
-                fail(&mut dir, seed, cycle, policy, &format!("panic: {what}"))
-            }
+            Err(p) => fail(&mut dir, seed, cycle, policy, &panic_text(&*p)),
         };
         check_time += t1.elapsed();
         acked += stats.acked;
@@ -981,8 +1002,7 @@ pub fn kill_loop(family: Family, cycles: u64, cycles_per_dir: u64, default_seed:
         torn += stats.torn;
         rechecked += stats.rechecked;
         timeouts += report.timeouts;
-        let _ = writeln!(
-            log,
+        eprintln!(
             "cycle {cycle:3} {:<12} kill after {:3} ms: {:5} acked, {:2} unacked kept, {:3} timeouts; \
              store {} msgs, {} re-read",
             policy_code(policy),
@@ -994,7 +1014,6 @@ pub fn kill_loop(family: Family, cycles: u64, cycles_per_dir: u64, default_seed:
             stats.rechecked
         );
     }
-    eprint!("{log}");
     eprintln!(
         "{cycles} cycles in {:.1?} (children {child_time:.1?}, reopen+verify {check_time:.1?}): \
          {acked} acked ({} in store at the end, {} bytes of CommitLog), {kept} unacked kept, \
@@ -1006,6 +1025,15 @@ pub fn kill_loop(family: Family, cycles: u64, cycles_per_dir: u64, default_seed:
     );
     assert!(acked > 0, "no put was ever acknowledged");
     assert_eq!(acked_in_models + model.acked, acked);
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    let what = p
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_default();
+    format!("panic while reopening or verifying: {what}")
 }
 
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
@@ -1049,14 +1077,13 @@ pub fn reopen_during_recovery(rounds: u64, kills: u64, produce_ms: u64, default_
         min_pages: u32::MAX,
     };
     let started = Instant::now();
-    let mut log = String::new();
     for round in 0..rounds {
         let report = run_child(
             dir.path(),
             produce_policy,
             rng.next_u64(),
             round,
-            "produce",
+            Mode::Produce { rate: 0 },
             KillAt::AfterReady(Duration::from_millis(produce_ms)),
         )
         .unwrap_or_else(|e| fail(&mut dir, seed, round, produce_policy, &e));
@@ -1068,7 +1095,7 @@ pub fn reopen_during_recovery(rounds: u64, kills: u64, produce_ms: u64, default_
             FlushPolicy::SYNC,
             0,
             round,
-            "open",
+            Mode::Open,
             KillAt::AfterReady(Duration::ZERO),
         )
         .unwrap_or_else(|e| fail(&mut dir, seed, round, FlushPolicy::SYNC, &e))
@@ -1093,7 +1120,7 @@ pub fn reopen_during_recovery(rounds: u64, kills: u64, produce_ms: u64, default_
                 policy,
                 0,
                 round,
-                "open",
+                Mode::Open,
                 KillAt::AfterSpawn(delay),
             )
             .unwrap_or_else(|e| {
@@ -1120,15 +1147,13 @@ pub fn reopen_during_recovery(rounds: u64, kills: u64, produce_ms: u64, default_
         let stats = match check {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => fail(&mut dir, seed, round, produce_policy, &e),
-            Err(_) => fail(&mut dir, seed, round, produce_policy, "panic in verify"),
+            Err(p) => fail(&mut dir, seed, round, produce_policy, &panic_text(&*p)),
         };
-        let _ = writeln!(
-            log,
+        eprintln!(
             "round {round}: {} acked, {} unacked kept; a full open took {open_ms} ms; \
              {before_ready}/{kills} open-kills landed before READY; store {} msgs",
             stats.acked, stats.unacked_kept, model.total
         );
     }
-    eprint!("{log}");
     eprintln!("{rounds} rounds in {:.1?}", started.elapsed());
 }
