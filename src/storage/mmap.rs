@@ -1,5 +1,5 @@
 //! One preallocated, memory-mapped segment file. The only `unsafe` code of the crate lives
-//! here: the mapping, `posix_fallocate`, and the coarse wall clock the append path reads.
+//! here: the mapping and `posix_fallocate`.
 //!
 //! # The mapping contract
 //! A segment's file must not be truncated or written by anything else while the store has it
@@ -278,26 +278,6 @@ impl SegmentWriter {
     /// Makes everything appended so far visible to readers.
     pub(crate) fn publish(&self) {
         self.seg.published.store(self.pos, Ordering::Release);
-    }
-}
-
-/// Wall-clock milliseconds since the Unix epoch from `CLOCK_REALTIME_COARSE`: a few
-/// nanoseconds instead of tens, at the resolution of the kernel tick (1–4 ms), which is all a
-/// store timestamp needs. Falls back to `SystemTime` if the call fails.
-pub(crate) fn coarse_now_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call; the clock id is
-    // a constant the kernel knows.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
-    if rc == 0 && ts.tv_sec >= 0 {
-        ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
-    } else {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
     }
 }
 

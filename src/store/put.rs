@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::{Core, PendingUnit, QueueSlot, SlotMap, Store, validate};
 use crate::config::FlushPolicy;
@@ -57,9 +57,12 @@ pub struct PutResult {
     pub store_timestamp: u64,
 }
 
-/// The store clock: wall-clock ms since the Unix epoch, coarse (kernel tick) resolution.
+/// The store clock: wall-clock ms since the Unix epoch (precise, so a time read before a put
+/// is never later than the put's store time).
 pub(crate) fn now_ms() -> u64 {
-    crate::storage::mmap::coarse_now_ms()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Store {

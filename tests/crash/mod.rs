@@ -518,22 +518,8 @@ pub struct CycleStats {
     pub acked: usize,
     /// Unacknowledged messages of this cycle that survived.
     pub unacked_kept: usize,
-    /// Torn records accepted by recovery (only counted when tolerated).
-    pub torn: usize,
     /// Messages of earlier cycles read and compared again.
     pub rechecked: usize,
-}
-
-/// Thread id of a torn record in the model.
-const TORN: u64 = u64::MAX;
-
-/// When set to 1, a single torn last record that recovery accepted (a known src bug: the
-/// BODYCRC does not cover the properties) is reported on stderr instead of failing the test,
-/// so the rest of the oracle can still be exercised. Off by default.
-pub const ENV_TOLERATE_TORN: &str = "MQLITE_CRASH_TOLERATE_TORN";
-
-fn tolerate_torn() -> bool {
-    std::env::var(ENV_TOLERATE_TORN).is_ok_and(|v| v == "1")
 }
 
 macro_rules! ensure {
@@ -711,7 +697,6 @@ pub fn verify(
     let mut fresh: BTreeMap<(String, u32), Vec<Stored>> = BTreeMap::new();
     let mut per_thread: Vec<Vec<(u64, u64)>> = vec![Vec::new(); THREADS];
     let mut spans: Vec<(u64, u32)> = Vec::with_capacity(model.total + 1024);
-    let mut torn: Vec<(u64, u32, String)> = Vec::new();
     for (topic, nq) in TOPICS {
         for q in 0..nq {
             let mq = MessageQueue::new(topic, q);
@@ -744,9 +729,7 @@ pub fn verify(
                     m.physical_offset(),
                     m.store_size()
                 );
-                if prev.id.thread == TORN {
-                    // Known-damaged record (tolerated): nothing to compare the content with.
-                } else if deep {
+                if deep {
                     let id = check_content(m, topic, q)?;
                     ensure!(
                         id == prev.id,
@@ -767,18 +750,15 @@ pub fn verify(
             // Messages of this cycle.
             read_range(store, &mq, old.len() as u64, max, max, |m| {
                 let phys = m.physical_offset();
-                let id = match check_content(m, topic, q) {
-                    Ok(id) => id,
-                    Err(e) => {
-                        torn.push((phys, m.store_size(), e));
-                        MsgId {
-                            cycle,
-                            thread: TORN,
-                            seq: TORN,
-                            len: m.body().len() as u64,
-                        }
-                    }
-                };
+                let id = check_content(m, topic, q).map_err(|e| {
+                    format!(
+                        "{e}: the record at physical offset {phys} (size {}, CommitLog end {}) \
+                         is served although the producer never wrote it whole (a torn record \
+                         that recovery kept?)",
+                        m.store_size(),
+                        store.commitlog_max_offset()
+                    )
+                })?;
                 ensure!(
                     id.cycle == cycle,
                     "{mq}@{}: new message {id:?} is not from cycle {cycle}",
@@ -792,9 +772,7 @@ pub fn verify(
                     acked: false,
                 };
                 new.push(st);
-                if id.thread != TORN {
-                    per_thread[id.thread as usize].push((id.seq, phys));
-                }
+                per_thread[id.thread as usize].push((id.seq, phys));
                 spans.push((phys, st.size));
                 Ok(())
             })?;
@@ -854,7 +832,6 @@ pub fn verify(
         stats.new += v.len();
     }
     stats.unacked_kept = stats.new - stats.acked;
-    // The torn records are not in `per_thread`, so not in `stats.new`.
     // (c) the records of all queues tile the CommitLog.
     spans.sort_unstable();
     let mut end = 0u64;
@@ -871,22 +848,6 @@ pub fn verify(
             || (!end.is_multiple_of(SEGMENT) && log_end == (end / SEGMENT + 1) * SEGMENT),
         "commitlog max offset {log_end}, but the last record ends at {end}"
     );
-    if !torn.is_empty() {
-        let last = spans.last().map_or(0, |s| s.0);
-        let msg = format!(
-            "recovery accepted {} damaged record(s) of this cycle as messages \
-             (physical offset, size, problem): {torn:?}; the log's last record starts at {last}. \
-             A record torn after its body (BODYCRC valid, properties not yet written) survives \
-             recovery.",
-            torn.len()
-        );
-        if tolerate_torn() && torn.len() == 1 && torn[0].0 == last {
-            eprintln!("KNOWN BUG tolerated ({ENV_TOLERATE_TORN}): {msg}");
-            stats.torn += 1;
-        } else {
-            return Err(msg);
-        }
-    }
     for (key, v) in fresh {
         let q = model.queues.entry(key).or_default();
         model.acked += v.iter().filter(|s| s.acked).count();
@@ -955,7 +916,7 @@ pub fn kill_loop(family: Family, cycles: u64, cycles_per_dir: u64, rate: u64, de
     let mut model = Model::default();
     let (mut rechecked, mut acked_in_models) = (0usize, 0usize);
     let started = Instant::now();
-    let (mut acked, mut kept, mut timeouts, mut torn) = (0usize, 0usize, 0usize, 0usize);
+    let (mut acked, mut kept, mut timeouts) = (0usize, 0usize, 0usize);
     let (mut child_time, mut check_time) = (Duration::ZERO, Duration::ZERO);
     for cycle in 0..cycles {
         let in_dir = cycle % cycles_per_dir;
@@ -999,7 +960,6 @@ pub fn kill_loop(family: Family, cycles: u64, cycles_per_dir: u64, rate: u64, de
         check_time += t1.elapsed();
         acked += stats.acked;
         kept += stats.unacked_kept;
-        torn += stats.torn;
         rechecked += stats.rechecked;
         timeouts += report.timeouts;
         eprintln!(
@@ -1017,7 +977,7 @@ pub fn kill_loop(family: Family, cycles: u64, cycles_per_dir: u64, rate: u64, de
     eprintln!(
         "{cycles} cycles in {:.1?} (children {child_time:.1?}, reopen+verify {check_time:.1?}): \
          {acked} acked ({} in store at the end, {} bytes of CommitLog), {kept} unacked kept, \
-         {timeouts} flush timeouts, {torn} torn records tolerated, {rechecked} re-reads of \
+         {timeouts} flush timeouts, {rechecked} re-reads of \
          messages from earlier cycles",
         started.elapsed(),
         model.total,
