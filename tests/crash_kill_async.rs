@@ -4,9 +4,12 @@
 //! on a store with 64 KiB CommitLog segments and prints an ACK line after every put that
 //! returned `PutOk`. Under Async a put returns once its record is in the page cache, which
 //! survives a process crash, so nothing acknowledged may be lost here either. The parent
-//! SIGKILLs the child 5..300 ms after it is ready, reopens the same directory and checks the oracle (a)-(e) of `crash::verify`, cycle after cycle, so the store
-//! grows, rolls segments and recovers repeatedly. Every acknowledged message of every cycle
-//! must stay readable. `MQLITE_SEED` reproduces a run.
+//! SIGKILLs the child 5..300 ms after it is ready, reopens the same directory and checks the
+//! oracle (a)-(e) of `crash::verify`, cycle after cycle, so the store grows, rolls segments and
+//! recovers repeatedly. Every acknowledged message of every cycle must stay readable. Each
+//! cycle picks the default Async policy or a 1 ms / 10 ms flush interval. The default test
+//! paces each producer thread to at most 3000 puts/s so 50 cycles stay well within a minute in
+//! a debug build; the soak does not. `MQLITE_SEED` reproduces a run.
 
 mod common;
 #[path = "crash/mod.rs"]

@@ -1,11 +1,13 @@
 //! RELIABILITY.md Part C case 15 (first half): SIGKILL while the store is recovering.
 //!
-//! A child produces under `FlushPolicy::Async` with a flush interval longer than its life, so
-//! the store is left unclean with a large unflushed tail behind an old checkpoint; then 20
-//! children that only open (recover) the store are SIGKILLed 1..20 ms after spawn. A final
-//! reopen must succeed and satisfy the oracle (a)-(e) of `crash::verify`: no acknowledged
-//! message lost, dense queues, queues agreeing with the CommitLog. `MQLITE_SEED` reproduces
-//! a run.
+//! A child produces for 1.5 s under `FlushPolicy::Async` with a flush interval longer than its
+//! life, and is SIGKILLed: the store is left unclean with a large unflushed tail behind an old
+//! checkpoint. Then 20 children that only open (recover) the store are SIGKILLed, half of them
+//! 1..20 ms after spawn and half at a random point of a full open (timed beforehand on a copy
+//! of the store), so recovery is interrupted at different stages and restarted each time. A
+//! final reopen must succeed and satisfy the oracle (a)-(e) of `crash::verify`: no
+//! acknowledged message lost, dense queues, queues agreeing with the CommitLog. `MQLITE_SEED`
+//! reproduces a run.
 
 mod common;
 #[path = "crash/mod.rs"]

@@ -5,7 +5,9 @@
 //! returned `PutOk`; the parent SIGKILLs it 5..300 ms after it is ready, reopens the same
 //! directory and checks the oracle (a)-(e) of `crash::verify`, cycle after cycle, so the store
 //! grows, rolls segments and recovers repeatedly. Every acknowledged message of every cycle
-//! must stay readable. `MQLITE_SEED` reproduces a run.
+//! must stay readable. One cycle in four uses a 10 ms flush timeout, so some puts return
+//! `FlushDiskTimeout` (not acknowledged, but their records may survive). `MQLITE_SEED`
+//! reproduces a run.
 
 mod common;
 #[path = "crash/mod.rs"]

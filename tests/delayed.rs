@@ -85,7 +85,17 @@ fn delay_levels_deliver_on_time() {
     let clamp = p
         .send(Message::new("t", "clamped").with_delay_level(99))
         .unwrap();
-    assert_eq!(clamp.queue.queue_id, 2, "schedule queue = level - 1");
+    assert_eq!(
+        clamp.queue.queue_id, 0,
+        "the queue it was sent to, as RocketMQ reports"
+    );
+    let sq = MessageQueue::new("SCHEDULE_TOPIC_XXXX", 2);
+    let scheduled = store.get_messages(&sq, 0, 1).unwrap().messages;
+    assert_eq!(
+        scheduled[0].property("DELAY"),
+        Some("3"),
+        "schedule queue = level - 1"
+    );
     store.close().unwrap();
 }
 

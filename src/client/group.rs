@@ -115,6 +115,11 @@ impl Groups {
         self.topic_epoch.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// A member died: every consumer rebalances at its next turn (at once, once kicked).
+    pub(crate) fn membership_changed(&self) {
+        self.topic_epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Recomputes the group's allocation and moves queues: releases first, then assigns.
     /// Consumers whose threads died are dropped from the group.
     pub(crate) fn rebalance(&self, core: &Core, group: &str) {

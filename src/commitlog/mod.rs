@@ -219,6 +219,15 @@ impl CommitLog {
         Ok(target)
     }
 
+    /// Flushes every segment's data, whatever the flush bookkeeping says (after recovery).
+    pub(crate) fn sync_all(&self) -> Result<()> {
+        let segs: Vec<Arc<Segment>> = self.segments.read().clone();
+        for seg in segs {
+            seg.flush(0, seg.published())?;
+        }
+        Ok(())
+    }
+
     /// The segment holding `offset`.
     pub(crate) fn segment_for(&self, offset: u64) -> Option<Arc<Segment>> {
         let segs = self.segments.read();

@@ -105,7 +105,13 @@ pub(crate) fn open(
         q.truncate_past(end)?;
     }
 
+    let recovered = clean.is_none();
     let log = CommitLog::new(log_dir.clone(), seg_size, segs, end, last_ts);
+    if recovered {
+        // What recovery kept may still be only in the page cache (a killed process leaves it
+        // there): make it durable before the checkpoint below says it is.
+        log.sync_all()?;
+    }
     // Writing zeros through a segment ahead of time pays off only where every append waits for
     // a flush; under Async the prefault thread keeps page faults off the writer.
     let warm =
@@ -136,6 +142,18 @@ pub(crate) fn open(
             q.flush()?;
         }
     }
+    let schedule = super::schedule::ScheduleState::load(&dir.join("config"))?;
+    if !loading.schedule_seen.is_empty() {
+        let mut p = schedule.progress.lock();
+        for src in &loading.schedule_seen {
+            p.delivered(*src);
+        }
+        drop(p);
+        schedule.mark_dirty();
+        // Before the checkpoint moves past them, so a second crash cannot lose track of
+        // deliveries made before the first.
+        schedule.persist_if_dirty()?;
+    }
     write_abort(&dir)?;
     cp_file.write(&Checkpoint {
         physic_msg_timestamp: last_ts,
@@ -145,15 +163,6 @@ pub(crate) fn open(
         confirm_phy_offset: end,
     })?;
     let ids = MessageIdGenerator::new(config.store_host.ip());
-    let schedule = super::schedule::ScheduleState::load(&dir.join("config"))?;
-    if !loading.schedule_seen.is_empty() {
-        let mut p = schedule.progress.lock();
-        for src in &loading.schedule_seen {
-            p.delivered(*src);
-        }
-        drop(p);
-        schedule.mark_dirty();
-    }
     let offsets = super::offsets::ConsumerOffsets::load(&dir.join("config"))?;
     offsets.clamp(|topic, q| {
         queue_map

@@ -331,7 +331,9 @@ impl Core {
         } else {
             self.wait_durable(region.end)?
         };
-        Ok(self.result(&p, &region, 0, p.queue_id, status))
+        // Like RocketMQ, a delayed message reports the queue it was sent to (and its offset in
+        // the schedule queue).
+        Ok(self.result(&p, &region, 0, queue_id, status))
     }
 
     /// Stores messages of one topic contiguously in one queue, with consecutive queue offsets:

@@ -67,6 +67,7 @@ impl Core {
             return None;
         }
         let now = now_ms();
+        let written_before = self.log().written();
         let mut next: Option<u64> = None;
         let mut note = |t: u64| next = Some(next.map_or(t, |n: u64| n.min(t)));
         for level in 1..=self.delay_levels.len() as u32 {
@@ -102,6 +103,12 @@ impl Core {
         }
         if let Some(t) = self.timer_pass(now) {
             note(t);
+        }
+        // Deliveries do not wait for the flush one by one; under Sync, one flush makes them
+        // all durable and visible now.
+        let written = self.log().written();
+        if written > written_before {
+            let _ = self.wait_durable(written);
         }
         next
     }

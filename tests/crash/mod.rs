@@ -1023,8 +1023,9 @@ fn log_bytes(dir: &Path) -> u64 {
 
 /// Case 15 (crash during recovery): a producing child with a flush interval longer than its
 /// life leaves a large unflushed tail; then `kills` children that only open the store are
-/// SIGKILLed 1..20 ms after spawn (mostly mid-recovery); a final reopen must satisfy the
-/// oracle. Repeated for `rounds` rounds on the same directory.
+/// SIGKILLed, half 1..20 ms after spawn and half at a random point of a full open (timed on a
+/// copy of the store), so mid-recovery; a final reopen must satisfy the oracle. Repeated for
+/// `rounds` rounds on the same directory.
 pub fn reopen_during_recovery(rounds: u64, kills: u64, produce_ms: u64, default_seed: u64) {
     let seed = common::seed(default_seed);
     let mut rng = Rng::new(seed);

@@ -48,16 +48,26 @@ pub(crate) struct Engine {
     fetch_alive: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
     shut: AtomicBool,
+    /// False if joining the group failed.
+    joined: AtomicBool,
+    /// The group epoch this consumer last rebalanced at.
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 
-/// Sets the flag to false when dropped, even by a panic.
-struct AliveGuard<'a>(&'a AtomicBool);
+/// Marks the fetch thread gone when dropped, even by a panic, and has the group rebalance at
+/// once so its queues are taken over.
+struct AliveGuard<'a>(&'a Engine);
 
 impl Drop for AliveGuard<'_> {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        self.0.fetch_alive.store(false, Ordering::Release);
+        if !self.0.stopping.load(Ordering::Acquire) {
+            let core = self.0.core();
+            core.groups.membership_changed();
+            core.arrivals.kick();
+        }
     }
 }
 
@@ -106,6 +116,8 @@ impl Engine {
             delayed: Mutex::new(Vec::new()),
             stopping: AtomicBool::new(false),
             fetch_alive: AtomicBool::new(true),
+            joined: AtomicBool::new(true),
+            epoch: std::sync::atomic::AtomicU64::new(core.groups.topic_epoch()),
             threads: Mutex::new(Vec::new()),
             shut: AtomicBool::new(false),
         });
@@ -120,7 +132,7 @@ impl Engine {
         handles.push(spawn(
             "mqlite-fetch".into(),
             Box::new(move || {
-                let _alive = AliveGuard(&e.fetch_alive);
+                let _alive = AliveGuard(&e);
                 e.fetch_loop();
             }),
         )?);
@@ -135,6 +147,8 @@ impl Engine {
         *engine.threads.lock() = handles;
         let member: Arc<dyn Member> = engine.clone();
         if let Err(err) = core.groups.join(&core, &engine.options.group, member) {
+            // Not in the group: stop without leaving (a member with the same id stays).
+            engine.joined.store(false, Ordering::Release);
             let _ = engine.shutdown();
             return Err(err);
         }
@@ -255,7 +269,7 @@ impl Engine {
     fn fetch_loop(self: &Arc<Self>) {
         let core = self.core().clone();
         let limits = self.limits();
-        let mut epoch = core.groups.topic_epoch();
+        let mut epoch = self.epoch.load(Ordering::Acquire);
         let mut last_rebalance = Instant::now();
         let mut last_lock_round = None;
         while !self.stopping.load(Ordering::Acquire) {
@@ -283,6 +297,7 @@ impl Engine {
             }
             let waiting = core.arrivals.register();
             if self.stopping.load(Ordering::Acquire)
+                || core.groups.topic_epoch() != epoch
                 || pqs
                     .iter()
                     .any(|pq| !pq.flow_controlled(&limits) && pq.has_new())
@@ -358,9 +373,7 @@ impl Engine {
                 true
             }
             PullStatus::NoMatchedMsg | PullStatus::OffsetIllegal => {
-                if let Some(c) = pq.skip_to(r.next_begin_offset) {
-                    self.commit(&pq.queue, c);
-                }
+                pq.skip_to(r.next_begin_offset, |c| self.commit(&pq.queue, c));
                 r.next_begin_offset != from
             }
             PullStatus::NoNewMsg => false,
@@ -417,11 +430,12 @@ impl Engine {
                 .iter()
                 .map(MessageExt::queue_offset)
                 .filter(|o| !local.iter().any(|m| m.queue_offset() == *o));
-            if let Some((offset, was_blocked)) = task.pq.remove(done) {
-                self.commit(&task.pq.queue, offset);
-                if was_blocked {
-                    core.arrivals.kick();
-                }
+            if task
+                .pq
+                .remove(done, |offset| self.commit(&task.pq.queue, offset))
+                == Some(true)
+            {
+                core.arrivals.kick();
             }
             if !local.is_empty() {
                 self.delayed.lock().push((
@@ -464,7 +478,9 @@ impl Engine {
             core.locks.unlock(&self.options.group, &self.id, &queues);
         }
         self.delayed.lock().clear();
-        core.groups.leave(&core, &self.options.group, &self.id);
+        if self.joined.load(Ordering::Acquire) {
+            core.groups.leave(&core, &self.options.group, &self.id);
+        }
         core.persist_offsets()
     }
 }

@@ -131,11 +131,8 @@ impl Engine {
     }
 
     fn commit_consumed(&self, pq: &ProcessQueue) {
-        if let Some((offset, was_blocked)) = pq.commit_consumed() {
-            self.commit(&pq.queue, offset);
-            if was_blocked {
-                self.core().arrivals.kick();
-            }
+        if pq.commit_consumed(|offset| self.commit(&pq.queue, offset)) == Some(true) {
+            self.core().arrivals.kick();
         }
     }
 
@@ -159,10 +156,8 @@ impl Engine {
                 back.push(m);
             }
         }
-        if !dead.is_empty()
-            && let Some((offset, _)) = pq.forget(&dead)
-        {
-            self.commit(&pq.queue, offset);
+        if !dead.is_empty() {
+            pq.forget(&dead, |offset| self.commit(&pq.queue, offset));
         }
         if back.is_empty() {
             return false;

@@ -173,16 +173,16 @@ impl ProcessQueue {
         }
     }
 
-    /// Orderly: commits everything consumed so far; returns the offset to commit and whether
-    /// fetching had been paused (`None` if dropped).
-    pub(crate) fn commit_consumed(&self) -> Option<(u64, bool)> {
+    /// Orderly: commits everything consumed so far through `commit`; returns whether fetching
+    /// had been paused (`None` if dropped).
+    pub(crate) fn commit_consumed(&self, commit: impl FnOnce(u64)) -> Option<bool> {
         let done: Vec<u64> = match &self.orderly {
             Some(o) => std::mem::take(&mut o.lock().consuming)
                 .into_keys()
                 .collect(),
             None => Vec::new(),
         };
-        self.remove(done)
+        self.remove(done, commit)
     }
 
     /// Orderly: puts these consumed messages back in front (with their updated reconsume
@@ -208,14 +208,14 @@ impl ProcessQueue {
 
     /// Orderly: forgets consumed messages that went elsewhere (dead letters) without
     /// committing the others.
-    pub(crate) fn forget(&self, offsets: &[u64]) -> Option<(u64, bool)> {
+    pub(crate) fn forget(&self, offsets: &[u64], commit: impl FnOnce(u64)) -> Option<bool> {
         if let Some(o) = &self.orderly {
             let mut o = o.lock();
             for off in offsets {
                 o.consuming.remove(off);
             }
         }
-        self.remove(offsets.iter().copied())
+        self.remove(offsets.iter().copied(), commit)
     }
 
     pub(crate) fn next_fetch(&self) -> u64 {
@@ -264,21 +264,28 @@ impl ProcessQueue {
         true
     }
 
-    /// Moves the fetch position past filtered-out or illegal offsets. Returns the offset to
-    /// commit when nothing is cached (so the committed offset follows), if not dropped.
-    pub(crate) fn skip_to(&self, next: u64) -> Option<u64> {
+    /// Moves the fetch position past filtered-out or illegal offsets; when nothing is cached the
+    /// committed offset follows, through `commit`.
+    pub(crate) fn skip_to(&self, next: u64, commit: impl FnOnce(u64)) {
         let mut s = self.state.lock();
         if s.dropped {
-            return None;
+            return;
         }
         s.next_fetch = next;
-        s.cached.is_empty().then_some(next)
+        if s.cached.is_empty() {
+            commit(next);
+        }
     }
 
-    /// Removes consumed messages. Returns the offset to commit — the oldest message still
-    /// cached, or the fetch position when none is — and whether fetching had been paused by
-    /// flow control; `None` if the queue was dropped (a new owner has it now).
-    pub(crate) fn remove(&self, offsets: impl IntoIterator<Item = u64>) -> Option<(u64, bool)> {
+    /// Removes consumed messages and commits, through `commit`, the oldest message still cached
+    /// (or the fetch position when none is). Commits happen under the queue's lock, so they
+    /// land in order. Returns whether fetching had been paused by flow control; `None` if the
+    /// queue was dropped (a new owner has it now).
+    pub(crate) fn remove(
+        &self,
+        offsets: impl IntoIterator<Item = u64>,
+        commit: impl FnOnce(u64),
+    ) -> Option<bool> {
         let mut s = self.state.lock();
         if s.dropped {
             return None;
@@ -289,7 +296,8 @@ impl ProcessQueue {
             }
         }
         let was_blocked = std::mem::take(&mut s.blocked);
-        Some((Self::commit_point(&s), was_blocked))
+        commit(Self::commit_point(&s));
+        Some(was_blocked)
     }
 
     fn commit_point(s: &State) -> u64 {
