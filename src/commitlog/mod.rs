@@ -36,6 +36,8 @@ pub(crate) struct CommitLog {
     flush_lock: Mutex<()>,
 }
 
+const PAGE: u64 = 4096;
+
 /// The single writer of the CommitLog.
 #[derive(Debug)]
 pub(crate) struct LogWriter {
@@ -126,7 +128,7 @@ impl CommitLog {
         let phys = base + w.seg.pos() as u64;
         w.seg.append(len, |buf| fill(buf, phys));
         w.seg.publish();
-        if w.seg.pos() + preparer::POPULATE_LEAD > w.populated_to {
+        if w.seg.pos() + w.lead() > w.populated_to {
             w.populate_ahead();
         }
         // Past half of the segment, have the next one prepared in the background.
@@ -192,12 +194,21 @@ impl CommitLog {
             .map_or(self.written(), |s| s.base())
     }
 
-    /// Flushes everything appended so far and returns the new durable end. Concurrent callers
-    /// are serialised; one that finds the work done returns at once.
-    pub(crate) fn flush(&self) -> Result<u64> {
+    /// Flushes everything appended so far and returns the new durable end; with
+    /// `whole_pages`, only up to the last full page: the page the writer is still filling
+    /// stays dirty, so the writer never waits for it to be written out (a page under
+    /// writeback cannot be modified). Periodic flushes use that. Concurrent callers are
+    /// serialised; one that finds the work done returns at once.
+    pub(crate) fn flush_upto(&self, whole_pages: bool) -> Result<u64> {
         let _guard = self.flush_lock.lock();
         let ts = self.last_store_ts.load(Ordering::Relaxed);
-        let target = self.written();
+        let mut target = self.written();
+        if whole_pages {
+            let first = self.segments.read().first().map_or(0, |s| s.base());
+            let base =
+                first + (target.saturating_sub(first) / self.segment_size) * self.segment_size;
+            target = base + ((target - base) & !(PAGE - 1));
+        }
         let from = self.flushed();
         if target <= from {
             return Ok(from);
@@ -321,13 +332,15 @@ impl CommitLog {
 }
 
 impl LogWriter {
-    /// Keeps the prefault thread `POPULATE_LEAD` bytes ahead of the writer.
+    fn lead(&self) -> usize {
+        self.preparer.as_ref().map_or(0, |p| p.lead)
+    }
+
+    /// Keeps the prefault thread its lead ahead of the writer.
     fn populate_ahead(&mut self) {
         let size = self.seg.segment().size();
         let Some(p) = &self.preparer else { return };
-        while self.populated_to < size
-            && self.populated_to < self.seg.pos() + preparer::POPULATE_LEAD
-        {
+        while self.populated_to < size && self.populated_to < self.seg.pos() + self.lead() {
             let to = (self.populated_to + preparer::POPULATE_CHUNK).min(size);
             p.populate(self.seg.segment(), self.populated_to, to);
             self.populated_to = to;
@@ -339,6 +352,13 @@ impl LogWriter {
         if let Some(p) = &mut self.preparer {
             p.request(next);
         }
+    }
+
+    /// Zero-fills (and flushes) the first `len` bytes from the writer's position, before any
+    /// append.
+    pub(crate) fn zero_start(&self, len: usize) -> Result<()> {
+        let pos = self.seg.pos();
+        self.seg.segment().zero_ahead(pos, pos + len, 0).map(|_| ())
     }
 
     /// Start offset of the segment being written.

@@ -28,6 +28,8 @@ pub(crate) struct Preparer {
     thread: Option<JoinHandle<()>>,
     populate: Option<Sender<PopulateRequest>>,
     populate_thread: Option<JoinHandle<()>>,
+    /// How far ahead of the writer pages are prepared.
+    pub(crate) lead: usize,
 }
 
 impl Preparer {
@@ -36,6 +38,7 @@ impl Preparer {
         segment_size: u64,
         warm: bool,
         populate_write: bool,
+        zero_gap: usize,
     ) -> std::io::Result<Preparer> {
         let (req_tx, req_rx) = bounded::<u64>(1);
         let (res_tx, res_rx) = bounded(1);
@@ -64,7 +67,15 @@ impl Preparer {
             .name("mqlite-prefault".into())
             .spawn(move || {
                 for (seg, from, to) in pop_rx {
-                    seg.populate(from, to, populate_write);
+                    // A segment in use that was not warmed (a new store's first one, or
+                    // the current one after a restart) is zero-filled ahead of the writer
+                    // when warming is on.
+                    let zeroed = warm
+                        && !seg.is_warmed()
+                        && seg.zero_ahead(from, to, zero_gap).unwrap_or(false);
+                    if !zeroed {
+                        seg.populate(from, to, populate_write);
+                    }
                 }
             })?;
         Ok(Preparer {
@@ -74,6 +85,11 @@ impl Preparer {
             thread: Some(thread),
             populate: Some(pop_tx),
             populate_thread: Some(populate_thread),
+            lead: if warm {
+                zero_gap + POPULATE_LEAD
+            } else {
+                POPULATE_LEAD
+            },
         })
     }
 

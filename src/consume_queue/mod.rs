@@ -402,7 +402,19 @@ impl ConsumeQueue {
 
     /// Flushes units written since the last flush.
     pub(crate) fn flush(&self) -> Result<()> {
-        let target = self.max_offset() * UNIT;
+        self.flush_upto(false)
+    }
+
+    /// [`ConsumeQueue::flush`], or with `whole_pages` only up to the last full page of the
+    /// current file, so the writer never waits for the page it is filling to be written out.
+    /// Units lost from an unflushed page are re-dispatched by recovery.
+    pub(crate) fn flush_upto(&self, whole_pages: bool) -> Result<()> {
+        let mut target = self.max_offset() * UNIT;
+        if whole_pages {
+            let first = self.segments.read().first().map_or(0, |s| s.base());
+            let base = first + (target.saturating_sub(first) / self.file_size) * self.file_size;
+            target = base + ((target - base) & !4095);
+        }
         let from = self.flushed.load(Ordering::Acquire);
         if target <= from {
             return Ok(());

@@ -49,7 +49,7 @@ pub(crate) fn start(core: Arc<Core>) -> std::io::Result<(Sender<()>, JoinHandle<
                     let thorough = last_thorough.elapsed() >= config.flush_thorough_interval;
                     let dirty_pages = written / PAGE - flushed / PAGE;
                     if written > flushed && (thorough || dirty_pages >= min_pages) {
-                        if core.flush_log().is_err() {
+                        if core.flush_log_upto(!thorough).is_err() {
                             continue;
                         }
                         if thorough {
@@ -72,7 +72,7 @@ pub(crate) fn start(core: Arc<Core>) -> std::io::Result<(Sender<()>, JoinHandle<
                     last_checkpoint = Instant::now();
                     let _ = core.persist_schedule();
                     let durable = core.log().flushed();
-                    let _ = core.flush_queues_and_checkpoint(durable);
+                    let _ = core.flush_queues_upto(durable, true);
                 }
             }
         })?;

@@ -34,6 +34,10 @@ pub(crate) struct Segment {
     map: MmapRaw,
     published: AtomicUsize,
     writer_taken: AtomicBool,
+    /// Start of the range [`Segment::zero_ahead`] is writing right now (`usize::MAX`: none).
+    zeroing_from: AtomicUsize,
+    /// The whole segment was zero-filled and flushed before use ([`Segment::warm`]).
+    warmed: AtomicBool,
 }
 
 fn preallocate(file: &File, len: u64) -> std::io::Result<()> {
@@ -104,6 +108,8 @@ impl Segment {
             map,
             published: AtomicUsize::new(published),
             writer_taken: AtomicBool::new(false),
+            zeroing_from: AtomicUsize::new(usize::MAX),
+            warmed: AtomicBool::new(false),
         })
     }
 
@@ -178,7 +184,41 @@ impl Segment {
     pub(crate) fn warm(&mut self) -> Result<()> {
         let len = self.size;
         self.bytes_mut().fill(0);
-        self.flush(0, len)
+        self.flush(0, len)?;
+        self.warmed.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Whether [`Segment::warm`] ran on this segment.
+    pub(crate) fn is_warmed(&self) -> bool {
+        self.warmed.load(Ordering::Acquire)
+    }
+
+    /// Writes zeros through `[from, to)` of a segment in use and flushes them, ahead of its
+    /// writer, so the writer's own flushes there do not pay for converting unwritten extents.
+    /// Skipped (returns false) unless the range starts at least `gap` bytes past the published
+    /// length, `gap` being larger than any single append: the writer never writes there
+    /// meanwhile, and should it get close it waits ([`SegmentWriter::append`]).
+    pub(crate) fn zero_ahead(&self, from: usize, to: usize, gap: usize) -> Result<bool> {
+        let to = to.min(self.size);
+        if from >= to {
+            return Ok(false);
+        }
+        self.zeroing_from.store(from, Ordering::SeqCst);
+        if self.published.load(Ordering::SeqCst).saturating_add(gap) > from {
+            self.zeroing_from.store(usize::MAX, Ordering::SeqCst);
+            return Ok(false);
+        }
+        // SAFETY: `[from, to)` lies inside the mapping. It starts at least `gap` bytes past
+        // the published length, and an append in flight never reaches further than `gap`
+        // past it, so neither the writer nor any reader touches these bytes now; a later
+        // append that would reach `from` sees `zeroing_from` (stored above, SeqCst) and waits
+        // until it is cleared below. The bytes are zero already (never written), so writing
+        // zeros changes no content either.
+        unsafe { std::ptr::write_bytes(self.map.as_mut_ptr().add(from), 0, to - from) };
+        let flushed = self.flush(from, to);
+        self.zeroing_from.store(usize::MAX, Ordering::SeqCst);
+        flushed.map(|()| true)
     }
 
     /// Faults `[from, to)` in ahead of the writer, so appends there find the pages in memory.
@@ -264,6 +304,11 @@ impl SegmentWriter {
             return None;
         }
         let start = self.pos;
+        // Never write where the zero-ahead pass is writing (it stays `gap` ahead, so this is
+        // only reached if the writer catches up with it).
+        while start + len > self.seg.zeroing_from.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
         // SAFETY: `start >= published` (the writer starts at the published length and only
         // moves forward, and only it publishes), so no reader slice covers these bytes; this
         // writer is unique (`into_writer`) and `&mut self` excludes a second append; the range

@@ -509,7 +509,12 @@ impl Core {
 
     /// Flushes the CommitLog and dispatches what became durable. Poisons on failure.
     pub(crate) fn flush_log(&self) -> Result<u64> {
-        let result = self.log.flush().and_then(|durable| {
+        self.flush_log_upto(false)
+    }
+
+    /// [`Core::flush_log`]; with `whole_pages`, up to the last full page (periodic flushes).
+    pub(crate) fn flush_log_upto(&self, whole_pages: bool) -> Result<u64> {
+        let result = self.log.flush_upto(whole_pages).and_then(|durable| {
             self.dispatch_pending(durable)?;
             Ok(durable)
         });
@@ -531,9 +536,15 @@ impl Core {
 
     /// Flushes the consume queues, then records the durable state in the checkpoint.
     pub(crate) fn flush_queues_and_checkpoint(&self, durable: u64) -> Result<()> {
+        self.flush_queues_upto(durable, false)
+    }
+
+    /// Flushes the consume queues (`whole_pages`: all but the page each is filling), then
+    /// records the durable state in the checkpoint.
+    pub(crate) fn flush_queues_upto(&self, durable: u64, whole_pages: bool) -> Result<()> {
         let logics = self.logics_ts.load(Ordering::Relaxed);
         for q in self.all_queues() {
-            if let Err(e) = q.flush() {
+            if let Err(e) = q.flush_upto(whole_pages) {
                 self.poison();
                 return Err(e);
             }

@@ -118,9 +118,17 @@ pub(crate) fn open(
         config.warm_segments && matches!(config.flush_policy, crate::FlushPolicy::Sync { .. });
     // Under Sync, pages faulted in ahead stay clean, so no flush waits behind their writeback.
     let populate_write = !matches!(config.flush_policy, crate::FlushPolicy::Sync { .. });
-    let preparer = Preparer::start(log_dir.clone(), seg_size, warm, populate_write)
+    // Larger than any single append (a batch is at most the max message size plus 64 KiB).
+    let zero_gap = config.max_message_size + (128 << 10);
+    let preparer = Preparer::start(log_dir.clone(), seg_size, warm, populate_write, zero_gap)
         .map_err(|e| Error::io("spawn segment preparer", &log_dir, e))?;
+    let fresh = log.written() == 0 && log.min_offset() == 0;
     let writer = log.writer(Some(preparer))?;
+    if warm && fresh {
+        // A new store's first segment was not prepared ahead: zero-fill its start now (a few
+        // MiB), the prefault thread keeps ahead from there.
+        writer.zero_start(zero_gap)?;
+    }
 
     let mut queue_map: HashMap<Arc<str>, Vec<Option<Arc<ConsumeQueue>>>> = HashMap::new();
     let mut slots = super::SlotMap::default();
