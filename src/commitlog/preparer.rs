@@ -15,7 +15,7 @@ use crate::storage::fs::{segment_name, sync_dir};
 /// How far ahead of the writer pages are faulted in.
 pub(crate) const POPULATE_LEAD: usize = 8 << 20;
 /// How much one populate request covers.
-pub(crate) const POPULATE_CHUNK: usize = 2 << 20;
+pub(crate) const POPULATE_CHUNK: usize = 256 << 10;
 
 type PopulateRequest = (Arc<Segment>, usize, usize);
 
