@@ -273,9 +273,7 @@ impl ConsumeQueue {
                 self.file_size,
             )?);
             sync_dir(&self.dir)?;
-            // Fault the whole (small) file in writable now, so appending units never takes a
-            // page fault, which could wait behind a file system journal commit.
-            seg.populate(0, seg.size(), true);
+
             segs.push(seg.clone());
             self.capacity_end
                 .store(next + self.file_size, Ordering::Release);

@@ -178,10 +178,6 @@ impl ConsumeQueue {
             }
             s.set_published(rel_end);
             s.reclaim_writer();
-            if rel_end < s.size() {
-                // The file still being filled: fault its rest in writable (see `put`).
-                s.populate(rel_end, s.size(), true);
-            }
         }
         let segments: Vec<Arc<Segment>> = segs.into_iter().map(Arc::new).collect();
         *self.writer.get_mut() = segments
