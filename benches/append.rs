@@ -47,8 +47,9 @@ fn open_store(dir: &std::path::Path, policy: FlushPolicy) -> Store {
         .open()
         .expect("open store");
     store.create_topic(TOPIC, QUEUES).expect("create topic");
-    // Opening prepares (zero-fills and flushes) the next 1 GiB segment in the background;
-    // let that finish so it does not share the 2 cores and the disk with the measurement.
+    // Under Sync, opening zero-fills the start of a new store's first segment and the
+    // background threads keep ahead of the writer; let any such work settle so it does not
+    // share the 2 cores and the disk with the measurement.
     common::wait_for_preparer_idle(Duration::from_secs(15));
     store
 }

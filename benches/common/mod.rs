@@ -36,10 +36,10 @@ fn threads_cpu(prefix: &str) -> u64 {
     total
 }
 
-/// Waits until mqlite's segment preparer thread has stopped burning CPU (it zero-fills and
-/// flushes the next CommitLog segment right after open and after every roll: ~3 s of CPU and
-/// disk for a 1 GiB segment on the reference machine), so that it does not compete with the
-/// measurement. Gives up after `max`. Returns how long it waited.
+/// Waits until mqlite's segment preparer thread has stopped burning CPU (under `Sync` it
+/// zero-fills and flushes the next CommitLog segment once the current one is half full: ~3 s
+/// of CPU and disk for a 1 GiB segment on the reference machine), so that it does not compete
+/// with the measurement. Gives up after `max`. Returns how long it waited.
 pub fn wait_for_preparer_idle(max: Duration) -> Duration {
     let start = Instant::now();
     let mut last = threads_cpu(PREPARER_COMM);
