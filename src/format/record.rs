@@ -390,6 +390,7 @@ pub fn decode(buf: &[u8], check_crc: bool) -> Result<Decoded<'_>, DecodeError> {
     }))
 }
 
+#[inline]
 fn read_host(r: &mut Reader<'_>, v6: bool) -> Result<SocketAddr, DecodeError> {
     let ip = if v6 {
         IpAddr::V6(Ipv6Addr::from(r.array::<16>()?))
@@ -408,6 +409,7 @@ pub fn encode_blank(out: &mut [u8; BLANK_LEN], remaining: u32) {
 }
 
 /// Whether a record's properties end with the `__CRC32#` property; returns the stored CRC.
+#[inline]
 fn stored_record_crc(record: &[u8]) -> Option<u32> {
     let tail = record.get(record.len().checked_sub(RECORD_CRC_LEN)?..)?;
     let (name, rest) = tail.split_at(RECORD_CRC_KEY.len());
