@@ -333,17 +333,19 @@ pub(crate) mod failpoint {
 
     use parking_lot::Mutex;
 
-    static FAIL_UNDER: Mutex<Option<PathBuf>> = Mutex::new(None);
+    static FAIL_UNDER: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
-    /// From now on, flushes of files under `dir` fail (`None` turns it off).
-    pub(crate) fn fail_flushes_under(dir: Option<&Path>) {
-        *FAIL_UNDER.lock() = dir.map(Path::to_path_buf);
+    /// From now on, flushes of files under `dir` fail (`on`), or stop failing (`!on`). Each
+    /// test uses its own directory, so tests running in parallel do not interfere.
+    pub(crate) fn fail_flushes_under(dir: &Path, on: bool) {
+        let mut dirs = FAIL_UNDER.lock();
+        dirs.retain(|d| d != dir);
+        if on {
+            dirs.push(dir.to_path_buf());
+        }
     }
 
     pub(super) fn flush_fails(path: &Path) -> bool {
-        FAIL_UNDER
-            .lock()
-            .as_ref()
-            .is_some_and(|d| path.starts_with(d))
+        FAIL_UNDER.lock().iter().any(|d| path.starts_with(d))
     }
 }

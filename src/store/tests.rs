@@ -23,11 +23,11 @@ fn failed_sync_flush_poisons_until_reopen() {
         assert_eq!(r.status, PutStatus::PutOk);
         acked.push(r.queue_offset);
     }
-    failpoint::fail_flushes_under(Some(&dir));
+    failpoint::fail_flushes_under(&dir, true);
     // The put whose flush fails reports the I/O error, never success.
     let err = store.put(&Message::new("t", "lost?"), 0).unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err:?}");
-    failpoint::fail_flushes_under(None);
+    failpoint::fail_flushes_under(&dir, false);
     // Even with the disk healthy again, the store refuses writes until reopened.
     for _ in 0..3 {
         let err = store.put(&Message::new("t", "after"), 0).unwrap_err();
@@ -61,7 +61,7 @@ fn failed_async_flush_poisons_later_puts() {
     };
     let store = builder(&dir, policy).open().unwrap();
     store.put(&Message::new("t", "first"), 0).unwrap();
-    failpoint::fail_flushes_under(Some(&dir));
+    failpoint::fail_flushes_under(&dir, true);
     // The background flusher hits the failure and poisons the store.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let err = loop {
@@ -76,7 +76,7 @@ fn failed_async_flush_poisons_later_puts() {
             Err(e) => break e,
         }
     };
-    failpoint::fail_flushes_under(None);
+    failpoint::fail_flushes_under(&dir, false);
     assert!(matches!(err, Error::Poisoned), "{err:?}");
     drop(store);
     // Unclean (the abort marker stays), so the next open recovers everything from the log:
