@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use common::{Rng, seed};
+use common::{Rng, copy_dir, read_queue, seed};
 use mqlite::format::checkpoint::{CHECKPOINT_FILE_SIZE, Checkpoint};
 use mqlite::{Message, MessageExt, MessageQueue, Store, StoreBuilder};
 
@@ -30,22 +30,6 @@ fn queues() -> Vec<MessageQueue> {
         .collect()
 }
 
-fn read_queue(store: &Store, mq: &MessageQueue) -> Vec<MessageExt> {
-    let max = store.max_offset(mq).unwrap();
-    let mut out = Vec::new();
-    let mut off = store.min_offset(mq).unwrap();
-    while off < max {
-        let got = store.get_messages(mq, off, 100).unwrap();
-        assert!(
-            !got.messages.is_empty(),
-            "{mq:?}: nothing at {off} < max {max}"
-        );
-        off = got.next_offset;
-        out.extend(got.messages);
-    }
-    out
-}
-
 type Content = BTreeMap<(String, u32), Vec<MessageExt>>;
 
 fn read_all(store: &Store) -> Content {
@@ -53,19 +37,6 @@ fn read_all(store: &Store) -> Content {
         .iter()
         .map(|mq| ((mq.topic.clone(), mq.queue_id), read_queue(store, mq)))
         .collect()
-}
-
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let to = dst.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), &to).unwrap();
-        }
-    }
 }
 
 struct Reference {

@@ -13,10 +13,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use common::{Rng, seed, small};
+use common::{Rng, copy_dir, read_queue, seed, small};
 use mqlite::format::cq_unit::{CQ_UNIT_SIZE, CqUnit};
 use mqlite::format::hash::tag_code;
-use mqlite::{Message, MessageExt, MessageQueue, Store};
+use mqlite::{Message, MessageExt, MessageQueue};
 
 const TOPICS: &[(&str, u32)] = &[("CqA", 2), ("CqB", 3)];
 const CQ_FILE: u64 = 2000;
@@ -43,22 +43,6 @@ struct Reference {
     last_queue: Key,
     log_end: u64,
     _tmp: tempfile::TempDir,
-}
-
-fn read_queue(store: &Store, mq: &MessageQueue) -> Vec<MessageExt> {
-    let max = store.max_offset(mq).unwrap();
-    let mut out = Vec::new();
-    let mut off = store.min_offset(mq).unwrap();
-    while off < max {
-        let got = store.get_messages(mq, off, 100).unwrap();
-        assert!(
-            !got.messages.is_empty(),
-            "{mq:?}: nothing at {off} < max {max}"
-        );
-        off = got.next_offset;
-        out.extend(got.messages);
-    }
-    out
 }
 
 fn queue_dir(dir: &Path, k: &Key) -> PathBuf {
@@ -98,19 +82,6 @@ fn disk_units(dir: &Path, k: &Key) -> Vec<CqUnit> {
         }
     }
     out
-}
-
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let to = dst.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), &to).unwrap();
-        }
-    }
 }
 
 fn build_reference(sleep_between_batches: bool) -> Reference {

@@ -12,7 +12,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{Rng, seed, small};
+use common::{Rng, copy_dir, read_queue, seed, small};
 use mqlite::{Message, MessageExt, MessageQueue, PutResult, Store};
 
 const SEG: u64 = 64 * 1024;
@@ -73,22 +73,6 @@ fn queues() -> Vec<MessageQueue> {
         .collect()
 }
 
-fn read_queue(store: &Store, mq: &MessageQueue) -> Vec<MessageExt> {
-    let max = store.max_offset(mq).unwrap();
-    let mut out = Vec::new();
-    let mut off = 0;
-    while off < max {
-        let got = store.get_messages(mq, off, 100).unwrap();
-        assert!(
-            !got.messages.is_empty(),
-            "{mq:?}: nothing at {off} < max {max}"
-        );
-        off = got.next_offset;
-        out.extend(got.messages);
-    }
-    out
-}
-
 /// Each queue's messages, by (topic, queue id).
 type Content = BTreeMap<(String, u32), Vec<MessageExt>>;
 
@@ -100,19 +84,6 @@ fn read_all(store: &Store) -> Content {
             ((mq.topic, mq.queue_id), msgs)
         })
         .collect()
-}
-
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let to = dst.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), &to).unwrap();
-        }
-    }
 }
 
 fn segment_path(dir: &Path, base: u64) -> std::path::PathBuf {

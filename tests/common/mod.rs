@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use mqlite::{FlushPolicy, StoreBuilder};
+use mqlite::{FlushPolicy, MessageExt, MessageQueue, Store, StoreBuilder};
 
 /// A small, seedable PRNG (xorshift64*), so tests are reproducible without extra crates.
 #[derive(Debug, Clone)]
@@ -67,4 +67,35 @@ pub fn small(dir: &Path) -> StoreBuilder {
 /// [`small`] with `FlushPolicy::SYNC`.
 pub fn small_sync(dir: &Path) -> StoreBuilder {
     small(dir).flush_policy(FlushPolicy::SYNC)
+}
+
+/// Every message of a queue, from its min to its max offset (asserting there is no hole).
+pub fn read_queue(store: &Store, mq: &MessageQueue) -> Vec<MessageExt> {
+    let max = store.max_offset(mq).unwrap();
+    let mut out = Vec::new();
+    let mut off = store.min_offset(mq).unwrap();
+    while off < max {
+        let got = store.get_messages(mq, off, 100).unwrap();
+        assert!(
+            !got.messages.is_empty(),
+            "{mq:?}: nothing at {off} < max {max}"
+        );
+        off = got.next_offset;
+        out.extend(got.messages);
+    }
+    out
+}
+
+/// Copies a directory tree (a crash image of a store that is still open).
+pub fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), &to).unwrap();
+        }
+    }
 }
