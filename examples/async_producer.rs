@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             match result {
                 Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
                 Err(e) => {
-                    eprintln!("send failed: {}", e.error());
+                    eprintln!("send failed: {e}");
                     failed.fetch_add(1, Ordering::Relaxed)
                 }
             };

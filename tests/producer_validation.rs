@@ -227,12 +227,11 @@ fn group_names_are_checked() {
         let (tx, rx) = std::sync::mpsc::channel();
         p.send_async(msg.clone(), move |r| {
             let e = r.unwrap_err();
-            tx.send((is_group(e.error()), e.into_message())).unwrap();
+            tx.send(is_group(&e)).unwrap();
         })
         .unwrap();
-        let (ok, back) = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+        let ok = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
         assert!(ok, "async send with group {group:?}");
-        assert_eq!(back, msg);
         // Consumer groups too.
         let c = store.pull_consumer(group);
         let q = MessageQueue::new("valid", 0);

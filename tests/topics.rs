@@ -248,11 +248,7 @@ fn with_auto_creation_off_unknown_topics_are_not_found() {
     let (tx, rx) = std::sync::mpsc::channel();
     p.send_async(msg.clone(), move |r| {
         let e = r.unwrap_err();
-        tx.send(
-            matches!(e.error(), Error::TopicNotFound(_))
-                && *e.message() == Message::new("unknown", "x"),
-        )
-        .unwrap();
+        tx.send(matches!(e, Error::TopicNotFound(_))).unwrap();
     })
     .unwrap();
     assert!(rx.recv_timeout(Duration::from_secs(10)).unwrap());

@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::message::{Message, MessageQueue};
 
 /// The callback of an asynchronous send.
-pub(crate) type Callback = Box<dyn FnOnce(Result<SendResult, SendError>) + Send>;
+pub(crate) type Callback = Box<dyn FnOnce(crate::Result<SendResult>) + Send>;
 
 struct Job {
     msg: Message,
@@ -150,6 +150,7 @@ fn complete_loop(shared: &Shared, done: &Receiver<Done>, permits: &Receiver<()>)
         let durability = end.map(|end| core.wait_durable(end));
         // A panicking callback must not take the other callbacks down with it.
         let run = |callback: Callback, r: Result<SendResult, SendError>| {
+            let r = r.map_err(Error::from);
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || callback(r)));
             // The send is over: its permit goes back.
             let _ = permits.try_recv();

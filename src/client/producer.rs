@@ -416,22 +416,23 @@ impl Producer {
     /// Sends `msg` in the background and calls `callback` with the result on another thread
     /// once it is known (under `FlushPolicy::Sync`, once the message is durable). The caller
     /// never waits for the disk; it waits only when [`Producer::max_in_flight`] sends are
-    /// already queued, and then for at most the send timeout, after which the message comes
-    /// back with [`Error::Busy`] and the callback is not called.
+    /// in flight (queued, or stored but not yet called back), and then for at most the send
+    /// timeout, after which the message comes back with [`Error::Busy`] and the callback is
+    /// not called. Errors found in the background reach the callback as `mqlite::Error`.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
     /// # let store = mqlite::Store::open(dir.path())?;
     /// let (tx, rx) = std::sync::mpsc::channel();
-    /// store.producer("p").send_async(mqlite::Message::new("t", "x"), move |r| {
-    ///     tx.send(r.map(|r| r.queue_offset).map_err(|e| e.error().to_string())).unwrap();
+    /// store.producer("p").send_async(mqlite::Message::new("t", "x"), move |r: mqlite::Result<mqlite::SendResult>| {
+    ///     tx.send(r.map(|r| r.queue_offset).map_err(|e| e.to_string())).unwrap();
     /// })?;
     /// assert_eq!(rx.recv().unwrap(), Ok(0));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn send_async<F>(&self, msg: Message, callback: F) -> Result<(), SendError>
     where
-        F: FnOnce(Result<SendResult, SendError>) + Send + 'static,
+        F: FnOnce(Result<SendResult>) + Send + 'static,
     {
         let mut slot = self.async_sender.lock();
         if slot.is_none() {
