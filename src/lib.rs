@@ -51,7 +51,7 @@ pub use error::{Error, Result};
 pub use filter::TagFilter;
 pub use format::msg_id::{MessageId, OffsetMessageId};
 pub use message::{Message, MessageExt, MessageQueue};
-pub use store::{GetResult, PutResult, PutStatus, Store, TopicConfig};
+pub use store::{GetResult, PutResult, PutStatus, Store, ToOffsetMessageId, TopicConfig};
 
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

@@ -283,18 +283,22 @@ impl Store {
         self.core().message_at(offset)
     }
 
-    /// Reads a message by its offset msgId (as in [`PutResult::offset_msg_id`]).
+    /// Reads a message by its offset msgId: the 32 (or 56) hex characters, or the
+    /// [`OffsetMessageId`] a send returned.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
     /// # let store = mqlite::Store::open(dir.path())?;
     /// let put = store.put(&mqlite::Message::new("t", b"x".to_vec()), 0)?;
-    /// let msg = store.view_message(&put.offset_msg_id.to_string())?;
-    /// assert_eq!(msg.body(), b"x");
+    /// assert_eq!(store.view_message(&put.offset_msg_id)?.body(), b"x");
+    /// assert_eq!(store.view_message(&put.offset_msg_id.to_string())?.body(), b"x");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn view_message(&self, offset_msg_id: &str) -> Result<MessageExt> {
-        let id: OffsetMessageId = offset_msg_id.parse()?;
+    pub fn view_message<T: ToOffsetMessageId + ?Sized>(
+        &self,
+        offset_msg_id: &T,
+    ) -> Result<MessageExt> {
+        let id = offset_msg_id.to_offset_message_id()?;
         self.message_at(id.physical_offset)
     }
 
@@ -346,6 +350,30 @@ impl Store {
     /// without `close` does the same on a best-effort basis.
     pub fn close(self) -> Result<()> {
         self.handle.shutdown()
+    }
+}
+
+/// What [`Store::view_message`] accepts: an offset msgId as text or parsed.
+pub trait ToOffsetMessageId {
+    /// The parsed id.
+    fn to_offset_message_id(&self) -> Result<OffsetMessageId>;
+}
+
+impl ToOffsetMessageId for OffsetMessageId {
+    fn to_offset_message_id(&self) -> Result<OffsetMessageId> {
+        Ok(*self)
+    }
+}
+
+impl ToOffsetMessageId for str {
+    fn to_offset_message_id(&self) -> Result<OffsetMessageId> {
+        Ok(self.parse()?)
+    }
+}
+
+impl ToOffsetMessageId for String {
+    fn to_offset_message_id(&self) -> Result<OffsetMessageId> {
+        self.as_str().to_offset_message_id()
     }
 }
 

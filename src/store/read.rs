@@ -332,6 +332,56 @@ impl Store {
             .collect())
     }
 
+    /// Messages of `topic` whose business keys include `key`, or whose msgId (`UNIQ_KEY`) is
+    /// `key`, stored between `begin_ms` and `end_ms` (inclusive, ms since the Unix epoch):
+    /// oldest first, at most 64 (RocketMQ's query maximum). Each queue's time range is found by
+    /// binary search on store times and then scanned: there are no index files yet, so a
+    /// query costs a read of the range.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = mqlite::Store::open(dir.path())?;
+    /// let p = store.producer("p");
+    /// p.send(mqlite::Message::new("orders", "created").with_keys(["ORDER-1"]))?;
+    /// p.send(mqlite::Message::new("orders", "other").with_keys(["ORDER-2"]))?;
+    /// let found = store.query_by_key("orders", "ORDER-1", 0, u64::MAX)?;
+    /// assert_eq!(found.len(), 1);
+    /// assert_eq!(found[0].body(), b"created");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn query_by_key(
+        &self,
+        topic: &str,
+        key: &str,
+        begin_ms: u64,
+        end_ms: u64,
+    ) -> Result<Vec<MessageExt>> {
+        const MAX_RESULTS: usize = 64;
+        let core = self.core();
+        let mut found = Vec::new();
+        for q in self.queues(topic)? {
+            let Some(cq) = core.queue(&q.topic, q.queue_id) else {
+                continue;
+            };
+            let mut off = core.offset_by_time(&q, begin_ms)?;
+            let end = core.offset_by_time(&q, end_ms.saturating_add(1))?;
+            while off < end && found.len() < MAX_RESULTS {
+                let read =
+                    core.read_queue(&cq, off, (end - off).min(256) as usize, &TagFilter::ALL)?;
+                if read.messages.is_empty() {
+                    break;
+                }
+                off = read.scanned_to;
+                found.extend(read.messages.into_iter().filter(|m| {
+                    m.keys().any(|k| k == key) || m.property(keys::UNIQ_KEY) == Some(key)
+                }));
+            }
+        }
+        found.sort_by_key(|m| (m.store_timestamp(), m.physical_offset()));
+        found.truncate(MAX_RESULTS);
+        Ok(found)
+    }
+
     /// Ids of the live consumers of `group` in this process, sorted.
     pub fn consumer_ids(&self, group: &str) -> Vec<String> {
         self.core().groups.member_ids(group)
