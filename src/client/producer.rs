@@ -391,9 +391,14 @@ impl Producer {
                     "a batch cannot go to a retry topic".into(),
                 ));
             }
+            let core = self.inner.store.core();
+            let missing = core.write_queue_count(&first.topic).is_none();
             for m in &msgs {
                 self.inner.check(m)?;
-                self.inner.store.core().check_storable(m)?;
+                // A batch that would be refused must not create its topic first.
+                if missing {
+                    core.check_storable(m)?;
+                }
             }
             let n = self.inner.queue_count(&first.topic)?;
             Ok((first.topic.clone(), self.inner.next_queue(n)))
@@ -466,7 +471,7 @@ impl Shared {
     /// for a message that would be stored, so a refused send leaves no topic behind.
     pub(crate) fn queue_count_for(&self, msg: &Message) -> Result<u32> {
         let core = self.store.core();
-        if core.topic_config(&msg.topic).is_none() {
+        if core.write_queue_count(&msg.topic).is_none() {
             core.check_storable(msg)?;
         }
         self.queue_count(&msg.topic)
@@ -475,8 +480,8 @@ impl Shared {
     /// Write queue count of a topic, creating the topic if allowed.
     pub(crate) fn queue_count(&self, topic: &str) -> Result<u32> {
         let core = self.store.core();
-        match core.topic_config(topic) {
-            Some(cfg) => Ok(cfg.write_queue_nums),
+        match core.write_queue_count(topic) {
+            Some(n) => Ok(n),
             None if core.config().auto_create_topics => Ok(core
                 .create_topic(topic, core.config().default_topic_queues)?
                 .write_queue_nums),

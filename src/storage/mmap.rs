@@ -12,7 +12,9 @@
 //! it, and bytes below it never change while the segment is shared. Bytes at or above it are
 //! written only through the segment's single [`SegmentWriter`], which publishes them with a
 //! release store once written. Operations that rewrite published bytes (recovery truncation,
-//! warming) take `&mut Segment`, i.e. happen before the segment is shared.
+//! warming) take `&mut Segment`, i.e. happen before the segment is shared. The one exception
+//! writing a shared segment besides its writer is [`Segment::zero_ahead`], which only touches
+//! bytes well past the published length and makes the writer wait rather than overlap it.
 #![allow(unsafe_code)]
 
 use std::fs::{File, OpenOptions};

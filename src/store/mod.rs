@@ -345,7 +345,7 @@ impl Store {
     }
 
     /// Closes the store cleanly: flushes everything, records the end of the log in the
-    /// checkpoint (so the next open needs no scan) and removes the `abort` marker. Other
+    /// checkpoint (so the next open checks only the log's last `tail_tolerance` bytes) and removes the `abort` marker. Other
     /// clones of this handle get [`Error::Closed`] afterwards. Dropping the last handle
     /// without `close` does the same on a best-effort basis.
     pub fn close(self) -> Result<()> {
@@ -472,6 +472,10 @@ impl Core {
             .values()
             .flat_map(|v| v.iter().flatten().cloned())
             .collect()
+    }
+
+    pub(crate) fn write_queue_count(&self, name: &str) -> Option<u32> {
+        self.topics.write_queues(name)
     }
 
     pub(crate) fn topic_config(&self, name: &str) -> Option<TopicConfig> {

@@ -13,7 +13,9 @@ use super::topics::{data_version, parse_lenient_json};
 use crate::error::Result;
 use crate::storage::fs::read_with_backup;
 
-type Table = BTreeMap<(String, String), BTreeMap<u32, u64>>;
+/// topic → group → queue id → next offset. Nested, so lookups borrow `&str` keys and a commit
+/// allocates nothing once its entry exists.
+type Table = BTreeMap<String, BTreeMap<String, BTreeMap<u32, u64>>>;
 
 /// The offset table and its file.
 #[derive(Debug)]
@@ -34,7 +36,9 @@ fn parse(bytes: &[u8]) -> Option<(Table, u64)> {
             continue;
         };
         let entry = table
-            .entry((topic.to_owned(), group.to_owned()))
+            .entry(topic.to_owned())
+            .or_default()
+            .entry(group.to_owned())
             .or_default();
         for (q, off) in queues {
             if let (Ok(q), Some(off)) = (q.parse::<u32>(), off.as_i64())
@@ -71,15 +75,24 @@ impl ConsumerOffsets {
 
     pub(crate) fn get(&self, group: &str, topic: &str, queue_id: u32) -> Option<u64> {
         let t = self.table.lock();
-        t.0.get(&(topic.to_owned(), group.to_owned()))
+        t.0.get(topic)
+            .and_then(|g| g.get(group))
             .and_then(|q| q.get(&queue_id))
             .copied()
     }
 
     pub(crate) fn set(&self, group: &str, topic: &str, queue_id: u32, offset: u64) {
         let mut t = self.table.lock();
-        let q = t.0.entry((topic.to_owned(), group.to_owned())).or_default();
-        if q.insert(queue_id, offset) != Some(offset) {
+        let queues = match t.0.get_mut(topic).and_then(|g| g.get_mut(group)) {
+            Some(q) => q,
+            None => {
+                t.0.entry(topic.to_owned())
+                    .or_default()
+                    .entry(group.to_owned())
+                    .or_default()
+            }
+        };
+        if queues.insert(queue_id, offset) != Some(offset) {
             self.file.mark_dirty();
         }
     }
@@ -89,7 +102,8 @@ impl ConsumerOffsets {
         self.table
             .lock()
             .0
-            .get(&(topic.to_owned(), group.to_owned()))
+            .get(topic)
+            .and_then(|g| g.get(group))
             .cloned()
             .unwrap_or_default()
     }
@@ -98,8 +112,8 @@ impl ConsumerOffsets {
     /// consumers re-read what gets written there instead of skipping it.
     pub(crate) fn clamp(&self, max_offset: impl Fn(&str, u32) -> u64) {
         let mut t = self.table.lock();
-        for ((topic, _), queues) in t.0.iter_mut() {
-            for (q, off) in queues.iter_mut() {
+        for (topic, groups) in t.0.iter_mut() {
+            for (q, off) in groups.values_mut().flat_map(|g| g.iter_mut()) {
                 let max = max_offset(topic, *q);
                 if *off > max {
                     *off = max;
@@ -115,7 +129,10 @@ impl ConsumerOffsets {
             let mut t = self.table.lock();
             t.1 += 1;
             let mut table = Map::new();
-            for ((topic, group), queues) in &t.0 {
+            for (topic, group, queues) in
+                t.0.iter()
+                    .flat_map(|(t, gs)| gs.iter().map(move |(g, q)| (t, g, q)))
+            {
                 let q: Map<String, Value> = queues
                     .iter()
                     .map(|(k, v)| (k.to_string(), json!(v)))

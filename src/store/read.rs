@@ -26,12 +26,12 @@ struct Read {
 impl Core {
     fn queue_checked(&self, queue: &MessageQueue) -> Result<Option<Arc<ConsumeQueue>>> {
         self.check_open()?;
-        match self.topics.get(&queue.topic) {
+        match self.topics.queue_count(&queue.topic) {
             None => match self.queue(&queue.topic, queue.queue_id) {
                 Some(cq) => Ok(Some(cq)),
                 None => Err(Error::TopicNotFound(queue.topic.clone())),
             },
-            Some(cfg) if queue.queue_id >= cfg.queue_count() => Err(Error::QueueNotFound {
+            Some(count) if queue.queue_id >= count => Err(Error::QueueNotFound {
                 topic: queue.topic.clone(),
                 queue_id: queue.queue_id,
             }),

@@ -194,6 +194,24 @@ impl TopicTable {
         self.table.lock().topics.get(name).cloned()
     }
 
+    /// A topic's queue count, without copying its config (the read path asks on every pull).
+    pub(crate) fn queue_count(&self, name: &str) -> Option<u32> {
+        self.table
+            .lock()
+            .topics
+            .get(name)
+            .map(TopicConfig::queue_count)
+    }
+
+    /// A topic's write queue count, without copying its config (asked on every send).
+    pub(crate) fn write_queues(&self, name: &str) -> Option<u32> {
+        self.table
+            .lock()
+            .topics
+            .get(name)
+            .map(|t| t.write_queue_nums)
+    }
+
     pub(crate) fn list(&self) -> Vec<TopicConfig> {
         self.table.lock().topics.values().cloned().collect()
     }

@@ -48,6 +48,7 @@ pub(crate) struct Engine {
     fetch_alive: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
     shut: AtomicBool,
+    offset_group: String,
     /// False if joining the group failed.
     joined: AtomicBool,
     /// The group epoch this consumer last rebalanced at.
@@ -106,9 +107,14 @@ impl Engine {
             options.subscriptions.push((retry, TagFilter::ALL));
         }
         let (tx, rx) = unbounded::<Task>();
+        let offset_group = match options.model {
+            MessageModel::Clustering => options.group.clone(),
+            MessageModel::Broadcasting => format!("{}@{id}", options.group),
+        };
         let engine = Arc::new(Engine {
             store,
             options,
+            offset_group,
             id,
             listener,
             pqs: Mutex::new(BTreeMap::new()),
@@ -225,17 +231,15 @@ impl Engine {
         self.options.model == MessageModel::Clustering
     }
 
-    fn offset_group(&self) -> String {
-        match self.options.model {
-            MessageModel::Clustering => self.options.group.clone(),
-            MessageModel::Broadcasting => format!("{}@{}", self.options.group, self.id),
-        }
+    /// The name offsets are kept under: the group, or group and instance when broadcasting.
+    fn offset_group(&self) -> &str {
+        &self.offset_group
     }
 
     pub(super) fn commit(&self, queue: &MessageQueue, offset: u64) {
         let _ =
             self.core()
-                .commit_offset_for(!self.clustering(), &self.offset_group(), queue, offset);
+                .commit_offset_for(!self.clustering(), self.offset_group(), queue, offset);
     }
 
     /// Where a newly assigned queue starts: the committed offset, else the `ConsumeFrom` rule
@@ -243,7 +247,7 @@ impl Engine {
     fn start_offset(&self, queue: &MessageQueue, retry: bool) -> u64 {
         let core = self.core();
         if let Ok(Some(c)) =
-            core.committed_offset_for(!self.clustering(), &self.offset_group(), queue)
+            core.committed_offset_for(!self.clustering(), self.offset_group(), queue)
         {
             return c;
         }
