@@ -265,6 +265,7 @@ impl StoreConfig {
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct StoreBuilder {
+    fs: crate::storage::Fs,
     pub(crate) dir: PathBuf,
     pub(crate) config: StoreConfig,
 }
@@ -272,6 +273,7 @@ pub struct StoreBuilder {
 impl StoreBuilder {
     pub(crate) fn new(dir: PathBuf) -> Self {
         StoreBuilder {
+            fs: crate::storage::Fs::default(),
             dir,
             config: StoreConfig::default(),
         }
@@ -355,8 +357,25 @@ impl StoreBuilder {
         self
     }
 
+    /// Puts the store on the crash-simulating, fault-injecting backend `sim` (for tests; needs
+    /// the `sim` feature). The store directory must be under the simulator's root.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let sim = mqlite::sim::SimStorage::new(dir.path())?;
+    /// let store = mqlite::Store::builder(dir.path().join("store")).simulated(&sim).open()?;
+    /// store.put(&mqlite::Message::new("t", "x"), 0)?;
+    /// drop(store);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "sim")]
+    pub fn simulated(mut self, sim: &crate::sim::SimStorage) -> Self {
+        self.fs = crate::storage::Fs::new(std::sync::Arc::new(sim.clone()));
+        self
+    }
+
     /// Validates the configuration and opens (creating or recovering) the store.
     pub fn open(self) -> Result<crate::Store> {
-        crate::Store::open_with(self.dir, self.config)
+        crate::Store::open_with(self.fs, self.dir, self.config)
     }
 }

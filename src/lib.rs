@@ -27,17 +27,23 @@
 //!
 //! See the README for the durability contract and the on-disk layout.
 
+// Layers, bottom up; each depends only on those before it (and on the shared leaves
+// `error`, `config`, `clock`, `message`, `filter`).
+pub mod format;
+mod storage;
+mod log;
+mod broker;
 mod client;
-mod commitlog;
+mod store;
+
+mod clock;
 mod config;
-mod consume_queue;
 mod error;
 mod filter;
-mod flush;
-pub mod format;
 mod message;
-mod storage;
-mod store;
+
+#[cfg(feature = "sim")]
+pub use storage::sim;
 
 pub use client::allocate::{AllocateStrategy, Averagely, AveragelyByCircle, ConsistentHash};
 pub use client::producer::{Producer, SendError, SendResult, SendStatus};

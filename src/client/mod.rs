@@ -2,7 +2,6 @@
 
 pub(crate) mod allocate;
 pub(crate) mod async_send;
-pub(crate) mod group;
 pub(crate) mod producer;
 pub(crate) mod pull;
 pub(crate) mod push;

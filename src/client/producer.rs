@@ -16,8 +16,10 @@ use crate::format::hash::java_string_hash;
 use crate::format::msg_id::{MessageId, OffsetMessageId};
 use crate::format::record::sys_flag;
 use crate::message::{Message, MessageQueue};
-use crate::store::put::PutOptions;
-use crate::store::{PutResult, PutStatus, Store, validate};
+use crate::broker::put::PutOptions;
+use crate::broker::put::{PutResult, PutStatus};
+use crate::broker::runtime::Runtime;
+use crate::broker::validate;
 
 /// Outcome of a send (RocketMQ `SendStatus`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -147,7 +149,7 @@ impl Default for ProducerOptions {
 
 /// What a producer and its background sender share.
 pub(crate) struct Shared {
-    pub(crate) store: Store,
+    pub(crate) store: Arc<Runtime>,
     pub(crate) group: String,
     pub(crate) options: ProducerOptions,
     round_robin: AtomicUsize,
@@ -180,15 +182,9 @@ impl fmt::Debug for Producer {
     }
 }
 
-impl Store {
-    /// A producer in `group`. The group name is checked at the first send.
-    pub fn producer(&self, group: &str) -> Producer {
-        Producer::new(self.clone(), group, ProducerOptions::default())
-    }
-}
 
 impl Producer {
-    fn new(store: Store, group: &str, options: ProducerOptions) -> Producer {
+    pub(crate) fn new(store: Arc<Runtime>, group: &str, options: ProducerOptions) -> Producer {
         // Start round-robin at a random queue, like RocketMQ's ThreadLocalIndex.
         let start = std::collections::hash_map::RandomState::new();
         let start = std::hash::BuildHasher::hash_one(&start, group) as usize;
@@ -228,11 +224,6 @@ impl Producer {
     /// The producer group.
     pub fn group(&self) -> &str {
         &self.inner.group
-    }
-
-    /// The store this producer writes to.
-    pub fn store(&self) -> &Store {
-        &self.inner.store
     }
 
     fn send_in(
@@ -386,7 +377,7 @@ impl Producer {
             if msgs.iter().any(|m| m.topic != first.topic) {
                 return Err(Error::InvalidMessage("a batch must have one topic".into()));
             }
-            if first.topic.starts_with("%RETRY%") {
+            if first.topic.starts_with(crate::format::system::RETRY_GROUP_TOPIC_PREFIX) {
                 return Err(Error::InvalidMessage(
                     "a batch cannot go to a retry topic".into(),
                 ));

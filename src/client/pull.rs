@@ -2,42 +2,16 @@
 //! an in-process store — pull by queue offset with tag filters, long polling, and offsets
 //! committed per (group, topic, queue).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
 use crate::filter::TagFilter;
-use crate::message::{MessageExt, MessageQueue};
-use crate::store::{Store, validate};
+use crate::message::MessageQueue;
+use crate::broker::runtime::Runtime;
+use crate::broker::validate;
 
-/// Outcome of a pull (RocketMQ `PullStatus`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum PullStatus {
-    /// Messages were found.
-    Found,
-    /// Nothing past the offset (yet).
-    NoNewMsg,
-    /// Messages were scanned but none matched the filter; continue from `next_begin_offset`.
-    NoMatchedMsg,
-    /// The offset is outside the queue; continue from `next_begin_offset`.
-    OffsetIllegal,
-}
-
-/// The result of a pull.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct PullResult {
-    /// What happened.
-    pub status: PullStatus,
-    /// The messages found, in queue-offset order.
-    pub messages: Vec<MessageExt>,
-    /// The offset to pull from next.
-    pub next_begin_offset: u64,
-    /// The queue's smallest offset.
-    pub min_offset: u64,
-    /// The queue's max offset (the next offset to be written).
-    pub max_offset: u64,
-}
+pub use crate::broker::read::{PullResult, PullStatus};
 
 /// Where a group with no committed offset starts (RocketMQ `ConsumeFromWhere`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -74,21 +48,19 @@ pub enum ConsumeFrom {
 /// ```
 #[derive(Debug, Clone)]
 pub struct PullConsumer {
-    store: Store,
+    store: Arc<Runtime>,
     group: String,
 }
 
-impl Store {
-    /// A pull consumer in `group` (checked when offsets are used).
-    pub fn pull_consumer(&self, group: &str) -> PullConsumer {
+
+impl PullConsumer {
+    pub(crate) fn new(store: Arc<Runtime>, group: &str) -> PullConsumer {
         PullConsumer {
-            store: self.clone(),
+            store,
             group: group.to_owned(),
         }
     }
-}
 
-impl PullConsumer {
     /// The consumer group.
     pub fn group(&self) -> &str {
         &self.group
@@ -96,7 +68,7 @@ impl PullConsumer {
 
     /// The queues of `topic` (its read queues).
     pub fn queues(&self, topic: &str) -> Result<Vec<MessageQueue>> {
-        self.store.queues(topic)
+        self.store.core().queues_of(topic)
     }
 
     /// Pulls up to `max` messages matching `expr` (`*`, `TagA`, `TagA || TagB`) from
@@ -204,8 +176,8 @@ impl PullConsumer {
         }
         let core = self.store.core();
         match from {
-            ConsumeFrom::LastOffset => self.store.max_offset(queue),
-            ConsumeFrom::FirstOffset => self.store.min_offset(queue),
+            ConsumeFrom::LastOffset => self.store.core().max_offset(queue),
+            ConsumeFrom::FirstOffset => self.store.core().min_offset(queue),
             ConsumeFrom::Timestamp(ms) => core.offset_by_time(queue, ms),
         }
     }

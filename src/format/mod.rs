@@ -9,6 +9,7 @@ pub mod hash;
 pub mod msg_id;
 pub mod properties;
 pub mod record;
+pub mod system;
 
 /// Why a byte sequence could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

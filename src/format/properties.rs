@@ -36,6 +36,16 @@ pub mod keys {
     pub const CONSUME_START_TIME: &str = "CONSUME_START_TIME";
     /// Transaction id.
     pub const TRANSACTION_ID: &str = "__transactionId__";
+    /// Delivery time of a message sent with a delivery time, ms since the Unix epoch.
+    pub const TIMER_DELIVER_MS: &str = "TIMER_DELIVER_MS";
+    /// Marks a message delivered by the schedule service: where its scheduled copy was.
+    pub const SCHEDULE_SRC: &str = "SCHEDULE_SRC";
+    /// Original topic of a dead-lettered message.
+    pub const DLQ_ORIGIN_TOPIC: &str = "DLQ_ORIGIN_TOPIC";
+    /// Original msgId of a dead-lettered message.
+    pub const DLQ_ORIGIN_MESSAGE_ID: &str = "DLQ_ORIGIN_MESSAGE_ID";
+    /// The whole-record CRC property (RocketMQ's `__CRC32#`).
+    pub const RECORD_CRC: &str = "__CRC32#";
     /// Prefix of properties that are never stored.
     pub const TRANSIENT_PREFIX: &str = "__RMQ.TRANSIENT.";
 }

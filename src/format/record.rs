@@ -92,7 +92,7 @@ pub const MAX_TOPIC_LEN_V1: usize = 127;
 /// Largest topic a v2 record can hold.
 pub const MAX_TOPIC_LEN_V2: usize = 255;
 /// Name of the optional whole-record CRC property (RocketMQ `PROPERTY_CRC32`).
-pub const RECORD_CRC_KEY: &str = "__CRC32#";
+pub const RECORD_CRC_KEY: &str = super::properties::keys::RECORD_CRC;
 /// Bytes the record CRC property takes at the end of the properties: name, 0x01, 10 digits,
 /// 0x02 (RocketMQ `CRC32_RESERVED_LEN`).
 pub const RECORD_CRC_LEN: usize = RECORD_CRC_KEY.len() + 1 + 10 + 1;

@@ -1,9 +1,14 @@
-//! Small-file helpers: segment names, directory listing and fsync, atomic replacement.
+//! [`Fs`]: the store's handle on its [`Storage`] backend, with the file-level operations built
+//! on it (segment names and listings, directory creation with parent sync, atomic replacement
+//! of config files with a `.bak`, reads falling back to the `.bak`). Every error names the
+//! operation and the path.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use super::backend::{DirEntry, FileStorage, Storage};
+use super::mmap::Segment;
 use crate::error::{Error, Result};
 
 /// Width of segment file names (`UtilAll.offset2FileName`).
@@ -23,52 +28,6 @@ pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
     }
 }
 
-/// The segment files of `dir` as `(start offset, path)`, sorted; other names are ignored.
-pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
-    let mut out = Vec::new();
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(Error::io("list directory", dir, e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io("list directory", dir, e))?;
-        if let Some(offset) = entry.file_name().to_str().and_then(parse_segment_name) {
-            out.push((offset, entry.path()));
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// `fsync` of a directory, making entries created, renamed or removed in it durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("sync directory", dir, e))
-}
-
-/// Creates `dir` and its parents, syncing the parent of the first one created.
-pub(crate) fn create_dir_all(dir: &Path) -> Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
-    if let Some(parent) = dir.parent() {
-        sync_dir(parent)?;
-    }
-    Ok(())
-}
-
-/// Removes a file if it exists.
-pub(crate) fn remove_file_if_exists(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io("remove", path, e)),
-    }
-}
-
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
@@ -80,47 +39,196 @@ pub(crate) fn bak_path(path: &Path) -> PathBuf {
     with_suffix(path, ".bak")
 }
 
-/// Replaces `path` with `contents` atomically: write `path.tmp` and fsync it, move the old file
-/// to `path.bak`, rename the new one into place, fsync the directory. A crash at any point
-/// leaves the old or the new content under `path` or `path.bak`, never a partial file.
-pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    let tmp = with_suffix(path, ".tmp");
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(|e| Error::io("create", &tmp, e))?;
-    f.write_all(contents)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| Error::io("write", &tmp, e))?;
-    drop(f);
-    if path.exists() {
-        fs::rename(path, bak_path(path)).map_err(|e| Error::io("rename to .bak", path, e))?;
-    }
-    fs::rename(&tmp, path).map_err(|e| Error::io("rename into place", path, e))?;
-    if let Some(dir) = path.parent() {
-        sync_dir(dir)?;
-    }
-    Ok(())
+/// A cheap, cloneable handle on the storage backend.
+#[derive(Debug, Clone)]
+pub(crate) struct Fs {
+    storage: Arc<dyn Storage>,
 }
 
-/// Reads a config file, falling back to its `.bak` when the main file is missing, empty or
-/// rejected by `parse`. `Ok(None)` when neither exists.
-pub(crate) fn read_with_backup<T>(
-    path: &Path,
-    parse: impl Fn(&[u8]) -> Option<T>,
-) -> Result<Option<T>> {
-    for candidate in [path.to_path_buf(), bak_path(path)] {
-        match fs::read(&candidate) {
-            Ok(bytes) => {
-                if let Some(v) = parse(&bytes) {
-                    return Ok(Some(v));
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("read", &candidate, e)),
+impl Default for Fs {
+    fn default() -> Self {
+        Fs::new(Arc::new(FileStorage))
+    }
+}
+
+impl Fs {
+    pub(crate) fn new(storage: Arc<dyn Storage>) -> Fs {
+        Fs { storage }
+    }
+
+    pub(crate) fn storage(&self) -> &dyn Storage {
+        &*self.storage
+    }
+
+    /// Creates a new segment file of `size` bytes, fully allocated, and maps it. The caller
+    /// makes its directory entry durable ([`Fs::sync_dir`]) before relying on it.
+    pub(crate) fn create_segment(&self, path: &Path, base: u64, size: u64) -> Result<Segment> {
+        let map = self
+            .storage
+            .create_mapped(path, size)
+            .map_err(|e| Error::io("create segment", path, e))?;
+        Segment::new(self.clone(), path, base, size, map, 0)
+    }
+
+    /// Maps an existing segment file, which must be exactly `size` bytes long. All of it
+    /// starts out published; recovery sets the real end.
+    pub(crate) fn open_segment(&self, path: &Path, base: u64, size: u64) -> Result<Segment> {
+        let (map, len) = self
+            .storage
+            .open_mapped(path)
+            .map_err(|e| Error::io("open segment", path, e))?;
+        if len != size {
+            return Err(Error::corrupted(
+                path,
+                0,
+                format!("segment is {len} bytes, expected {size}"),
+            ));
+        }
+        Segment::new(self.clone(), path, base, size, map, size as usize)
+    }
+
+    /// The entries of `dir`; empty when it does not exist.
+    pub(crate) fn list(&self, dir: &Path) -> Result<Vec<DirEntry>> {
+        match self.storage.list(dir) {
+            Ok(v) => Ok(v),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(Error::io("list directory", dir, e)),
         }
     }
-    Ok(None)
+
+    /// The segment files of `dir` as `(start offset, path)`, sorted; other names are ignored.
+    pub(crate) fn list_segments(&self, dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+        let mut out: Vec<(u64, PathBuf)> = self
+            .list(dir)?
+            .into_iter()
+            .filter(|e| !e.is_dir)
+            .filter_map(|e| parse_segment_name(&e.name).map(|o| (o, dir.join(&e.name))))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// `fsync` of a directory, making entries created, renamed or removed in it durable.
+    pub(crate) fn sync_dir(&self, dir: &Path) -> Result<()> {
+        self.storage
+            .sync_dir(dir)
+            .map_err(|e| Error::io("sync directory", dir, e))
+    }
+
+    /// The length of the file `path`.
+    pub(crate) fn len(&self, path: &Path) -> Result<u64> {
+        self.storage
+            .len(path)
+            .map_err(|e| Error::io("stat", path, e))
+    }
+
+    /// Whether `path` exists.
+    pub(crate) fn exists(&self, path: &Path) -> Result<bool> {
+        self.storage
+            .exists(path)
+            .map_err(|e| Error::io("stat", path, e))
+    }
+
+    /// Creates `dir` and its parents, syncing the parent of every directory created, so the
+    /// new entries survive a power cut.
+    pub(crate) fn create_dir_all(&self, dir: &Path) -> Result<()> {
+        if self.exists(dir)? {
+            return Ok(());
+        }
+        let mut missing = vec![dir];
+        let mut cur = dir.parent();
+        while let Some(p) = cur {
+            if p.as_os_str().is_empty() || self.exists(p)? {
+                break;
+            }
+            missing.push(p);
+            cur = p.parent();
+        }
+        self.storage
+            .create_dir_all(dir)
+            .map_err(|e| Error::io("create directory", dir, e))?;
+        for d in missing.iter().rev() {
+            if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
+                self.sync_dir(parent)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a file if it exists.
+    pub(crate) fn remove_file_if_exists(&self, path: &Path) -> Result<()> {
+        match self.storage.remove(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("remove", path, e)),
+        }
+    }
+
+    /// Writes `data` as the whole content of `path` and syncs it, then syncs the directory so a
+    /// new file's entry is durable too.
+    pub(crate) fn write_durable(&self, path: &Path, data: &[u8]) -> Result<()> {
+        self.storage
+            .write_synced(path, data)
+            .map_err(|e| Error::io("write", path, e))?;
+        match path.parent() {
+            Some(dir) => self.sync_dir(dir),
+            None => Ok(()),
+        }
+    }
+
+    /// Rewrites the start of a fixed-size file in place and syncs it (the checkpoint).
+    pub(crate) fn overwrite(&self, path: &Path, data: &[u8]) -> Result<()> {
+        self.storage
+            .overwrite_synced(path, data)
+            .map_err(|e| Error::io("write", path, e))
+    }
+
+    /// The content of `path`, `None` when missing.
+    pub(crate) fn read(&self, path: &Path) -> Result<Option<Vec<u8>>> {
+        match self.storage.read(path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("read", path, e)),
+        }
+    }
+
+    /// Replaces `path` with `contents` atomically: write `path.tmp` and sync it, move the old
+    /// file to `path.bak`, rename the new one into place, sync the directory. A crash at any
+    /// point leaves the old or the new content under `path` or `path.bak`, never a partial
+    /// file.
+    pub(crate) fn write_atomic(&self, path: &Path, contents: &[u8]) -> Result<()> {
+        let tmp = with_suffix(path, ".tmp");
+        self.storage
+            .write_synced(&tmp, contents)
+            .map_err(|e| Error::io("write", &tmp, e))?;
+        if self.exists(path)? {
+            self.storage
+                .rename(path, &bak_path(path))
+                .map_err(|e| Error::io("rename to .bak", path, e))?;
+        }
+        self.storage
+            .rename(&tmp, path)
+            .map_err(|e| Error::io("rename into place", path, e))?;
+        match path.parent() {
+            Some(dir) => self.sync_dir(dir),
+            None => Ok(()),
+        }
+    }
+
+    /// Reads a config file, falling back to its `.bak` when the main file is missing, empty or
+    /// rejected by `parse`. `Ok(None)` when neither exists.
+    pub(crate) fn read_with_backup<T>(
+        &self,
+        path: &Path,
+        parse: impl Fn(&[u8]) -> Option<T>,
+    ) -> Result<Option<T>> {
+        for candidate in [path.to_path_buf(), bak_path(path)] {
+            if let Some(bytes) = self.read(&candidate)?
+                && let Some(v) = parse(&bytes)
+            {
+                return Ok(Some(v));
+            }
+        }
+        Ok(None)
+    }
 }

@@ -17,19 +17,19 @@
 //! bytes well past the published length and makes the writer wait rather than overlap it.
 #![allow(unsafe_code)]
 
-use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use memmap2::{MmapOptions, MmapRaw};
+use memmap2::MmapRaw;
 
+use super::fs::Fs;
 use crate::error::{Error, Result};
 
 /// A fixed-size segment file mapped into memory.
 #[derive(Debug)]
 pub(crate) struct Segment {
+    fs: Fs,
     path: PathBuf,
     base: u64,
     size: usize,
@@ -42,11 +42,10 @@ pub(crate) struct Segment {
     warmed: AtomicBool,
 }
 
-fn preallocate(file: &File, len: u64) -> std::io::Result<()> {
-    let len =
-        libc::off_t::try_from(len).map_err(|_| std::io::Error::from_raw_os_error(libc::EFBIG))?;
-    // SAFETY: plain FFI call on a valid, open file descriptor; no memory is passed.
-    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+/// `posix_fallocate` of the first `len` bytes of the open file `fd`.
+pub(crate) fn fallocate(fd: std::os::fd::RawFd, len: libc::off_t) -> std::io::Result<()> {
+    // SAFETY: plain FFI call on a file descriptor the caller keeps open; no memory is passed.
+    let rc = unsafe { libc::posix_fallocate(fd, 0, len) };
     if rc == 0 {
         Ok(())
     } else {
@@ -55,60 +54,27 @@ fn preallocate(file: &File, len: u64) -> std::io::Result<()> {
 }
 
 impl Segment {
-    /// Creates a new file of `size` bytes at `path`, preallocates every block with
-    /// `fallocate` (so later writes through the mapping cannot hit ENOSPC) and maps it. The
-    /// file is removed again if any step fails.
-    pub(crate) fn create(path: &Path, base: u64, size: u64) -> Result<Segment> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(|e| Error::io("create segment", path, e))?;
-        let result = preallocate(&file, size)
-            .map_err(|e| Error::io("preallocate segment", path, e))
-            .and_then(|()| Self::map(file, path, base, size, 0));
-        if result.is_err() {
-            let _ = std::fs::remove_file(path);
-        }
-        result
-    }
-
-    /// Maps an existing segment file, which must be exactly `size` bytes long. All of it
-    /// starts out published; recovery sets the real end with [`Segment::set_published`].
-    pub(crate) fn open(path: &Path, base: u64, size: u64) -> Result<Segment> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|e| Error::io("open segment", path, e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io("stat segment", path, e))?
-            .len();
-        if len != size {
-            return Err(Error::corrupted(
-                path,
-                0,
-                format!("segment is {len} bytes, expected {size}"),
-            ));
-        }
-        Self::map(file, path, base, size, size as usize)
-    }
-
-    fn map(file: File, path: &Path, base: u64, size: u64, published: usize) -> Result<Segment> {
+    /// Wraps the mapping `map` of the `size`-byte file `path` (made by the storage backend).
+    pub(crate) fn new(
+        fs: Fs,
+        path: &Path,
+        base: u64,
+        size: u64,
+        map: MmapRaw,
+        published: usize,
+    ) -> Result<Segment> {
         let size = usize::try_from(size)
             .map_err(|_| Error::InvalidConfig(format!("segment size {size} too large")))?;
-        let map = MmapOptions::new()
-            .len(size)
-            .map_raw(&file)
-            .map_err(|e| Error::io("map segment", path, e))?;
+        if map.len() < size {
+            return Err(Error::corrupted(path, 0, "mapping shorter than the segment"));
+        }
         Ok(Segment {
+            fs,
             path: path.to_path_buf(),
             base,
             size,
             map,
-            published: AtomicUsize::new(published),
+            published: AtomicUsize::new(published.min(size)),
             writer_taken: AtomicBool::new(false),
             zeroing_from: AtomicUsize::new(usize::MAX),
             warmed: AtomicBool::new(false),
@@ -247,16 +213,9 @@ impl Segment {
         if from >= to {
             return Ok(());
         }
-        #[cfg(test)]
-        if failpoint::flush_fails(&self.path) {
-            return Err(Error::io(
-                "flush segment",
-                &self.path,
-                std::io::Error::from_raw_os_error(libc::EIO),
-            ));
-        }
-        self.map
-            .flush_range(from, to - from)
+        self.fs
+            .storage()
+            .flush_mapped(&self.path, &self.map, from, to - from)
             .map_err(|e| Error::io("flush segment", &self.path, e))
     }
 
@@ -328,26 +287,3 @@ impl SegmentWriter {
     }
 }
 
-/// Test-only fault injection: makes flushes of files under a directory fail with EIO.
-#[cfg(test)]
-pub(crate) mod failpoint {
-    use std::path::{Path, PathBuf};
-
-    use parking_lot::Mutex;
-
-    static FAIL_UNDER: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-
-    /// From now on, flushes of files under `dir` fail (`on`), or stop failing (`!on`). Each
-    /// test uses its own directory, so tests running in parallel do not interfere.
-    pub(crate) fn fail_flushes_under(dir: &Path, on: bool) {
-        let mut dirs = FAIL_UNDER.lock();
-        dirs.retain(|d| d != dir);
-        if on {
-            dirs.push(dir.to_path_buf());
-        }
-    }
-
-    pub(super) fn flush_fails(path: &Path) -> bool {
-        FAIL_UNDER.lock().iter().any(|d| path.starts_with(d))
-    }
-}

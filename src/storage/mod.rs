@@ -1,7 +1,15 @@
-//! Files: mapped segments, ordered segment sets, the directory lock and small-file helpers.
+//! Files: the storage backend, mapped segments, ordered segment sets, the directory lock and
+//! small-file helpers. Depends only on `format`-free basics (errors); everything above reaches
+//! the disk through here.
 
+pub(crate) mod backend;
 pub(crate) mod fs;
 pub(crate) mod lock;
 pub(crate) mod mmap;
+pub(crate) mod segment_set;
+#[cfg(feature = "sim")]
+pub mod sim;
 
+pub(crate) use fs::Fs;
 pub(crate) use mmap::{Segment, SegmentWriter};
+pub(crate) use segment_set::{FlushScope, PAGE_SIZE, SegmentSet};

@@ -13,14 +13,15 @@ use parking_lot::Mutex;
 
 use super::process_queue::{Limits, ProcessQueue};
 use super::{ConsumeStatus, Listener, MessageModel, Options};
-use crate::client::allocate::Strategy;
-use crate::client::group::Member;
+use crate::broker::OffsetScope;
+use crate::broker::group::Member;
 use crate::client::pull::{ConsumeFrom, PullStatus};
 use crate::error::Result;
 use crate::filter::TagFilter;
 use crate::format::properties::keys;
 use crate::message::{MessageExt, MessageQueue};
-use crate::store::{Core, Store};
+use crate::broker::Broker as Core;
+use crate::broker::runtime::Runtime;
 
 /// Longest the fetch thread sleeps without a reason to wake.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
@@ -37,7 +38,7 @@ pub(super) struct Task {
 
 /// The shared state of one push consumer.
 pub(crate) struct Engine {
-    store: Store,
+    store: Arc<Runtime>,
     options: Options,
     id: String,
     listener: Listener,
@@ -67,18 +68,18 @@ impl Drop for AliveGuard<'_> {
         if !self.0.stopping.load(Ordering::Acquire) {
             let core = self.0.core();
             core.groups.membership_changed();
-            core.arrivals.kick();
+            core.arrivals().kick();
         }
     }
 }
 
 pub(crate) fn retry_topic(group: &str) -> String {
-    format!("%RETRY%{group}")
+    crate::format::system::retry_topic(group)
 }
 
 impl Engine {
     pub(crate) fn start(
-        store: Store,
+        store: Arc<Runtime>,
         mut options: Options,
         listener: Listener,
     ) -> Result<Arc<Engine>> {
@@ -214,7 +215,7 @@ impl Engine {
                 msgs,
             },
         ));
-        self.core().arrivals.kick();
+        self.core().arrivals().kick();
     }
 
     /// Queues a consume task now.
@@ -231,6 +232,15 @@ impl Engine {
         self.options.model == MessageModel::Clustering
     }
 
+    /// The table offsets are kept in.
+    fn offset_scope(&self) -> OffsetScope {
+        if self.clustering() {
+            OffsetScope::Group
+        } else {
+            OffsetScope::Instance
+        }
+    }
+
     /// The name offsets are kept under: the group, or group and instance when broadcasting.
     fn offset_group(&self) -> &str {
         &self.offset_group
@@ -239,7 +249,7 @@ impl Engine {
     pub(super) fn commit(&self, queue: &MessageQueue, offset: u64) {
         let _ =
             self.core()
-                .commit_offset_for(!self.clustering(), self.offset_group(), queue, offset);
+                .commit_offset_for(self.offset_scope(), self.offset_group(), queue, offset);
     }
 
     /// Where a newly assigned queue starts: the committed offset, else the `ConsumeFrom` rule
@@ -247,7 +257,7 @@ impl Engine {
     fn start_offset(&self, queue: &MessageQueue, retry: bool) -> u64 {
         let core = self.core();
         if let Ok(Some(c)) =
-            core.committed_offset_for(!self.clustering(), self.offset_group(), queue)
+            core.committed_offset_for(self.offset_scope(), self.offset_group(), queue)
         {
             return c;
         }
@@ -299,7 +309,7 @@ impl Engine {
             if progressed {
                 continue;
             }
-            let waiting = core.arrivals.register();
+            let waiting = core.arrivals().register();
             if self.stopping.load(Ordering::Acquire)
                 || core.groups.topic_epoch() != epoch
                 || pqs
@@ -439,7 +449,7 @@ impl Engine {
                 .remove(done, |offset| self.commit(&task.pq.queue, offset))
                 == Some(true)
             {
-                core.arrivals.kick();
+                core.arrivals().kick();
             }
             if !local.is_empty() {
                 self.delayed.lock().push((
@@ -449,7 +459,7 @@ impl Engine {
                         msgs: local,
                     },
                 ));
-                core.arrivals.kick();
+                core.arrivals().kick();
             }
         }
     }
@@ -460,7 +470,7 @@ impl Engine {
         }
         let core = self.core().clone();
         self.stopping.store(true, Ordering::Release);
-        core.arrivals.kick();
+        core.arrivals().kick();
         *self.tasks.lock() = None;
         let me = std::thread::current().id();
         let handles: Vec<JoinHandle<()>> = self.threads.lock().drain(..).collect();
@@ -506,8 +516,8 @@ impl Member for Engine {
         !self.clustering()
     }
 
-    fn strategy(&self) -> Strategy {
-        self.options.strategy.clone()
+    fn allocate(&self, group: &str, queues: &[MessageQueue], cids: &[String]) -> Vec<MessageQueue> {
+        self.options.strategy.0.allocate(group, self.id(), queues, cids)
     }
 
     fn alive(&self) -> bool {
@@ -580,7 +590,7 @@ impl Member for Engine {
             added = true;
         }
         if added {
-            self.core().arrivals.kick();
+            self.core().arrivals().kick();
         }
     }
 }

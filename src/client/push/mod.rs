@@ -14,7 +14,8 @@ use crate::client::pull::ConsumeFrom;
 use crate::error::{Error, Result};
 use crate::filter::TagFilter;
 use crate::message::{MessageExt, MessageQueue};
-use crate::store::{Store, validate};
+use crate::broker::runtime::Runtime;
+use crate::broker::validate;
 
 pub(crate) use engine::Engine;
 
@@ -136,7 +137,7 @@ pub(crate) struct Options {
 /// ```
 #[must_use]
 pub struct PushConsumerBuilder {
-    store: Store,
+    store: Arc<Runtime>,
     options: Options,
     errors: Vec<Error>,
 }
@@ -149,36 +150,34 @@ impl std::fmt::Debug for PushConsumerBuilder {
     }
 }
 
-impl Store {
-    /// A push consumer in `group`, to configure and start.
-    pub fn push_consumer(&self, group: &str) -> PushConsumerBuilder {
-        PushConsumerBuilder {
-            store: self.clone(),
-            options: Options {
-                group: group.to_owned(),
-                subscriptions: Vec::new(),
-                consume_from: ConsumeFrom::LastOffset,
-                model: MessageModel::Clustering,
-                threads: 4,
-                batch_max: 1,
-                pull_batch: 32,
-                max_cached_messages: 1000,
-                max_cached_bytes: 100 << 20,
-                max_span: 2000,
-                max_reconsume_times: None,
-                suspend: Duration::from_millis(1000),
-                lock_interval: Duration::from_secs(20),
-                strategy: Strategy(Arc::new(Averagely)),
-                instance_name: None,
-                rebalance_interval: Duration::from_secs(20),
-                local_retry_delay: Duration::from_secs(5),
-            },
-            errors: Vec::new(),
-        }
-    }
-}
 
 impl PushConsumerBuilder {
+    pub(crate) fn new(store: Arc<Runtime>, group: &str) -> PushConsumerBuilder {
+    PushConsumerBuilder {
+        store,
+        options: Options {
+            group: group.to_owned(),
+            subscriptions: Vec::new(),
+            consume_from: ConsumeFrom::LastOffset,
+            model: MessageModel::Clustering,
+            threads: 4,
+            batch_max: 1,
+            pull_batch: 32,
+            max_cached_messages: 1000,
+            max_cached_bytes: 100 << 20,
+            max_span: 2000,
+            max_reconsume_times: None,
+            suspend: Duration::from_millis(1000),
+            lock_interval: Duration::from_secs(20),
+            strategy: Strategy(Arc::new(Averagely)),
+            instance_name: None,
+            rebalance_interval: Duration::from_secs(20),
+            local_retry_delay: Duration::from_secs(5),
+        },
+        errors: Vec::new(),
+    }
+    }
+
     /// Subscribes to `topic` with a tag expression (`*`, `a`, `a || b`); call once per topic.
     pub fn subscribe(mut self, topic: &str, expr: &str) -> Self {
         match (validate::client_topic(topic), TagFilter::parse(expr)) {

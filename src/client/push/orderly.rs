@@ -10,7 +10,7 @@ use super::engine::{Engine, LOCK_RETRY};
 use super::process_queue::ProcessQueue;
 use super::{ConsumeOrderlyContext, OrderlyListener, OrderlyStatus};
 use crate::message::MessageQueue;
-use crate::store::retry::goes_to_dlq;
+use crate::broker::retry::goes_to_dlq;
 
 /// Longest one consume task stays on a queue before yielding its thread to other queues.
 const TURN: Duration = Duration::from_millis(200);
@@ -132,7 +132,7 @@ impl Engine {
 
     fn commit_consumed(&self, pq: &ProcessQueue) {
         if pq.commit_consumed(|offset| self.commit(&pq.queue, offset)) == Some(true) {
-            self.core().arrivals.kick();
+            self.core().arrivals().kick();
         }
     }
 

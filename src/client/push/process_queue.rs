@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::consume_queue::ConsumeQueue;
+use crate::log::consume_queue::ConsumeQueue;
 use crate::filter::TagFilter;
 use crate::message::{MessageExt, MessageQueue};
 

@@ -25,6 +25,18 @@ pub(crate) struct GroupCommit {
     done: Condvar,
 }
 
+/// Releases leadership if the leader's flush unwinds.
+struct LeaderGuard<'a>(&'a GroupCommit);
+
+impl Drop for LeaderGuard<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.state.lock();
+        st.leader = false;
+        st.failed = true;
+        self.0.done.notify_all();
+    }
+}
+
 /// The outcome of a wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Durability {
@@ -65,7 +77,11 @@ impl GroupCommit {
             if !st.leader {
                 st.leader = true;
                 drop(st);
+                // Should `flush` panic, the guard hands leadership back and wakes the
+                // followers, so they do not wait for a flush that never ends.
+                let guard = LeaderGuard(self);
                 let result = flush();
+                std::mem::forget(guard);
                 st = self.state.lock();
                 st.leader = false;
                 match result {

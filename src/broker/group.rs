@@ -13,17 +13,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
-use super::allocate::Strategy;
 use crate::error::{Error, Result};
 use crate::message::MessageQueue;
-use crate::store::Core;
+use super::Broker;
 
 /// What the registry needs from a consumer.
 pub(crate) trait Member: Send + Sync {
     fn id(&self) -> &str;
     fn topics(&self) -> Vec<String>;
     fn broadcasting(&self) -> bool;
-    fn strategy(&self) -> Strategy;
+    /// The queues of `queues` (sorted) this member takes among the clustering members
+    /// `cids` (sorted), by its allocation strategy.
+    fn allocate(&self, group: &str, queues: &[MessageQueue], cids: &[String]) -> Vec<MessageQueue>;
     /// False once the consumer's threads are gone.
     fn alive(&self) -> bool;
     /// Stops consuming every queue not in `keep`, committing where it stopped.
@@ -63,7 +64,7 @@ impl Groups {
     }
 
     /// Adds a consumer and rebalances its group.
-    pub(crate) fn join(&self, core: &Core, group: &str, member: Arc<dyn Member>) -> Result<()> {
+    pub(crate) fn join(&self, core: &Broker, group: &str, member: Arc<dyn Member>) -> Result<()> {
         {
             let mut all = self.members.lock();
             let list = all.entry(group.to_owned()).or_default();
@@ -80,7 +81,7 @@ impl Groups {
     }
 
     /// Removes a consumer and rebalances its group.
-    pub(crate) fn leave(&self, core: &Core, group: &str, id: &str) {
+    pub(crate) fn leave(&self, core: &Broker, group: &str, id: &str) {
         {
             let mut all = self.members.lock();
             if let Some(list) = all.get_mut(group) {
@@ -122,7 +123,7 @@ impl Groups {
 
     /// Recomputes the group's allocation and moves queues: releases first, then assigns.
     /// Consumers whose threads died are dropped from the group.
-    pub(crate) fn rebalance(&self, core: &Core, group: &str) {
+    pub(crate) fn rebalance(&self, core: &Broker, group: &str) {
         let lock = self.lock_of(group);
         let _serial = lock.lock();
         let members: Vec<Arc<dyn Member>> = {
@@ -159,7 +160,7 @@ impl Groups {
                 let mine: Vec<MessageQueue> = if m.broadcasting() {
                     queues.clone()
                 } else {
-                    m.strategy().0.allocate(group, m.id(), &queues, &cids)
+                    m.allocate(group, &queues, &cids)
                 };
                 if let Some(set) = alloc.get_mut(m.id()) {
                     // Only queues that exist: a user strategy cannot invent any.

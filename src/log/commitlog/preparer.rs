@@ -9,8 +9,8 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::error::Result;
-use crate::storage::Segment;
-use crate::storage::fs::{segment_name, sync_dir};
+use crate::storage::fs::segment_name;
+use crate::storage::{Fs, Segment};
 
 /// How far ahead of the writer pages are faulted in.
 pub(crate) const POPULATE_LEAD: usize = 8 << 20;
@@ -28,12 +28,14 @@ pub(crate) struct Preparer {
     thread: Option<JoinHandle<()>>,
     populate: Option<Sender<PopulateRequest>>,
     populate_thread: Option<JoinHandle<()>>,
+    fs: Fs,
     /// How far ahead of the writer pages are prepared.
     pub(crate) lead: usize,
 }
 
 impl Preparer {
     pub(crate) fn start(
+        fs: Fs,
         dir: PathBuf,
         segment_size: u64,
         warm: bool,
@@ -41,21 +43,24 @@ impl Preparer {
         zero_gap: usize,
     ) -> std::io::Result<Preparer> {
         let (req_tx, req_rx) = bounded::<u64>(1);
+        let discard_fs = fs.clone();
         let (res_tx, res_rx) = bounded(1);
         let thread = std::thread::Builder::new()
             .name("mqlite-segment-preparer".into())
             .spawn(move || {
                 for base in req_rx {
                     let path = dir.join(segment_name(base));
-                    let result = Segment::create(&path, base, segment_size).and_then(|mut seg| {
-                        if warm {
-                            seg.warm()?;
-                        }
-                        sync_dir(&dir)?;
-                        Ok(seg)
-                    });
+                    let result = fs
+                        .create_segment(&path, base, segment_size)
+                        .and_then(|mut seg| {
+                            if warm {
+                                seg.warm()?;
+                            }
+                            fs.sync_dir(&dir)?;
+                            Ok(seg)
+                        });
                     if result.is_err() {
-                        let _ = std::fs::remove_file(&path);
+                        let _ = fs.remove_file_if_exists(&path);
                     }
                     if res_tx.send((base, result)).is_err() {
                         break;
@@ -85,6 +90,7 @@ impl Preparer {
             thread: Some(thread),
             populate: Some(pop_tx),
             populate_thread: Some(populate_thread),
+            fs: discard_fs,
             lead: if warm {
                 zero_gap + POPULATE_LEAD
             } else {
@@ -126,7 +132,7 @@ impl Preparer {
             if let Ok(seg) = result {
                 let path = seg.path().to_path_buf();
                 drop(seg);
-                let _ = std::fs::remove_file(path);
+                let _ = self.fs.remove_file_if_exists(&path);
             }
             return None;
         }
@@ -145,7 +151,7 @@ impl Preparer {
         {
             let path = seg.path().to_path_buf();
             drop(seg);
-            let _ = std::fs::remove_file(path);
+            let _ = self.fs.remove_file_if_exists(&path);
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();

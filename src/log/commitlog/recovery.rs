@@ -7,22 +7,19 @@ use crate::config::RecoveryMode;
 use crate::error::{Error, Result};
 use crate::format::cq_unit::CqUnit;
 use crate::format::record::{self, BLANK_LEN, Decoded, RecordView};
-use crate::storage::Segment;
-use crate::storage::fs::{list_segments, remove_file_if_exists, sync_dir};
+use crate::storage::{Fs, Segment};
 
 /// Opens every segment file in `dir`. Segments must be contiguous and full-size; trailing
 /// files of the wrong size that hold no data (a preparation cut short by a crash) are removed.
-pub(crate) fn load_segments(dir: &Path, segment_size: u64) -> Result<Vec<Segment>> {
-    let mut files = list_segments(dir)?;
+pub(crate) fn load_segments(fs: &Fs, dir: &Path, segment_size: u64) -> Result<Vec<Segment>> {
+    let mut files = fs.list_segments(dir)?;
     // Drop trailing, incompletely created files.
     while let Some((_, path)) = files.last() {
-        let len = std::fs::metadata(path)
-            .map_err(|e| Error::io("stat segment", path, e))?
-            .len();
+        let len = fs.len(path)?;
         if len == segment_size {
             break;
         }
-        let bytes = std::fs::read(path).map_err(|e| Error::io("read segment", path, e))?;
+        let bytes = fs.read(path)?.unwrap_or_default();
         if bytes.iter().any(|&b| b != 0) {
             return Err(Error::corrupted(
                 path,
@@ -30,7 +27,7 @@ pub(crate) fn load_segments(dir: &Path, segment_size: u64) -> Result<Vec<Segment
                 format!("segment is {len} bytes, expected {segment_size}"),
             ));
         }
-        remove_file_if_exists(path)?;
+        fs.remove_file_if_exists(path)?;
         files.pop();
     }
     let mut segs = Vec::with_capacity(files.len());
@@ -54,15 +51,14 @@ pub(crate) fn load_segments(dir: &Path, segment_size: u64) -> Result<Vec<Segment
                 ),
             ));
         }
-        segs.push(Segment::open(path, *base, segment_size)?);
+        segs.push(fs.open_segment(path, *base, segment_size)?);
     }
     Ok(segs)
 }
 
 fn segment_index(segs: &[Segment], segment_size: u64, offset: u64) -> Option<usize> {
-    let first = segs.first()?.base();
-    let idx = (offset.checked_sub(first)? / segment_size) as usize;
-    (idx < segs.len()).then_some(idx)
+    let seg = crate::storage::segment_set::find_in(segs, segment_size, offset)?;
+    Some(((seg.base() - segs.first()?.base()) / segment_size) as usize)
 }
 
 /// Decodes the record at `offset` in loaded segments (no CRC check).
@@ -254,6 +250,7 @@ fn stop(
 /// Truncates the loaded log at `end`: zeroes the rest of its segment when `zero_tail`, removes
 /// later segments, and publishes exactly the valid data. Returns the remaining segments.
 pub(crate) fn truncate(
+    fs: &Fs,
     dir: &Path,
     mut segs: Vec<Segment>,
     segment_size: u64,
@@ -265,11 +262,11 @@ pub(crate) fn truncate(
         let s = segs.pop().expect("non-empty");
         let path = s.path().to_path_buf();
         drop(s);
-        remove_file_if_exists(&path)?;
+        fs.remove_file_if_exists(&path)?;
         removed = true;
     }
     if removed {
-        sync_dir(dir)?;
+        fs.sync_dir(dir)?;
     }
     if let Some(last) = segs.last_mut() {
         let rel = end.saturating_sub(last.base()).min(segment_size) as usize;

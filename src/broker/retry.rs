@@ -1,7 +1,7 @@
 //! Sending a message back for a later retry (RocketMQ `consumerSendMsgBack`): to
 //! `%RETRY%{group}` through the delay levels, or to `%DLQ%{group}` after the last try.
 
-use super::Core;
+use super::Broker as Core;
 use super::put::{PutOptions, TIMER_DELIVER_MS};
 use super::schedule::SCHEDULE_SRC;
 use crate::error::Result;
@@ -21,8 +21,8 @@ const NOT_INHERITED: &[&str] = &[
     TIMER_DELIVER_MS,
     SCHEDULE_SRC,
     RECORD_CRC_KEY,
-    "DLQ_ORIGIN_TOPIC",
-    "DLQ_ORIGIN_MESSAGE_ID",
+    keys::DLQ_ORIGIN_TOPIC,
+    keys::DLQ_ORIGIN_MESSAGE_ID,
 ];
 
 /// First retry delay level (10 s by default); each retry goes one level up.
@@ -46,9 +46,9 @@ impl Core {
     ) -> Result<()> {
         let dlq = goes_to_dlq(m, max_reconsume_times);
         let topic = if dlq {
-            format!("%DLQ%{group}")
+            crate::format::system::dlq_topic(group)
         } else {
-            format!("%RETRY%{group}")
+            crate::format::system::retry_topic(group)
         };
         let origin_topic = m
             .property(keys::RETRY_TOPIC)
@@ -65,11 +65,11 @@ impl Core {
             (keys::ORIGIN_MESSAGE_ID, origin_id.as_str()),
         ];
         if dlq {
-            extra.push(("DLQ_ORIGIN_TOPIC", origin_topic.as_str()));
-            extra.push(("DLQ_ORIGIN_MESSAGE_ID", origin_id.as_str()));
+            extra.push((keys::DLQ_ORIGIN_TOPIC, origin_topic.as_str()));
+            extra.push((keys::DLQ_ORIGIN_MESSAGE_ID, origin_id.as_str()));
         } else {
             let level = FIRST_RETRY_LEVEL + m.reconsume_times().max(0) as u32;
-            msg.delay = Delay::Level(level.min(self.delay_levels.len() as u32));
+            msg.delay = Delay::Level(level.min(self.delay_table().len() as u32));
         }
         let opts = PutOptions {
             extra_properties: &extra,

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use super::json_file::JsonFile;
 use super::topics::{data_version, parse_lenient_json};
 use crate::error::Result;
-use crate::storage::fs::read_with_backup;
+use crate::storage::Fs;
 
 /// topic → group → queue id → next offset. Nested, so lookups borrow `&str` keys and a commit
 /// allocates nothing once its entry exists.
@@ -55,20 +55,29 @@ fn parse(bytes: &[u8]) -> Option<(Table, u64)> {
     Some((table, counter))
 }
 
+/// Which table a committed offset belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OffsetScope {
+    /// The group's offsets (`config/consumerOffset.json`): clustering consumers.
+    Group,
+    /// One consumer instance's offsets (`config/broadcastOffset.json`): broadcasting.
+    Instance,
+}
+
 impl ConsumerOffsets {
     /// Loads the table (falling back to `.bak`); missing or unreadable files give an empty
     /// table, which means consumers start over by their `ConsumeFrom` rule (redelivery, never a
     /// skip).
-    pub(crate) fn load(config_dir: &Path) -> Result<ConsumerOffsets> {
-        Self::load_file(config_dir, "consumerOffset.json")
+    pub(crate) fn load(fs: &Fs, config_dir: &Path) -> Result<ConsumerOffsets> {
+        Self::load_file(fs, config_dir, "consumerOffset.json")
     }
 
     /// Loads a table of the same shape from another file.
-    pub(crate) fn load_file(config_dir: &Path, name: &str) -> Result<ConsumerOffsets> {
+    pub(crate) fn load_file(fs: &Fs, config_dir: &Path, name: &str) -> Result<ConsumerOffsets> {
         let path = config_dir.join(name);
-        let loaded = read_with_backup(&path, parse)?.unwrap_or_default();
+        let loaded = fs.read_with_backup(&path, parse)?.unwrap_or_default();
         Ok(ConsumerOffsets {
-            file: JsonFile::new(path),
+            file: JsonFile::new(fs.clone(), path),
             table: Mutex::new(loaded),
         })
     }

@@ -8,19 +8,21 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::storage::fs::{create_dir_all, write_atomic};
+use crate::storage::Fs;
 
 /// One config file.
 #[derive(Debug)]
 pub(crate) struct JsonFile {
+    fs: Fs,
     path: PathBuf,
     dirty: AtomicBool,
     write_lock: Mutex<()>,
 }
 
 impl JsonFile {
-    pub(crate) fn new(path: PathBuf) -> JsonFile {
+    pub(crate) fn new(fs: Fs, path: PathBuf) -> JsonFile {
         JsonFile {
+            fs,
             path,
             dirty: AtomicBool::new(false),
             write_lock: Mutex::new(()),
@@ -47,9 +49,9 @@ impl JsonFile {
             })
             .and_then(|text| {
                 if let Some(dir) = self.path.parent() {
-                    create_dir_all(dir)?;
+                    self.fs.create_dir_all(dir)?;
                 }
-                write_atomic(&self.path, &text)
+                self.fs.write_atomic(&self.path, &text)
             });
         if result.is_err() {
             self.mark_dirty();

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
-use crate::storage::fs::{read_with_backup, write_atomic};
+use crate::storage::Fs;
 
 /// Read permission bit (`PermName.PERM_READ`).
 pub const PERM_READ: u32 = 4;
@@ -90,6 +90,7 @@ struct Table {
 /// The topic table and its file.
 #[derive(Debug)]
 pub(crate) struct TopicTable {
+    fs: Fs,
     path: PathBuf,
     table: Mutex<Table>,
 }
@@ -168,9 +169,9 @@ pub(crate) fn data_version(counter: u64) -> Value {
 
 impl TopicTable {
     /// Loads `config/topics.json` (or its `.bak`); a missing file is an empty table.
-    pub(crate) fn load(config_dir: &Path) -> Result<TopicTable> {
+    pub(crate) fn load(fs: &Fs, config_dir: &Path) -> Result<TopicTable> {
         let path = config_dir.join("topics.json");
-        let parsed = read_with_backup(&path, |bytes| {
+        let parsed = fs.read_with_backup(&path, |bytes| {
             let v = parse_lenient_json(bytes)?;
             let table = v.get("topicConfigTable")?.as_object()?;
             let topics: BTreeMap<String, TopicConfig> = table
@@ -185,6 +186,7 @@ impl TopicTable {
         })?;
         let (topics, counter) = parsed.unwrap_or_default();
         Ok(TopicTable {
+            fs: fs.clone(),
             path,
             table: Mutex::new(Table { topics, counter }),
         })
@@ -235,12 +237,12 @@ impl TopicTable {
         };
         if changed {
             t.counter += 1;
-            Self::persist(&self.path, &t)?;
+            Self::persist(&self.fs, &self.path, &t)?;
         }
         Ok(t.topics[name].clone())
     }
 
-    fn persist(path: &Path, t: &Table) -> Result<()> {
+    fn persist(fs: &Fs, path: &Path, t: &Table) -> Result<()> {
         let mut table = Map::new();
         for (k, v) in &t.topics {
             table.insert(k.clone(), v.to_json());
@@ -252,9 +254,9 @@ impl TopicTable {
         let text = serde_json::to_vec_pretty(&doc)
             .map_err(|e| Error::InvalidConfig(format!("cannot encode topics.json: {e}")))?;
         if let Some(dir) = path.parent() {
-            crate::storage::fs::create_dir_all(dir)?;
+            fs.create_dir_all(dir)?;
         }
-        write_atomic(path, &text)
+        fs.write_atomic(path, &text)
     }
 }
 

@@ -5,16 +5,14 @@
 mod preparer;
 pub(crate) mod recovery;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::format::record::{self, BLANK_LEN, Decoded, RecordView};
-use crate::storage::fs::{segment_name, sync_dir};
-use crate::storage::{Segment, SegmentWriter};
+use crate::storage::{FlushScope, Segment, SegmentSet, SegmentWriter};
 
 pub(crate) use preparer::Preparer;
 
@@ -22,9 +20,11 @@ pub(crate) use preparer::Preparer;
 /// [`LogWriter`], owned by whoever serialises appends.
 #[derive(Debug)]
 pub(crate) struct CommitLog {
-    dir: PathBuf,
+    set: SegmentSet,
     segment_size: u64,
-    segments: RwLock<Vec<Arc<Segment>>>,
+    /// The largest single append (one record or one batch) the log accepts; the zero-ahead
+    /// gap of warming is derived from it, so the two cannot drift apart.
+    max_append: usize,
     /// End of the appended data.
     written: AtomicU64,
     /// End of the data known durable.
@@ -36,7 +36,20 @@ pub(crate) struct CommitLog {
     flush_lock: Mutex<()>,
 }
 
-const PAGE: u64 = 4096;
+/// Room a batch may take beyond the largest message: RocketMQ's limit on a batch is the max
+/// message size, plus the records' headers and properties.
+pub(crate) const BATCH_OVERHEAD: usize = 64 << 10;
+
+/// The largest single append for a store whose largest message body is `max_message_size`.
+pub(crate) fn max_append(max_message_size: usize) -> usize {
+    max_message_size + BATCH_OVERHEAD
+}
+
+/// How far ahead of the writer warming may zero-fill a segment in use: strictly more than
+/// any single append ([`max_append`]), which is what makes [`Segment::zero_ahead`] sound.
+pub(crate) fn zero_ahead_gap(max_append: usize) -> usize {
+    max_append + (64 << 10)
+}
 
 /// The single writer of the CommitLog.
 #[derive(Debug)]
@@ -50,17 +63,11 @@ pub(crate) struct LogWriter {
 impl CommitLog {
     /// Wraps recovered segments. `end` is the end of valid data; the last segment's published
     /// length must already be set to it.
-    pub(crate) fn new(
-        dir: PathBuf,
-        segment_size: u64,
-        segments: Vec<Segment>,
-        end: u64,
-        last_store_ts: u64,
-    ) -> CommitLog {
+    pub(crate) fn new(set: SegmentSet, max_append: usize, end: u64, last_store_ts: u64) -> CommitLog {
         CommitLog {
-            dir,
-            segment_size,
-            segments: RwLock::new(segments.into_iter().map(Arc::new).collect()),
+            segment_size: set.segment_size(),
+            set,
+            max_append,
             written: AtomicU64::new(end),
             flushed: AtomicU64::new(end),
             last_store_ts: AtomicU64::new(last_store_ts),
@@ -72,18 +79,14 @@ impl CommitLog {
     /// Creates the writer at the end of the log, creating the first (or next) segment when the
     /// log is empty or its last segment is full.
     pub(crate) fn writer(&self, preparer: Option<Preparer>) -> Result<LogWriter> {
-        let last = self.segments.read().last().cloned();
+        let last = self.set.last();
         let seg = match last {
             Some(seg) if (seg.published() as u64) < self.segment_size => seg,
             other => {
                 let base = other.map_or(self.written.load(Ordering::Acquire), |s| {
                     s.base() + self.segment_size
                 });
-                self.add_segment(Segment::create(
-                    &self.dir.join(segment_name(base)),
-                    base,
-                    self.segment_size,
-                )?)?
+                self.set.create_and_push(base)?
             }
         };
         let seg = seg
@@ -99,13 +102,6 @@ impl CommitLog {
         Ok(w)
     }
 
-    fn add_segment(&self, seg: Segment) -> Result<Arc<Segment>> {
-        sync_dir(&self.dir)?;
-        let seg = Arc::new(seg);
-        self.segments.write().push(seg.clone());
-        Ok(seg)
-    }
-
     /// Appends `len` bytes of records, letting `fill` encode them in place given their physical
     /// offset, and returns that offset. Rolls to the next segment (writing the blank record) when it does not fit.
     pub(crate) fn append(
@@ -115,6 +111,12 @@ impl CommitLog {
         store_ts: u64,
         fill: impl FnOnce(&mut [u8], u64),
     ) -> Result<u64> {
+        if len > self.max_append {
+            return Err(Error::InvalidMessage(format!(
+                "append of {len} bytes exceeds the largest append of {} bytes",
+                self.max_append
+            )));
+        }
         if len as u64 + BLANK_LEN as u64 > self.segment_size {
             return Err(Error::InvalidMessage(format!(
                 "record of {len} bytes does not fit in a {}-byte segment",
@@ -156,13 +158,9 @@ impl CommitLog {
         let seg = match w.preparer.as_mut().and_then(|p| p.take(next_base)) {
             Some(Ok(seg)) => seg,
             // A failed preparation (say, a full disk) is retried here, once, inline.
-            Some(Err(_)) | None => Segment::create(
-                &self.dir.join(segment_name(next_base)),
-                next_base,
-                self.segment_size,
-            )?,
+            Some(Err(_)) | None => self.set.create(next_base)?,
         };
-        let seg = self.add_segment(seg)?;
+        let seg = self.set.push(seg)?;
         w.seg = seg
             .into_writer()
             .ok_or_else(|| Error::InvalidConfig("commitlog writer already exists".into()))?;
@@ -188,43 +186,20 @@ impl CommitLog {
 
     /// Smallest offset still stored.
     pub(crate) fn min_offset(&self) -> u64 {
-        self.segments
-            .read()
-            .first()
-            .map_or(self.written(), |s| s.base())
+        self.set.first_base().unwrap_or_else(|| self.written())
     }
 
-    /// Flushes everything appended so far and returns the new durable end; with
-    /// `whole_pages`, only up to the last full page: the page the writer is still filling
-    /// stays dirty, so the writer never waits for it to be written out (a page under
-    /// writeback cannot be modified). Periodic flushes use that. Concurrent callers are
-    /// serialised; one that finds the work done returns at once.
-    pub(crate) fn flush_upto(&self, whole_pages: bool) -> Result<u64> {
+    /// Flushes what `scope` covers of the data appended so far and returns the new durable
+    /// end. Concurrent callers are serialised; one that finds the work done returns at once.
+    pub(crate) fn flush(&self, scope: FlushScope) -> Result<u64> {
         let _guard = self.flush_lock.lock();
         let ts = self.last_store_ts.load(Ordering::Relaxed);
-        let mut target = self.written();
-        if whole_pages {
-            let first = self.segments.read().first().map_or(0, |s| s.base());
-            let base =
-                first + (target.saturating_sub(first) / self.segment_size) * self.segment_size;
-            target = base + ((target - base) & !(PAGE - 1));
-        }
+        let target = self.set.flush_target(self.written(), scope);
         let from = self.flushed();
         if target <= from {
             return Ok(from);
         }
-        let segments: Vec<Arc<Segment>> = {
-            let segs = self.segments.read();
-            segs.iter()
-                .filter(|s| s.base() + self.segment_size > from && s.base() < target)
-                .cloned()
-                .collect()
-        };
-        for seg in segments {
-            let start = from.saturating_sub(seg.base()) as usize;
-            let end = (target - seg.base()).min(self.segment_size) as usize;
-            seg.flush(start, end)?;
-        }
+        self.set.flush_range(from, target)?;
         self.flushed_store_ts.store(ts, Ordering::Relaxed);
         self.flushed.store(target, Ordering::Release);
         Ok(target)
@@ -232,8 +207,7 @@ impl CommitLog {
 
     /// Flushes every segment's data, whatever the flush bookkeeping says (after recovery).
     pub(crate) fn sync_all(&self) -> Result<()> {
-        let segs: Vec<Arc<Segment>> = self.segments.read().clone();
-        for seg in segs {
+        for seg in self.set.snapshot() {
             seg.flush(0, seg.published())?;
         }
         Ok(())
@@ -241,13 +215,7 @@ impl CommitLog {
 
     /// The segment holding `offset`.
     pub(crate) fn segment_for(&self, offset: u64) -> Option<Arc<Segment>> {
-        let segs = self.segments.read();
-        let first = segs.first()?.base();
-        if offset < first {
-            return None;
-        }
-        let idx = ((offset - first) / self.segment_size) as usize;
-        segs.get(idx).filter(|s| s.base() <= offset).cloned()
+        self.set.find(offset)
     }
 
     /// Decodes the record at `offset` (no CRC check: it was verified when written or
@@ -303,31 +271,16 @@ impl CommitLog {
     /// (active) one. Readers still holding a deleted segment keep its mapping until they drop
     /// it. Returns the new smallest offset.
     pub(crate) fn delete_before(&self, offset: u64) -> Result<u64> {
-        let mut removed = Vec::new();
-        {
-            let mut segs = self.segments.write();
-            while segs.len() > 1 && segs[0].base() + self.segment_size <= offset {
-                removed.push(segs.remove(0));
-            }
-        }
-        for seg in &removed {
-            crate::storage::fs::remove_file_if_exists(seg.path())?;
-        }
-        if !removed.is_empty() {
-            sync_dir(&self.dir)?;
-        }
+        let size = self.segment_size;
+        self.set
+            .delete_front_while(|s| s.base() + size <= offset)?;
         Ok(self.min_offset())
     }
 
     /// Deletes segment files after the one holding the writer (a segment prepared ahead but
     /// never used), so a closed store holds only what it wrote.
     pub(crate) fn remove_unused_segments(&self, writer_base: u64) -> Result<()> {
-        for (base, path) in crate::storage::fs::list_segments(&self.dir)? {
-            if base > writer_base {
-                crate::storage::fs::remove_file_if_exists(&path)?;
-            }
-        }
-        sync_dir(&self.dir)
+        self.set.remove_files_after(writer_base)
     }
 }
 

@@ -2,44 +2,58 @@
 //! (CRC-checked scan from the checkpoint, torn tail truncated, consume queues re-dispatched and
 //! trimmed), then start writing.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::io::Write;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicBool;
 
 use parking_lot::{Mutex, RwLock};
 
 use super::checkpoint::CheckpointFile;
-use super::topics::TopicTable;
-use super::{Core, QueueSlot, WriteState, validate};
-use crate::commitlog::recovery::{self, ScanPolicy};
-use crate::commitlog::{CommitLog, Preparer};
+use super::commitlog::recovery::{self, ScanPolicy};
+use super::commitlog::{CommitLog, Preparer, max_append, zero_ahead_gap};
+use super::consume_queue::ConsumeQueue;
+use super::consume_queue::recovery::{Loaded, load};
+use super::dispatch::Dispatcher;
+use super::group_commit::GroupCommit;
+use super::{Engine, QueueMap, WriteState};
 use crate::config::StoreConfig;
-use crate::consume_queue::ConsumeQueue;
-use crate::consume_queue::recovery::{Loaded, load};
 use crate::error::{Error, Result};
-use crate::flush::group_commit::GroupCommit;
 use crate::format::checkpoint::Checkpoint;
 use crate::format::cq_unit::CqUnit;
-use crate::format::msg_id::MessageIdGenerator;
-use crate::format::properties;
+use crate::format::properties::{self, keys};
 use crate::format::record::{Decoded, RecordView, decode, sys_flag};
-use crate::storage::Segment;
-use crate::storage::fs::{create_dir_all, sync_dir};
+use crate::format::system::{SCHEDULE_TOPIC, TIMER_TOPIC};
 use crate::storage::lock::DirLock;
+use crate::storage::{Fs, Segment, SegmentSet};
+
+/// The marker file present while a store is open (or after a crash).
+pub(crate) const ABORT_FILE: &str = "abort";
+
+/// What the engine's open needs from the layer above it.
+pub(crate) trait OpenHooks {
+    /// The queues configured for each topic: `(topic, queue count)`.
+    fn configured_queues(&self) -> Vec<(String, u32)>;
+    /// Whether `topic` is a name the store can hold queues for (found on disk or in the log).
+    fn valid_topic(&self, topic: &str) -> bool;
+    /// A queue was found on disk or in the log: the topic must know it.
+    fn queue_found(&mut self, topic: &str, queue_id: u32) -> Result<()>;
+    /// A record re-read by crash recovery.
+    fn recovered(&mut self, rec: &RecordView<'_>);
+    /// Runs after recovery, before the checkpoint records the recovered end.
+    fn before_checkpoint(&mut self) -> Result<()>;
+}
 
 type QueueKey = (Arc<str>, u32);
 
 struct Loading<'a> {
+    fs: &'a Fs,
     dir: &'a Path,
     config: &'a StoreConfig,
-    topics: &'a TopicTable,
+    hooks: &'a mut dyn OpenHooks,
     queues: BTreeMap<QueueKey, ConsumeQueue>,
     /// The delay table, for schedule-topic tag codes.
     delay_levels: Vec<u64>,
-    /// Deliveries of the schedule service found by the recovery scan.
-    schedule_seen: Vec<super::schedule::Source>,
     /// Some queue had damaged units cut from its tail.
     trimmed: bool,
     /// The recovery scan starts after the log's first record: a queue without files whose
@@ -47,35 +61,34 @@ struct Loading<'a> {
     partial_scan: bool,
 }
 
-/// Opens and recovers the store in `dir`.
+/// Opens and recovers the engine of the store in `dir` (the directory exists and is locked
+/// by `lock`; `config` is validated).
 pub(crate) fn open(
+    fs: Fs,
     dir: PathBuf,
-    mut config: StoreConfig,
-    schedule_wake: crossbeam_channel::Sender<()>,
-) -> Result<Core> {
-    config.validate()?;
-    create_dir_all(&dir)?;
-    let lock = DirLock::acquire(&dir)?;
-    let unclean = dir.join("abort").exists();
-    let topics = TopicTable::load(&dir.join("config"))?;
-    let (cp_file, checkpoint) = CheckpointFile::open(&dir)?;
+    config: StoreConfig,
+    lock: DirLock,
+    hooks: &mut dyn OpenHooks,
+) -> Result<Engine> {
+    let unclean = fs.exists(&dir.join(ABORT_FILE))?;
+    let (cp_file, checkpoint) = CheckpointFile::open(&fs, &dir)?;
     let log_dir = dir.join("commitlog");
-    create_dir_all(&log_dir)?;
+    fs.create_dir_all(&log_dir)?;
     let seg_size = config.commitlog_segment_size;
-    let segs = recovery::load_segments(&log_dir, seg_size)?;
+    let segs = recovery::load_segments(&fs, &log_dir, seg_size)?;
     let log_min = segs.first().map_or(0, Segment::base);
     let capacity = segs.last().map_or(0, |s| s.base() + seg_size);
     let checkpoint = checkpoint.filter(|cp| plausible(cp, capacity));
 
     let mut loading = Loading {
+        fs: &fs,
         dir: &dir,
         config: &config,
-        topics: &topics,
+        hooks,
         queues: BTreeMap::new(),
         trimmed: false,
         partial_scan: false,
         delay_levels: config.delay_levels()?,
-        schedule_seen: Vec::new(),
     };
     let rebuild = loading.load_queues(&segs, log_min)?;
     let max_cq_end = loading
@@ -95,7 +108,7 @@ pub(crate) fn open(
 
     let (segs, end, last_ts) = match clean {
         Some(end) => {
-            let segs = recovery::truncate(&log_dir, segs, seg_size, end, false)?;
+            let segs = recovery::truncate(&fs, &log_dir, segs, seg_size, end, false)?;
             let ts = checkpoint.map_or(0, |c| c.physic_msg_timestamp);
             (segs, end, ts)
         }
@@ -106,7 +119,9 @@ pub(crate) fn open(
     }
 
     let recovered = clean.is_none();
-    let log = CommitLog::new(log_dir.clone(), seg_size, segs, end, last_ts);
+    let max_append = max_append(config.max_message_size);
+    let set = SegmentSet::new(fs.clone(), log_dir.clone(), seg_size, segs);
+    let log = CommitLog::new(set, max_append, end, last_ts);
     if recovered {
         // What recovery kept may still be only in the page cache (a killed process leaves it
         // there): make it durable before the checkpoint below says it is.
@@ -118,9 +133,15 @@ pub(crate) fn open(
         config.warm_segments && matches!(config.flush_policy, crate::FlushPolicy::Sync { .. });
     // Under Sync, pages faulted in ahead stay clean, so no flush waits behind their writeback.
     let populate_write = !matches!(config.flush_policy, crate::FlushPolicy::Sync { .. });
-    // Larger than any single append (a batch is at most the max message size plus 64 KiB).
-    let zero_gap = config.max_message_size + (128 << 10);
-    let preparer = Preparer::start(log_dir.clone(), seg_size, warm, populate_write, zero_gap)
+    let zero_gap = zero_ahead_gap(max_append);
+    let preparer = Preparer::start(
+        fs.clone(),
+        log_dir.clone(),
+        seg_size,
+        warm,
+        populate_write,
+        zero_gap,
+    )
         .map_err(|e| Error::io("spawn segment preparer", &log_dir, e))?;
     let fresh = log.written() == 0 && log.min_offset() == 0;
     let writer = log.writer(Some(preparer))?;
@@ -130,39 +151,20 @@ pub(crate) fn open(
         writer.zero_start(zero_gap)?;
     }
 
-    let mut queue_map: HashMap<Arc<str>, Vec<Option<Arc<ConsumeQueue>>>> = HashMap::new();
-    let mut slots = super::SlotMap::default();
-    for ((topic, qid), cq) in loading.queues {
-        let cq = Arc::new(cq);
+    let mut queue_map = QueueMap::default();
+    for ((topic, qid), cq) in std::mem::take(&mut loading.queues) {
         let idx = qid as usize;
-        let v = queue_map.entry(topic.clone()).or_default();
+        let v = queue_map.entry(topic).or_default();
         v.resize_with(v.len().max(idx + 1), || None);
-        v[idx] = Some(cq.clone());
-        let s = slots.entry(topic).or_default();
-        s.resize_with(s.len().max(idx + 1), || None);
-        s[idx] = Some(QueueSlot {
-            next_offset: cq.max_offset(),
-            cq,
-        });
+        v[idx] = Some(Arc::new(cq));
     }
     for v in queue_map.values() {
         for q in v.iter().flatten() {
             q.flush()?;
         }
     }
-    let schedule = super::schedule::ScheduleState::load(&dir.join("config"))?;
-    if !loading.schedule_seen.is_empty() {
-        let mut p = schedule.progress.lock();
-        for src in &loading.schedule_seen {
-            p.delivered(*src);
-        }
-        drop(p);
-        schedule.mark_dirty();
-        // Before the checkpoint moves past them, so a second crash cannot lose track of
-        // deliveries made before the first.
-        schedule.persist_if_dirty()?;
-    }
-    write_abort(&dir)?;
+    loading.hooks.before_checkpoint()?;
+    fs.write_durable(&dir.join(ABORT_FILE), std::process::id().to_string().as_bytes())?;
     cp_file.write(&Checkpoint {
         physic_msg_timestamp: last_ts,
         logics_msg_timestamp: last_ts,
@@ -170,43 +172,24 @@ pub(crate) fn open(
         master_flushed_offset: end,
         confirm_phy_offset: end,
     })?;
-    let ids = MessageIdGenerator::new(config.store_host.ip());
-    let offsets = super::offsets::ConsumerOffsets::load(&dir.join("config"))?;
-    offsets.clamp(|topic, q| {
-        queue_map
-            .get(topic)
-            .and_then(|v| v.get(q as usize))
-            .and_then(|c| c.as_ref().map(|c| c.max_offset()))
-            .unwrap_or(0)
-    });
-    Ok(Core {
+    // The checkpoint may be new: make its entry durable.
+    fs.sync_dir(&dir)?;
+    Ok(Engine {
         log,
         write: Mutex::new(WriteState {
             log: writer,
-            slots,
             last_store_ts: last_ts,
         }),
         queues: RwLock::new(queue_map),
-        topics,
+        dispatcher: Dispatcher::new(last_ts),
         group: GroupCommit::new(end),
-        pending: Mutex::new(VecDeque::new()),
         poisoned: AtomicBool::new(false),
         closed: AtomicBool::new(false),
-        ids,
         checkpoint: cp_file,
-        logics_ts: AtomicU64::new(last_ts),
-        offsets,
         delay_levels: config.delay_levels()?,
-        schedule,
-        schedule_wake,
         arrivals: Default::default(),
-        groups: Default::default(),
-        locks: Default::default(),
-        broadcast_offsets: super::offsets::ConsumerOffsets::load_file(
-            &dir.join("config"),
-            "broadcastOffset.json",
-        )?,
         lock: Mutex::new(Some(lock)),
+        fs,
         dir,
         config,
     })
@@ -214,7 +197,7 @@ pub(crate) fn open(
 
 /// A checkpoint whose offsets fit the log and whose times are not in the future.
 fn plausible(cp: &Checkpoint, capacity: u64) -> bool {
-    let horizon = super::put::now_ms() + 86_400_000;
+    let horizon = crate::clock::now_ms() + 86_400_000;
     cp.confirm_phy_offset <= capacity
         && cp.physic_msg_timestamp <= horizon
         && cp.logics_msg_timestamp <= horizon
@@ -252,15 +235,6 @@ fn clean_end(
     }
 }
 
-fn write_abort(dir: &Path) -> Result<()> {
-    let path = dir.join("abort");
-    let mut f = std::fs::File::create(&path).map_err(|e| Error::io("create", &path, e))?;
-    f.write_all(std::process::id().to_string().as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(|e| Error::io("write", &path, e))?;
-    sync_dir(dir)
-}
-
 impl Loading<'_> {
     /// Loads every consume queue found on disk or configured. Returns the queues that must be
     /// rebuilt from the start of the log (damaged beyond trimming, or missing although
@@ -270,23 +244,15 @@ impl Loading<'_> {
         let cq_size = self.config.consume_queue_segment_size;
         let root = self.dir.join("consumequeue");
         let mut found: BTreeSet<(String, u32)> = BTreeSet::new();
-        if let Ok(topics) = std::fs::read_dir(&root) {
-            for t in topics.flatten() {
-                let Some(topic) = t.file_name().to_str().map(str::to_owned) else {
-                    continue;
-                };
-                if validate::topic_syntax(&topic).is_err() || !t.path().is_dir() {
-                    continue;
-                }
-                let Ok(qdirs) = std::fs::read_dir(t.path()) else {
-                    continue;
-                };
-                for q in qdirs.flatten() {
-                    if let Some(qid) = q.file_name().to_str().and_then(|s| s.parse::<u32>().ok())
-                        && qid < crate::config::MAX_QUEUES_PER_TOPIC
-                    {
-                        found.insert((topic.clone(), qid));
-                    }
+        for t in self.fs.list(&root)? {
+            if !t.is_dir || !self.hooks.valid_topic(&t.name) {
+                continue;
+            }
+            for q in self.fs.list(&root.join(&t.name))? {
+                if let Some(qid) = q.name.parse::<u32>().ok().filter(|_| q.is_dir)
+                    && qid < crate::config::MAX_QUEUES_PER_TOPIC
+                {
+                    found.insert((t.name.clone(), qid));
                 }
             }
         }
@@ -297,7 +263,7 @@ impl Loading<'_> {
             let verify = |qoff: u64, unit: &CqUnit| {
                 recovery::unit_matches(segs, seg_size, topic, *qid, qoff, unit)
             };
-            let cq = match load(&dir, name.clone(), *qid, cq_size, log_min, &verify)? {
+            let cq = match load(self.fs, &dir, name.clone(), *qid, cq_size, log_min, &verify)? {
                 Loaded::Ready(cq) => cq,
                 Loaded::Trimmed(cq) => {
                     self.trimmed = true;
@@ -312,26 +278,20 @@ impl Loading<'_> {
                 }
             };
             self.queues.insert((name, *qid), cq);
-            if self
-                .topics
-                .get(topic)
-                .is_none_or(|c| c.queue_count() <= *qid)
-            {
-                self.topics.ensure(topic, qid + 1)?;
-            }
+            self.hooks.queue_found(topic, *qid)?;
         }
         // Configured queues without a directory: created now; if the log holds data they may
         // have lost their files, so they are rebuilt.
         let log_has_data = segs
             .iter()
             .any(|s| s.read_from(0).iter().take(8).any(|&b| b != 0));
-        for cfg in self.topics.list() {
-            for qid in 0..cfg.queue_count() {
-                if found.contains(&(cfg.name.clone(), qid)) {
+        for (topic, count) in self.hooks.configured_queues() {
+            for qid in 0..count {
+                if found.contains(&(topic.clone(), qid)) {
                     continue;
                 }
-                let name: Arc<str> = Arc::from(cfg.name.as_str());
-                let cq = ConsumeQueue::create(self.dir, name.clone(), qid, cq_size)?;
+                let name: Arc<str> = Arc::from(topic.as_str());
+                let cq = ConsumeQueue::create(self.fs, self.dir, name.clone(), qid, cq_size)?;
                 if log_has_data {
                     rebuild.insert((name.clone(), qid));
                 }
@@ -344,23 +304,17 @@ impl Loading<'_> {
     fn queue_for(&mut self, topic: &str, qid: u32) -> Result<Option<&ConsumeQueue>> {
         let key: QueueKey = (Arc::from(topic), qid);
         if !self.queues.contains_key(&key) {
-            if validate::topic_syntax(topic).is_err() || qid >= crate::config::MAX_QUEUES_PER_TOPIC
-            {
+            if !self.hooks.valid_topic(topic) || qid >= crate::config::MAX_QUEUES_PER_TOPIC {
                 return Ok(None);
             }
             let cq = ConsumeQueue::create(
+                self.fs,
                 self.dir,
                 key.0.clone(),
                 qid,
                 self.config.consume_queue_segment_size,
             )?;
-            if self
-                .topics
-                .get(topic)
-                .is_none_or(|c| c.queue_count() <= qid)
-            {
-                self.topics.ensure(topic, qid + 1)?;
-            }
+            self.hooks.queue_found(topic, qid)?;
             self.queues.insert(key.clone(), cq);
         }
         Ok(self.queues.get(&key))
@@ -415,11 +369,8 @@ impl Loading<'_> {
         if tx != sys_flag::TRANSACTION_NOT && tx != sys_flag::TRANSACTION_COMMIT {
             return Ok(());
         }
-        if only.is_none()
-            && let Some(src) = properties::get(rec.properties, super::schedule::SCHEDULE_SRC)
-                .and_then(super::schedule::Source::parse)
-        {
-            self.schedule_seen.push(src);
+        if only.is_none() {
+            self.hooks.recovered(rec);
         }
         let key: QueueKey = (Arc::from(rec.topic), rec.meta.queue_id);
         if only.is_some_and(|o| !o.contains(&key)) || gaps.contains(&key) {
@@ -428,7 +379,7 @@ impl Loading<'_> {
         let unit = CqUnit {
             physical_offset: rec.meta.physical_offset,
             size: rec.total_size,
-            tag_code: super::put::dispatch_tag_code(rec, &self.delay_levels),
+            tag_code: dispatch_tag_code(rec, &self.delay_levels),
         };
         let partial = self.partial_scan;
         let Some(cq) = self.queue_for(rec.topic, rec.meta.queue_id)? else {
@@ -486,8 +437,8 @@ impl Loading<'_> {
         if !gaps.is_empty() {
             for key in &gaps {
                 let cq = ConsumeQueue::queue_dir(self.dir, &key.0, key.1);
-                for (_, p) in crate::storage::fs::list_segments(&cq)? {
-                    crate::storage::fs::remove_file_if_exists(&p)?;
+                for (_, p) in self.fs.list_segments(&cq)? {
+                    self.fs.remove_file_if_exists(&p)?;
                 }
                 self.queues.remove(key);
             }
@@ -513,7 +464,24 @@ impl Loading<'_> {
         } else {
             checkpoint.map_or(0, |c| c.physic_msg_timestamp)
         };
-        let segs = recovery::truncate(log_dir, segs, seg_size, end.end, true)?;
+        let segs = recovery::truncate(self.fs, log_dir, segs, seg_size, end.end, true)?;
         Ok((segs, end.end, last_ts))
     }
+}
+
+/// The consume queue tag code of a stored record, as dispatch computes it: the delivery time
+/// for the schedule and timer topics, the tag's hash otherwise.
+pub(crate) fn dispatch_tag_code(rec: &RecordView<'_>, delay_levels: &[u64]) -> i64 {
+    if rec.topic == SCHEDULE_TOPIC {
+        let level = (rec.meta.queue_id as usize).min(delay_levels.len().saturating_sub(1));
+        let delay = delay_levels.get(level).copied().unwrap_or(1000);
+        return rec.meta.store_timestamp.saturating_add(delay as i64);
+    }
+    if rec.topic == TIMER_TOPIC
+        && let Some(at) =
+            properties::get(rec.properties, keys::TIMER_DELIVER_MS).and_then(|v| v.parse().ok())
+    {
+        return at;
+    }
+    crate::format::hash::tag_code(properties::get(rec.properties, keys::TAGS))
 }

@@ -4,9 +4,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Core, GetResult, Store};
-use crate::client::pull::{PullResult, PullStatus};
-use crate::consume_queue::ConsumeQueue;
+use super::{Broker, OffsetScope};
+use crate::log::consume_queue::ConsumeQueue;
 use crate::error::{Error, Result};
 use crate::filter::TagFilter;
 use crate::format::properties::{self, keys};
@@ -17,13 +16,94 @@ use crate::message::{Batch, MessageExt, MessageQueue};
 const MAX_SCAN: usize = 16_000;
 
 /// What one read of a queue found.
-struct Read {
-    messages: Vec<MessageExt>,
+pub(crate) struct Read {
+    /// The messages that matched.
+    pub(crate) messages: Vec<MessageExt>,
     /// Offset after the last unit examined.
-    scanned_to: u64,
+    pub(crate) scanned_to: u64,
 }
 
-impl Core {
+/// Outcome of a pull (RocketMQ `PullStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PullStatus {
+    /// Messages were found.
+    Found,
+    /// Nothing past the offset (yet).
+    NoNewMsg,
+    /// Messages were scanned but none matched the filter; continue from `next_begin_offset`.
+    NoMatchedMsg,
+    /// The offset is outside the queue; continue from `next_begin_offset`.
+    OffsetIllegal,
+}
+
+/// The result of a pull.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PullResult {
+    /// What happened.
+    pub status: PullStatus,
+    /// The messages found, in queue-offset order.
+    pub messages: Vec<MessageExt>,
+    /// The offset to pull from next.
+    pub next_begin_offset: u64,
+    /// The queue's smallest offset.
+    pub min_offset: u64,
+    /// The queue's max offset (the next offset to be written).
+    pub max_offset: u64,
+}
+
+/// Messages read from a queue by [`Store::get_messages`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct GetResult {
+    /// The messages, in queue-offset order.
+    pub messages: Vec<MessageExt>,
+    /// The queue offset to read next.
+    pub next_offset: u64,
+    /// The queue's smallest offset.
+    pub min_offset: u64,
+    /// The queue's max offset (the next offset to be written).
+    pub max_offset: u64,
+}
+
+impl Broker {
+    /// The smallest offset of a queue (0 for a queue that never had a message).
+    pub(crate) fn min_offset(&self, queue: &MessageQueue) -> Result<u64> {
+        self.check_open()?;
+        Ok(self
+            .queue(&queue.topic, queue.queue_id)
+            .map_or(0, |q| q.min_offset()))
+    }
+
+    /// The max offset of a queue: the offset the next message will get.
+    pub(crate) fn max_offset(&self, queue: &MessageQueue) -> Result<u64> {
+        self.check_open()?;
+        Ok(self
+            .queue(&queue.topic, queue.queue_id)
+            .map_or(0, |q| q.max_offset()))
+    }
+
+    /// The queues of `topic` (its read queues).
+    pub(crate) fn queues_of(&self, topic: &str) -> Result<Vec<MessageQueue>> {
+        self.check_open()?;
+        let cfg = self
+            .topic_config(topic)
+            .ok_or_else(|| Error::TopicNotFound(topic.to_owned()))?;
+        Ok((0..cfg.read_queue_nums)
+            .map(|q| MessageQueue::new(topic, q))
+            .collect())
+    }
+
+    /// The group's committed offsets of `topic`, by queue id.
+    pub(crate) fn committed_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> std::collections::BTreeMap<u32, u64> {
+        self.offsets.of(group, topic)
+    }
+
     fn queue_checked(&self, queue: &MessageQueue) -> Result<Option<Arc<ConsumeQueue>>> {
         self.check_open()?;
         match self.topics.queue_count(&queue.topic) {
@@ -41,7 +121,7 @@ impl Core {
 
     /// Reads up to `max` matching messages from `offset`, examining at most `MAX_SCAN` units
     /// when the filter skips some.
-    fn read_queue(
+    pub(crate) fn read_queue(
         &self,
         cq: &ConsumeQueue,
         offset: u64,
@@ -64,7 +144,7 @@ impl Core {
                 return true;
             }
             let read = self
-                .log
+                .log()
                 .with_record_cached(&mut cache, unit.physical_offset, limit, |rec, seg| {
                     if rec.meta.queue_offset != qoff || rec.meta.queue_id != queue_id {
                         return Err(Error::corrupted(
@@ -240,7 +320,7 @@ impl Core {
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             let ts = match cq.get(mid) {
-                Some(unit) => self.log.with_record_cached(
+                Some(unit) => self.log().with_record_cached(
                     &mut cache,
                     unit.physical_offset,
                     limit,
@@ -258,7 +338,7 @@ impl Core {
     }
 }
 
-impl Core {
+impl Broker {
     /// The read queues of `topic`.
     pub(crate) fn read_queues(&self, topic: &str) -> Result<Vec<MessageQueue>> {
         let cfg = self
@@ -278,16 +358,15 @@ impl Core {
     /// Commits to the group offsets, or to the per-instance broadcasting offsets.
     pub(crate) fn commit_offset_for(
         &self,
-        broadcast: bool,
+        scope: OffsetScope,
         group: &str,
         queue: &MessageQueue,
         offset: u64,
     ) -> Result<()> {
         self.check_open()?;
-        let table = if broadcast {
-            &self.broadcast_offsets
-        } else {
-            &self.offsets
+        let table = match scope {
+            OffsetScope::Instance => &self.broadcast_offsets,
+            OffsetScope::Group => &self.offsets,
         };
         table.set(group, &queue.topic, queue.queue_id, offset);
         Ok(())
@@ -296,128 +375,16 @@ impl Core {
     /// The committed offset from the group or broadcasting table.
     pub(crate) fn committed_offset_for(
         &self,
-        broadcast: bool,
+        scope: OffsetScope,
         group: &str,
         queue: &MessageQueue,
     ) -> Result<Option<u64>> {
         self.check_open()?;
-        let table = if broadcast {
-            &self.broadcast_offsets
-        } else {
-            &self.offsets
+        let table = match scope {
+            OffsetScope::Instance => &self.broadcast_offsets,
+            OffsetScope::Group => &self.offsets,
         };
         Ok(table.get(group, &queue.topic, queue.queue_id))
     }
 }
 
-impl Store {
-    /// The queues of `topic`.
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir()?;
-    /// # let store = mqlite::Store::open(dir.path())?;
-    /// store.create_topic("orders", 2)?;
-    /// let qs = store.queues("orders")?;
-    /// assert_eq!(qs, vec![mqlite::MessageQueue::new("orders", 0), mqlite::MessageQueue::new("orders", 1)]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn queues(&self, topic: &str) -> Result<Vec<MessageQueue>> {
-        let core = self.core();
-        core.check_open()?;
-        let cfg = core
-            .topic_config(topic)
-            .ok_or_else(|| Error::TopicNotFound(topic.to_owned()))?;
-        Ok((0..cfg.read_queue_nums)
-            .map(|q| MessageQueue::new(topic, q))
-            .collect())
-    }
-
-    /// Messages of `topic` whose business keys include `key`, or whose msgId (`UNIQ_KEY`) is
-    /// `key`, stored between `begin_ms` and `end_ms` (inclusive, ms since the Unix epoch):
-    /// oldest first, at most 64 (RocketMQ's query maximum). Each queue's time range is found by
-    /// binary search on store times and then scanned: there are no index files yet, so a
-    /// query costs a read of the range.
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir()?;
-    /// # let store = mqlite::Store::open(dir.path())?;
-    /// let p = store.producer("p");
-    /// p.send(mqlite::Message::new("orders", "created").with_keys(["ORDER-1"]))?;
-    /// p.send(mqlite::Message::new("orders", "other").with_keys(["ORDER-2"]))?;
-    /// let found = store.query_by_key("orders", "ORDER-1", 0, u64::MAX)?;
-    /// assert_eq!(found.len(), 1);
-    /// assert_eq!(found[0].body(), b"created");
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn query_by_key(
-        &self,
-        topic: &str,
-        key: &str,
-        begin_ms: u64,
-        end_ms: u64,
-    ) -> Result<Vec<MessageExt>> {
-        const MAX_RESULTS: usize = 64;
-        let core = self.core();
-        let mut found = Vec::new();
-        for q in self.queues(topic)? {
-            let Some(cq) = core.queue(&q.topic, q.queue_id) else {
-                continue;
-            };
-            let mut off = core.offset_by_time(&q, begin_ms)?;
-            let end = core.offset_by_time(&q, end_ms.saturating_add(1))?;
-            while off < end && found.len() < MAX_RESULTS {
-                let read =
-                    core.read_queue(&cq, off, (end - off).min(256) as usize, &TagFilter::ALL)?;
-                if read.messages.is_empty() {
-                    break;
-                }
-                off = read.scanned_to;
-                found.extend(read.messages.into_iter().filter(|m| {
-                    m.keys().any(|k| k == key) || m.property(keys::UNIQ_KEY) == Some(key)
-                }));
-            }
-        }
-        found.sort_by_key(|m| (m.store_timestamp(), m.physical_offset()));
-        found.truncate(MAX_RESULTS);
-        Ok(found)
-    }
-
-    /// Ids of the live consumers of `group` in this process, sorted.
-    pub fn consumer_ids(&self, group: &str) -> Vec<String> {
-        self.core().groups.member_ids(group)
-    }
-
-    /// The offset of the first message of `queue` stored at or after `ms` (ms since the Unix
-    /// epoch), found by binary search on store times; the max offset if there is none.
-    pub fn offset_by_time(&self, queue: &MessageQueue, ms: u64) -> Result<u64> {
-        self.core().offset_by_time(queue, ms)
-    }
-
-    /// How many messages of `topic` the group has not consumed: the sum over its queues of the
-    /// max offset minus the committed offset (minus the min offset where nothing is committed).
-    pub fn consumer_lag(&self, group: &str, topic: &str) -> Result<u64> {
-        super::validate::group(group)?;
-        let committed = self.core().offsets.of(group, topic);
-        let mut lag = 0;
-        for q in self.queues(topic)? {
-            let max = self.max_offset(&q)?;
-            let from = match committed.get(&q.queue_id) {
-                Some(&c) => c,
-                None => self.min_offset(&q)?,
-            };
-            lag += max.saturating_sub(from);
-        }
-        Ok(lag)
-    }
-
-    /// Sets the group's committed offset of every queue of `topic` to the first message stored
-    /// at or after `ms` (RocketMQ's "reset offset by time").
-    pub fn reset_offset_by_time(&self, group: &str, topic: &str, ms: u64) -> Result<()> {
-        super::validate::group(group)?;
-        for q in self.queues(topic)? {
-            let off = self.offset_by_time(&q, ms)?;
-            self.core().commit_offset(group, &q, off)?;
-        }
-        Ok(())
-    }
-}

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use super::Core;
-use super::put::{PutOptions, SCHEDULE_TOPIC, TIMER_DELIVER_MS, TIMER_TOPIC, now_ms};
+use super::Broker as Core;
+use super::put::{PutOptions, SCHEDULE_TOPIC, TIMER_DELIVER_MS, TIMER_TOPIC};
+use crate::clock::now_ms;
 use super::schedule::{SCHEDULE_SRC, Source};
 use crate::error::{Error, Result};
 use crate::format::cq_unit::CqUnit;
@@ -25,7 +26,7 @@ const DROPPED: &[&str] = &[
     keys::KEYS,
     TIMER_DELIVER_MS,
     SCHEDULE_SRC,
-    "__CRC32#",
+    keys::RECORD_CRC,
 ];
 
 /// Starts the service; it stops when the returned sender sends or is dropped.
@@ -70,11 +71,11 @@ impl Core {
         let written_before = self.log().written();
         let mut next: Option<u64> = None;
         let mut note = |t: u64| next = Some(next.map_or(t, |n: u64| n.min(t)));
-        for level in 1..=self.delay_levels.len() as u32 {
+        for level in 1..=self.delay_table().len() as u32 {
             let Some(cq) = self.queue(SCHEDULE_TOPIC, level - 1) else {
                 continue;
             };
-            let delay = self.delay_levels[level as usize - 1];
+            let delay = self.delay_table()[level as usize - 1];
             let mut off = {
                 let p = self.schedule.progress.lock();
                 p.levels.get(&level).copied().unwrap_or(0)

@@ -9,12 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Error, Result};
 use crate::format::cq_unit::{CQ_UNIT_SIZE, CqUnit};
-use crate::storage::fs::{segment_name, sync_dir};
-use crate::storage::{Segment, SegmentWriter};
+use crate::storage::{FlushScope, Fs, Segment, SegmentSet, SegmentWriter};
 
 const UNIT: u64 = CQ_UNIT_SIZE as u64;
 
@@ -23,14 +22,16 @@ const UNIT: u64 = CQ_UNIT_SIZE as u64;
 pub(crate) struct ConsumeQueue {
     topic: Arc<str>,
     queue_id: u32,
-    dir: PathBuf,
     file_size: u64,
-    segments: RwLock<Vec<Arc<Segment>>>,
+    set: SegmentSet,
     writer: Mutex<Option<SegmentWriter>>,
     /// Smallest valid queue offset.
     min_offset: AtomicU64,
     /// Next queue offset to write (the queue's max offset).
     max_offset: AtomicU64,
+    /// Next queue offset to assign to an append (ahead of `max_offset` while units wait for
+    /// their records to become durable). Changed only under the engine's write lock.
+    next_offset: AtomicU64,
     /// End (offset + size) of the last dispatched record in the CommitLog.
     max_phys_end: AtomicU64,
     /// Bytes of units known durable, as an absolute byte offset.
@@ -57,6 +58,7 @@ impl ConsumeQueue {
 
     /// A queue with no files yet, rooted at `dir`.
     pub(crate) fn empty(
+        fs: Fs,
         topic: Arc<str>,
         queue_id: u32,
         dir: PathBuf,
@@ -65,12 +67,12 @@ impl ConsumeQueue {
         ConsumeQueue {
             topic,
             queue_id,
-            dir,
             file_size,
-            segments: RwLock::new(Vec::new()),
+            set: SegmentSet::new(fs, dir, file_size, Vec::new()),
             writer: Mutex::new(None),
             min_offset: AtomicU64::new(0),
             max_offset: AtomicU64::new(0),
+            next_offset: AtomicU64::new(0),
             max_phys_end: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
             capacity_end: AtomicU64::new(0),
@@ -84,19 +86,36 @@ impl ConsumeQueue {
     pub(crate) fn set_bounds(&mut self, min_offset: u64, max_offset: u64, max_phys_end: u64) {
         *self.min_offset.get_mut() = min_offset;
         *self.max_offset.get_mut() = max_offset;
+        *self.next_offset.get_mut() = max_offset;
         *self.max_phys_end.get_mut() = max_phys_end;
+    }
+
+    /// The queue offset the next append gets.
+    pub(crate) fn next_offset(&self) -> u64 {
+        self.next_offset.load(Ordering::Acquire)
+    }
+
+    /// Assigns `n` queue offsets to an append (under the engine's write lock).
+    pub(crate) fn advance_next_offset(&self, n: u64) {
+        self.next_offset.fetch_add(n, Ordering::AcqRel);
     }
 
     /// An empty queue (its directory is created, no file yet).
     pub(crate) fn create(
+        fs: &Fs,
         root: &Path,
         topic: Arc<str>,
         queue_id: u32,
         file_size: u64,
     ) -> Result<ConsumeQueue> {
         let dir = Self::queue_dir(root, &topic, queue_id);
-        crate::storage::fs::create_dir_all(&dir)?;
-        Ok(Self::empty(topic, queue_id, dir, file_size))
+        fs.create_dir_all(&dir)?;
+        Ok(Self::empty(fs.clone(), topic, queue_id, dir, file_size))
+    }
+
+    /// The queue's directory.
+    pub(crate) fn dir(&self) -> &Path {
+        self.set.dir()
     }
 
     pub(crate) fn topic(&self) -> &Arc<str> {
@@ -139,10 +158,10 @@ impl ConsumeQueue {
             self.notify();
             return Ok(());
         }
-        let empty = self.segments.read().is_empty();
+        let empty = self.set.is_empty();
         if queue_offset > max && !empty {
             return Err(Error::corrupted(
-                &self.dir,
+                self.dir(),
                 max * UNIT,
                 format!(
                     "queue {}:{} expects offset {max}, got {queue_offset}",
@@ -164,7 +183,7 @@ impl ConsumeQueue {
         }
         let Some(w) = writer.as_mut() else {
             return Err(Error::corrupted(
-                &self.dir,
+                self.dir(),
                 byte_pos,
                 "no consume queue writer",
             ));
@@ -191,6 +210,7 @@ impl ConsumeQueue {
             Ordering::Release,
         );
         self.max_offset.store(queue_offset + 1, Ordering::Release);
+        self.next_offset.fetch_max(queue_offset + 1, Ordering::AcqRel);
     }
 
     /// Wakes threads waiting for new units, if there are any.
@@ -242,39 +262,24 @@ impl ConsumeQueue {
         if byte_end <= self.capacity_end.load(Ordering::Acquire) {
             return Ok(());
         }
-        {
-            let segs = self.segments.read();
-            match segs.last() {
-                None => return Ok(()),
-                Some(l) if l.base() + self.file_size >= byte_end => return Ok(()),
-                Some(_) => {}
-            }
+        match self.set.last() {
+            None => return Ok(()),
+            Some(l) if l.base() + self.file_size >= byte_end => return Ok(()),
+            Some(_) => {}
         }
         self.segment_holding(queue_offset * UNIT).map(|_| ())
     }
 
-    /// The file holding `byte_pos`, creating it (and any before it) when missing.
+    /// The file holding `byte_pos`, creating it (and any before it) when missing. Only the
+    /// queue's writer calls this (under the writer lock), so files are created one at a time.
     fn segment_holding(&self, byte_pos: u64) -> Result<Arc<Segment>> {
-        let mut segs = self.segments.write();
-        let base = match segs.first() {
-            None => byte_pos - byte_pos % self.file_size,
-            Some(f) => {
-                f.base() + (byte_pos.saturating_sub(f.base()) / self.file_size) * self.file_size
-            }
-        };
-        if let Some(s) = segs.iter().find(|s| s.base() == base) {
-            return Ok(s.clone());
+        let base = self.set.base_of(byte_pos);
+        if let Some(s) = self.set.find(base) {
+            return Ok(s);
         }
         loop {
-            let next = segs.last().map_or(base, |l| l.base() + self.file_size);
-            let seg = Arc::new(Segment::create(
-                &self.dir.join(segment_name(next)),
-                next,
-                self.file_size,
-            )?);
-            sync_dir(&self.dir)?;
-
-            segs.push(seg.clone());
+            let next = self.set.last().map_or(base, |l| l.base() + self.file_size);
+            let seg = self.set.create_and_push(next)?;
             self.capacity_end
                 .store(next + self.file_size, Ordering::Release);
             if next >= base {
@@ -285,7 +290,7 @@ impl ConsumeQueue {
 
     /// Whether the queue has any file.
     pub(crate) fn has_files(&self) -> bool {
-        !self.segments.read().is_empty()
+        !self.set.is_empty()
     }
 
     /// The first unit whose record starts at or after `phys` (binary search).
@@ -345,42 +350,20 @@ impl ConsumeQueue {
     }
 
     fn segment_for(&self, byte_pos: u64) -> Option<Arc<Segment>> {
-        let segs = self.segments.read();
-        let first = segs.first()?.base();
-        if byte_pos < first {
-            return None;
-        }
-        segs.get(((byte_pos - first) / self.file_size) as usize)
-            .cloned()
+        self.set.find(byte_pos)
     }
 
     /// Drops files whose units all point below `log_min` (never the last file) and moves the
     /// min offset to the first unit at or above it (RocketMQ's `correctMinOffset`).
     pub(crate) fn delete_before(&self, log_min: u64) -> Result<()> {
-        let mut removed = Vec::new();
-        {
-            let mut segs = self.segments.write();
-            while segs.len() > 1 {
-                let first = &segs[0];
-                let last_unit = first
-                    .read(first.size() - CQ_UNIT_SIZE, CQ_UNIT_SIZE)
-                    .and_then(|b| CqUnit::decode(b).ok().flatten());
-                match last_unit {
-                    Some(u) if u.physical_offset + u64::from(u.size) <= log_min => {
-                        removed.push(segs.remove(0));
-                    }
-                    _ => break,
-                }
-            }
-        }
-        for seg in &removed {
-            crate::storage::fs::remove_file_if_exists(seg.path())?;
-        }
-        if !removed.is_empty() {
-            sync_dir(&self.dir)?;
-        }
+        self.set.delete_front_while(|first| {
+            let last_unit = first
+                .read(first.size() - CQ_UNIT_SIZE, CQ_UNIT_SIZE)
+                .and_then(|b| CqUnit::decode(b).ok().flatten());
+            last_unit.is_some_and(|u| u.physical_offset + u64::from(u.size) <= log_min)
+        })?;
         // Binary search the first unit still in the log.
-        let first_file = self.segments.read().first().map_or(0, |s| s.base() / UNIT);
+        let first_file = self.set.first_base().map_or(0, |b| b / UNIT);
         let (mut lo, mut hi) = (self.min_offset().max(first_file), self.max_offset());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
@@ -403,35 +386,18 @@ impl ConsumeQueue {
 
     /// Flushes units written since the last flush.
     pub(crate) fn flush(&self) -> Result<()> {
-        self.flush_upto(false)
+        self.flush_scope(FlushScope::All)
     }
 
-    /// [`ConsumeQueue::flush`], or with `whole_pages` only up to the last full page of the
-    /// current file, so the writer never waits for the page it is filling to be written out.
-    /// Units lost from an unflushed page are re-dispatched by recovery.
-    pub(crate) fn flush_upto(&self, whole_pages: bool) -> Result<()> {
-        let mut target = self.max_offset() * UNIT;
-        if whole_pages {
-            let first = self.segments.read().first().map_or(0, |s| s.base());
-            let base = first + (target.saturating_sub(first) / self.file_size) * self.file_size;
-            target = base + ((target - base) & !4095);
-        }
+    /// Flushes what `scope` covers of the units written since the last flush. Units lost from
+    /// an unflushed page are re-dispatched by recovery.
+    pub(crate) fn flush_scope(&self, scope: FlushScope) -> Result<()> {
+        let target = self.set.flush_target(self.max_offset() * UNIT, scope);
         let from = self.flushed.load(Ordering::Acquire);
         if target <= from {
             return Ok(());
         }
-        let segs: Vec<Arc<Segment>> = self
-            .segments
-            .read()
-            .iter()
-            .filter(|s| s.base() + self.file_size > from && s.base() < target)
-            .cloned()
-            .collect();
-        for s in segs {
-            let start = from.saturating_sub(s.base()) as usize;
-            let end = (target - s.base()).min(self.file_size) as usize;
-            s.flush(start, end)?;
-        }
+        self.set.flush_range(from, target)?;
         self.flushed.store(target, Ordering::Release);
         Ok(())
     }

@@ -8,8 +8,7 @@ use std::sync::atomic::Ordering;
 use super::{ConsumeQueue, UNIT};
 use crate::error::Result;
 use crate::format::cq_unit::{CQ_UNIT_SIZE, CqUnit};
-use crate::storage::Segment;
-use crate::storage::fs::{list_segments, remove_file_if_exists, sync_dir};
+use crate::storage::{Fs, Segment};
 
 /// How many damaged units at the tail recovery trims before it gives up and rebuilds the queue.
 const MAX_TAIL_TRIM: u64 = 4096;
@@ -28,8 +27,7 @@ pub(crate) enum Loaded {
 
 fn read_unit(segs: &[Segment], file_size: u64, offset: u64) -> Option<CqUnit> {
     let byte = offset * UNIT;
-    let first = segs.first()?.base();
-    let seg = segs.get((byte.checked_sub(first)? / file_size) as usize)?;
+    let seg = crate::storage::segment_set::find_in(segs, file_size, byte)?;
     let bytes = seg.read((byte - seg.base()) as usize, CQ_UNIT_SIZE)?;
     CqUnit::decode(bytes).ok().flatten()
 }
@@ -42,6 +40,7 @@ fn is_zero_unit(seg: &Segment, idx: usize) -> bool {
 /// Loads the queue in `dir`. `verify(queue_offset, unit)` says whether a unit points at the
 /// matching CommitLog record; `log_min` is the CommitLog's smallest offset.
 pub(crate) fn load(
+    fs: &Fs,
     dir: &Path,
     topic: Arc<str>,
     queue_id: u32,
@@ -49,13 +48,14 @@ pub(crate) fn load(
     log_min: u64,
     verify: &dyn Fn(u64, &CqUnit) -> bool,
 ) -> Result<Loaded> {
-    let files = list_segments(dir)?;
+    let files = fs.list_segments(dir)?;
     let rebuild = |files: &[(u64, std::path::PathBuf)], topic: Arc<str>| -> Result<Loaded> {
         for (_, p) in files {
-            remove_file_if_exists(p)?;
+            fs.remove_file_if_exists(p)?;
         }
-        sync_dir(dir)?;
+        fs.sync_dir(dir)?;
         Ok(Loaded::Rebuild(ConsumeQueue::empty(
+            fs.clone(),
             topic,
             queue_id,
             dir.to_path_buf(),
@@ -64,6 +64,7 @@ pub(crate) fn load(
     };
     if files.is_empty() {
         return Ok(Loaded::Ready(ConsumeQueue::empty(
+            fs.clone(),
             topic,
             queue_id,
             dir.to_path_buf(),
@@ -76,7 +77,7 @@ pub(crate) fn load(
         let aligned = base % file_size == 0;
         let contiguous = i == 0 || *base == files[i - 1].0 + file_size;
         let seg = if aligned && contiguous {
-            Segment::open(path, *base, file_size).ok()
+            fs.open_segment(path, *base, file_size).ok()
         } else {
             None
         };
@@ -148,7 +149,7 @@ pub(crate) fn load(
     } else {
         0
     };
-    let mut cq = ConsumeQueue::empty(topic, queue_id, dir.to_path_buf(), file_size);
+    let mut cq = ConsumeQueue::empty(fs.clone(), topic, queue_id, dir.to_path_buf(), file_size);
     cq.set_bounds(min, max, max_phys_end);
     cq.install(segs, old_end_bytes)?;
     Ok(if trimmed > 0 || max < old_end_bytes / UNIT {
@@ -168,7 +169,7 @@ impl ConsumeQueue {
             let s = segs.pop().expect("len > 1");
             let path = s.path().to_path_buf();
             drop(s);
-            remove_file_if_exists(&path)?;
+            self.set.fs().remove_file_if_exists(&path)?;
         }
         for s in segs.iter_mut() {
             let rel_end = end.saturating_sub(s.base()).min(self.file_size) as usize;
@@ -185,7 +186,7 @@ impl ConsumeQueue {
             .filter(|s| (s.published() as u64) < self.file_size)
             .and_then(|s| s.clone().into_writer());
         *self.capacity_end.get_mut() = segments.last().map_or(0, |s| s.base() + self.file_size);
-        *self.segments.get_mut() = segments;
+        self.set.replace(segments);
         self.flushed.store(end, Ordering::Release);
         Ok(())
     }
@@ -206,7 +207,7 @@ impl ConsumeQueue {
         }
         *self.writer.get_mut() = None;
         let mut segs = Vec::new();
-        for s in std::mem::take(self.segments.get_mut()) {
+        for s in self.set.take() {
             let path = s.path().to_path_buf();
             segs.push(Arc::try_unwrap(s).map_err(|_| {
                 crate::error::Error::InvalidConfig(format!(

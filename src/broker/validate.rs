@@ -1,7 +1,8 @@
 //! Argument validation: every check runs before anything is written.
 
 use crate::error::{Error, Result};
-use crate::format::properties::{NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR};
+use crate::format::properties::{NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR, keys};
+use crate::format::system;
 
 /// Longest user topic name (`TopicValidator`).
 pub const MAX_TOPIC_LEN: usize = 127;
@@ -10,14 +11,14 @@ pub const MAX_SYSTEM_TOPIC_LEN: usize = 255;
 
 /// Topics the store uses itself; users may not send to them.
 pub const RESERVED_TOPICS: &[&str] = &[
-    "SCHEDULE_TOPIC_XXXX",
-    "RMQ_SYS_TRANS_HALF_TOPIC",
-    "RMQ_SYS_TRANS_OP_HALF_TOPIC",
-    "TRANS_CHECK_MAX_TIME_TOPIC",
+    system::SCHEDULE_TOPIC,
+    system::TRANS_HALF_TOPIC,
+    system::TRANS_OP_HALF_TOPIC,
+    system::TRANS_CHECK_MAX_TIME_TOPIC,
     "SELF_TEST_TOPIC",
     "OFFSET_MOVED_EVENT",
     "TBW102",
-    "rmq_sys_wheel_timer",
+    system::TIMER_TOPIC,
 ];
 
 fn valid_char(c: u8) -> bool {
@@ -36,7 +37,7 @@ pub(crate) fn topic_syntax(topic: &str) -> Result<()> {
     if topic.is_empty() {
         return bad("empty");
     }
-    let max = if topic.starts_with("%RETRY%") || topic.starts_with("%DLQ%") {
+    let max = if system::is_group_topic(topic) {
         MAX_SYSTEM_TOPIC_LEN
     } else {
         MAX_TOPIC_LEN
@@ -149,7 +150,7 @@ pub const RESERVED_PROPERTIES: &[&str] = &[
     "MSG_TYPE",
     "__SHARDINGKEY",
     "TIMER_DELAY_SEC",
-    "TIMER_DELIVER_MS",
+    keys::TIMER_DELIVER_MS,
     "TIMER_DELAY_MS",
     "TIMER_ENQUEUE_MS",
     "TIMER_DEQUEUE_MS",
@@ -157,9 +158,9 @@ pub const RESERVED_PROPERTIES: &[&str] = &[
     "TIMER_OUT_MS",
     "TIMER_DEL_UNIQKEY",
     "TIMER_DELAY_LEVEL",
-    "DLQ_ORIGIN_TOPIC",
-    "DLQ_ORIGIN_MESSAGE_ID",
-    "__CRC32#",
+    keys::DLQ_ORIGIN_TOPIC,
+    keys::DLQ_ORIGIN_MESSAGE_ID,
+    keys::RECORD_CRC,
     "INNER_NUM",
     "INNER_BASE",
     "DUP_INFO",

@@ -1,7 +1,6 @@
-//! Flushing: the background flush thread (`FlushPolicy::Async` flushes, consume queue flushes
-//! and the checkpoint) and group commit for `FlushPolicy::Sync`.
-
-pub(crate) mod group_commit;
+//! The background flush thread: `FlushPolicy::Async` flushes, consume queue flushes and the
+//! checkpoint, plus the periodic housekeeping of the layer above (consumer offsets, schedule
+//! progress) through [`Housekeeping`].
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -9,17 +8,28 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
 
+use super::Engine;
 use crate::config::FlushPolicy;
-use crate::store::Core;
+use crate::storage::{FlushScope, PAGE_SIZE};
 
-const PAGE: u64 = 4096;
+/// What the flush thread does for the layer above the engine.
+pub(crate) trait Housekeeping: Send + Sync + 'static {
+    /// The engine to flush.
+    fn engine(&self) -> &Engine;
+    /// Persists consumer offsets (every `consumer_offset_persist_interval`).
+    fn persist_offsets(&self);
+    /// Runs before each periodic checkpoint: persists state that must not get ahead of the
+    /// durable log (it may flush the log first).
+    fn before_checkpoint(&self);
+}
 
 /// Starts the flush thread; it stops when the returned sender sends or is dropped.
-pub(crate) fn start(core: Arc<Core>) -> std::io::Result<(Sender<()>, JoinHandle<()>)> {
+pub(crate) fn start<H: Housekeeping>(host: Arc<H>) -> std::io::Result<(Sender<()>, JoinHandle<()>)> {
     let (stop_tx, stop_rx) = bounded::<()>(1);
     let thread = std::thread::Builder::new()
         .name("mqlite-flush".into())
         .spawn(move || {
+            let core = host.engine();
             let config = core.config().clone();
             let (interval, min_pages) = match config.flush_policy {
                 FlushPolicy::Async {
@@ -47,9 +57,14 @@ pub(crate) fn start(core: Arc<Core>) -> std::io::Result<(Sender<()>, JoinHandle<
                     let written = core.log().written();
                     let flushed = core.log().flushed();
                     let thorough = last_thorough.elapsed() >= config.flush_thorough_interval;
-                    let dirty_pages = written / PAGE - flushed / PAGE;
+                    let dirty_pages = written / PAGE_SIZE - flushed / PAGE_SIZE;
                     if written > flushed && (thorough || dirty_pages >= min_pages) {
-                        if core.flush_log_upto(!thorough).is_err() {
+                        let scope = if thorough {
+                            FlushScope::All
+                        } else {
+                            FlushScope::WholePages
+                        };
+                        if core.flush_log(scope).is_err() {
                             continue;
                         }
                         if thorough {
@@ -60,19 +75,19 @@ pub(crate) fn start(core: Arc<Core>) -> std::io::Result<(Sender<()>, JoinHandle<
                 if min_pages.is_none() && core.log().written() > core.log().flushed() {
                     // Under Sync, records whose puts timed out (or were never waited for) are
                     // flushed and dispatched here if no later put does it.
-                    if let Ok(durable) = core.flush_log() {
+                    if let Ok(durable) = core.flush_log(FlushScope::All) {
                         core.advance_group(durable);
                     }
                 }
                 if last_offsets.elapsed() >= config.consumer_offset_persist_interval {
                     last_offsets = Instant::now();
-                    let _ = core.persist_offsets();
+                    host.persist_offsets();
                 }
                 if last_checkpoint.elapsed() >= config.checkpoint_interval {
                     last_checkpoint = Instant::now();
-                    let _ = core.persist_schedule();
+                    host.before_checkpoint();
                     let durable = core.log().flushed();
-                    let _ = core.flush_queues_upto(durable, true);
+                    let _ = core.flush_queues(durable, FlushScope::WholePages);
                 }
             }
         })?;

@@ -24,11 +24,11 @@ use serde_json::{Map, Value, json};
 use super::json_file::JsonFile;
 use super::topics::{data_version, parse_lenient_json};
 use crate::error::Result;
-use crate::storage::fs::read_with_backup;
+use crate::storage::Fs;
 
 /// Property naming the schedule entry a delivered message came from: `L{level}:{offset}` or
 /// `T:{offset}` (timer).
-pub(crate) const SCHEDULE_SRC: &str = "SCHEDULE_SRC";
+pub(crate) use crate::format::properties::keys::SCHEDULE_SRC;
 
 /// Where a delivered message came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,11 +128,11 @@ fn parse(bytes: &[u8]) -> Option<Progress> {
 }
 
 impl ScheduleState {
-    pub(crate) fn load(config_dir: &Path) -> Result<ScheduleState> {
+    pub(crate) fn load(fs: &Fs, config_dir: &Path) -> Result<ScheduleState> {
         let path = config_dir.join("delayOffset.json");
-        let progress = read_with_backup(&path, parse)?.unwrap_or_default();
+        let progress = fs.read_with_backup(&path, parse)?.unwrap_or_default();
         Ok(ScheduleState {
-            file: JsonFile::new(path),
+            file: JsonFile::new(fs.clone(), path),
             progress: Mutex::new(progress),
         })
     }

@@ -1,0 +1,284 @@
+//! The broker layer: what a RocketMQ broker does for one store, on top of the log engine.
+//! Topics and their configuration, consumer offsets, the schedule service (delay levels and
+//! delivery times), retries and dead letters, queue locks for orderly consumers, and the
+//! registry of in-process consumer groups. It depends on the engine, never on the clients.
+
+pub(crate) mod group;
+mod json_file;
+pub(crate) mod locks;
+mod offsets;
+pub(crate) mod put;
+pub(crate) mod read;
+pub(crate) mod retry;
+pub(crate) mod runtime;
+pub(crate) mod schedule;
+pub(crate) mod schedule_service;
+pub(crate) mod topics;
+pub(crate) mod validate;
+
+use std::ops::Deref;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+
+use crate::config::StoreConfig;
+use crate::error::{Error, Result};
+use crate::format::msg_id::MessageIdGenerator;
+use crate::format::properties;
+use crate::format::record::RecordView;
+use crate::log::consume_queue::ConsumeQueue;
+use crate::log::flusher::Housekeeping;
+use crate::log::open::OpenHooks;
+use crate::log::{self, Engine};
+use crate::storage::Fs;
+use crate::storage::lock::DirLock;
+
+pub(crate) use offsets::OffsetScope;
+pub use topics::TopicConfig;
+use topics::TopicTable;
+
+/// The broker: the engine plus everything a broker keeps about topics and consumers. Engine
+/// methods are reachable through `Deref`: the broker is built on the engine, never the other
+/// way round.
+#[derive(Debug)]
+pub(crate) struct Broker {
+    engine: Engine,
+    topics: TopicTable,
+    offsets: offsets::ConsumerOffsets,
+    /// Offsets of broadcasting consumers, per consumer instance.
+    broadcast_offsets: offsets::ConsumerOffsets,
+    ids: MessageIdGenerator,
+    schedule: schedule::ScheduleState,
+    /// Wakes the schedule service when a delayed message is stored.
+    schedule_wake: Sender<()>,
+    /// Queue locks of orderly consumers.
+    pub(crate) locks: locks::QueueLocks,
+    /// Consumer groups and their members.
+    pub(crate) groups: group::Groups,
+}
+
+impl Deref for Broker {
+    type Target = Engine;
+
+    fn deref(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+/// The broker's side of the engine's open: topics learn the queues found, schedule
+/// deliveries re-read by recovery are recorded before the checkpoint passes them.
+struct Loading<'a> {
+    topics: &'a TopicTable,
+    schedule: &'a schedule::ScheduleState,
+    seen: Vec<schedule::Source>,
+}
+
+impl OpenHooks for Loading<'_> {
+    fn configured_queues(&self) -> Vec<(String, u32)> {
+        self.topics
+            .list()
+            .into_iter()
+            .map(|c| {
+                let n = c.queue_count();
+                (c.name, n)
+            })
+            .collect()
+    }
+
+    fn valid_topic(&self, topic: &str) -> bool {
+        validate::topic_syntax(topic).is_ok()
+    }
+
+    fn queue_found(&mut self, topic: &str, queue_id: u32) -> Result<()> {
+        if self
+            .topics
+            .get(topic)
+            .is_none_or(|c| c.queue_count() <= queue_id)
+        {
+            self.topics.ensure(topic, queue_id + 1)?;
+        }
+        Ok(())
+    }
+
+    fn recovered(&mut self, rec: &RecordView<'_>) {
+        if let Some(src) =
+            properties::get(rec.properties, schedule::SCHEDULE_SRC).and_then(schedule::Source::parse)
+        {
+            self.seen.push(src);
+        }
+    }
+
+    fn before_checkpoint(&mut self) -> Result<()> {
+        if self.seen.is_empty() {
+            return Ok(());
+        }
+        let mut p = self.schedule.progress.lock();
+        for src in &self.seen {
+            p.delivered(*src);
+        }
+        drop(p);
+        self.schedule.mark_dirty();
+        // Before the checkpoint moves past them, so a second crash cannot lose track of
+        // deliveries made before the first.
+        self.schedule.persist_if_dirty()
+    }
+}
+
+impl Broker {
+    /// Opens the store in `dir`: lock, broker state, then the engine (recovering it).
+    pub(crate) fn open(
+        fs: Fs,
+        dir: PathBuf,
+        mut config: StoreConfig,
+        schedule_wake: Sender<()>,
+    ) -> Result<Broker> {
+        config.validate()?;
+        fs.create_dir_all(&dir)?;
+        let lock = DirLock::acquire(&dir)?;
+        let config_dir = dir.join("config");
+        let topics = TopicTable::load(&fs, &config_dir)?;
+        let schedule = schedule::ScheduleState::load(&fs, &config_dir)?;
+        let mut loading = Loading {
+            topics: &topics,
+            schedule: &schedule,
+            seen: Vec::new(),
+        };
+        let engine = log::open::open(fs.clone(), dir, config, lock, &mut loading)?;
+        let offsets = offsets::ConsumerOffsets::load(&fs, &config_dir)?;
+        offsets.clamp(|topic, q| engine.queue(topic, q).map_or(0, |c| c.max_offset()));
+        let broadcast_offsets =
+            offsets::ConsumerOffsets::load_file(&fs, &config_dir, "broadcastOffset.json")?;
+        Ok(Broker {
+            ids: MessageIdGenerator::new(engine.config().store_host.ip()),
+            engine,
+            topics,
+            offsets,
+            broadcast_offsets,
+            schedule,
+            schedule_wake,
+            locks: Default::default(),
+            groups: Default::default(),
+        })
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The delay table in ms (level n at index n - 1).
+    pub(crate) fn delay_table(&self) -> &[u64] {
+        self.engine.delay_levels()
+    }
+
+    pub(crate) fn topic_config(&self, name: &str) -> Option<TopicConfig> {
+        self.topics.get(name)
+    }
+
+    pub(crate) fn topic_list(&self) -> Vec<TopicConfig> {
+        self.topics.list()
+    }
+
+    pub(crate) fn write_queue_count(&self, name: &str) -> Option<u32> {
+        self.topics.write_queues(name)
+    }
+
+    /// Creates a topic with `queues` queues or raises its queue count, and creates the queue
+    /// directories (a configured queue whose directory later goes missing is then known to
+    /// need a rebuild).
+    pub(crate) fn create_topic(&self, name: &str, queues: u32) -> Result<TopicConfig> {
+        self.check_writable()?;
+        if queues == 0 || queues > crate::config::MAX_QUEUES_PER_TOPIC {
+            return Err(Error::InvalidConfig(format!(
+                "queue count {queues} must be between 1 and {}",
+                crate::config::MAX_QUEUES_PER_TOPIC
+            )));
+        }
+        let before = self.topics.get(name).map(|c| c.queue_count());
+        let cfg = self.topics.ensure(name, queues)?;
+        if before != Some(cfg.queue_count()) {
+            self.groups.topics_changed();
+            self.arrivals().kick();
+        }
+        for q in 0..cfg.queue_count() {
+            self.queue_or_create(name, q)?;
+        }
+        Ok(cfg)
+    }
+
+    /// The queue a put to `topic`/`queue_id` writes, creating the topic when `create` says
+    /// so or the store auto-creates topics.
+    pub(crate) fn queue_for_put(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        create: bool,
+    ) -> Result<Arc<ConsumeQueue>> {
+        if let Some(cq) = self.queue(topic, queue_id) {
+            return Ok(cq);
+        }
+        let config = self.config();
+        let cfg = match self.topics.get(topic) {
+            Some(cfg) if queue_id < cfg.write_queue_nums || !create => cfg,
+            Some(_) => self.create_topic(topic, queue_id + 1)?,
+            None if create => {
+                let queues = match topic {
+                    put::SCHEDULE_TOPIC => self.delay_table().len() as u32,
+                    _ => 1,
+                };
+                self.create_topic(topic, queues.max(queue_id + 1))?
+            }
+            None if config.auto_create_topics => {
+                self.create_topic(topic, config.default_topic_queues)?
+            }
+            None => return Err(Error::TopicNotFound(topic.to_owned())),
+        };
+        if queue_id >= cfg.write_queue_nums {
+            return Err(Error::QueueNotFound {
+                topic: topic.to_owned(),
+                queue_id,
+            });
+        }
+        self.queue_or_create(topic, queue_id)
+    }
+
+    /// Flushes the log, then writes `config/delayOffset.json` if the schedule progressed (so
+    /// the file never counts a delivery a crash could take back).
+    pub(crate) fn persist_schedule(&self) -> Result<()> {
+        if !self.schedule.is_dirty() {
+            return Ok(());
+        }
+        self.flush_log(crate::storage::FlushScope::All)?;
+        self.schedule.persist_if_dirty()
+    }
+
+    /// Writes `config/consumerOffset.json` (and the broadcast offsets) if offsets changed.
+    pub(crate) fn persist_offsets(&self) -> Result<()> {
+        self.offsets.persist_if_dirty()?;
+        self.broadcast_offsets.persist_if_dirty()
+    }
+
+    /// Closes the store: the engine flushes everything, then offsets and schedule progress are
+    /// persisted before the store is marked cleanly closed.
+    pub(crate) fn shutdown(&self) -> Result<()> {
+        self.engine.shutdown(|| {
+            self.offsets.persist_if_dirty()?;
+            self.broadcast_offsets.persist_if_dirty()?;
+            self.schedule.persist_if_dirty()
+        })
+    }
+}
+
+impl Housekeeping for Broker {
+    fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn persist_offsets(&self) {
+        let _ = Broker::persist_offsets(self);
+    }
+
+    fn before_checkpoint(&self) {
+        let _ = self.persist_schedule();
+    }
+}

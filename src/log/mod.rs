@@ -1,0 +1,418 @@
+//! The log engine: the CommitLog, the consume queues and their dispatcher, flushing (group
+//! commit under `Sync`, the background flusher), the checkpoint and `abort` marker, and
+//! recovery (in [`open`], apart from steady state). It stores records and finds them again; it
+//! knows nothing of topics' configuration, consumers or groups.
+
+pub(crate) mod arrivals;
+mod checkpoint;
+pub(crate) mod commitlog;
+pub(crate) mod consume_queue;
+mod dispatch;
+pub(crate) mod flusher;
+pub(crate) mod group_commit;
+pub(crate) mod open;
+
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::config::{FlushPolicy, StoreConfig};
+use crate::error::{Error, Result};
+use crate::format::checkpoint::Checkpoint;
+use crate::format::cq_unit::CqUnit;
+use crate::format::record::RecordView;
+use crate::storage::lock::DirLock;
+use crate::storage::{FlushScope, Fs, Segment};
+
+use arrivals::Arrivals;
+use checkpoint::CheckpointFile;
+use commitlog::{CommitLog, LogWriter};
+use consume_queue::ConsumeQueue;
+use dispatch::{Dispatcher, PendingUnit};
+use group_commit::{Durability, GroupCommit};
+
+/// FxHash (as used by rustc): one multiply per 8 bytes. Topic names are chosen by the
+/// application, not by an attacker, so a non-keyed hash is fine for the queue map.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_be_bytes(w)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type QueueMap = HashMap<Arc<str>, Vec<Option<Arc<ConsumeQueue>>>, BuildHasherDefault<FxHasher>>;
+
+/// Everything appends serialise on.
+#[derive(Debug)]
+pub(crate) struct WriteState {
+    log: LogWriter,
+    last_store_ts: u64,
+}
+
+/// A record to append: its encoded length and how to encode it once its place is known.
+pub(crate) trait Record {
+    /// Encoded length in bytes.
+    fn len(&self) -> usize;
+    /// Encodes the record into `buf` (exactly [`Record::len`] bytes).
+    fn encode(&self, buf: &mut [u8], at: &Placement);
+    /// The consume queue tag code of the record.
+    fn tag_code(&self, store_ts: u64) -> i64;
+}
+
+/// Where a record goes, given to [`Record::encode`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Placement {
+    /// Queue id.
+    pub(crate) queue_id: u32,
+    /// Queue offset.
+    pub(crate) queue_offset: u64,
+    /// CommitLog offset.
+    pub(crate) physical_offset: u64,
+    /// Store time, ms.
+    pub(crate) store_ts: u64,
+}
+
+/// Where a contiguous run of appended records landed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Region {
+    /// Queue offset of the first record.
+    pub(crate) first_queue_offset: u64,
+    /// CommitLog offset of the first record.
+    pub(crate) physical_offset: u64,
+    /// End of the last record.
+    pub(crate) end: u64,
+    /// Store time of the records.
+    pub(crate) store_ts: u64,
+}
+
+/// The log engine.
+#[derive(Debug)]
+pub(crate) struct Engine {
+    dir: PathBuf,
+    config: StoreConfig,
+    fs: Fs,
+    log: CommitLog,
+    write: Mutex<WriteState>,
+    queues: RwLock<QueueMap>,
+    dispatcher: Dispatcher,
+    group: GroupCommit,
+    poisoned: AtomicBool,
+    closed: AtomicBool,
+    checkpoint: CheckpointFile,
+    /// The delay table in ms (level n at index n - 1), for schedule-topic tag codes.
+    delay_levels: Vec<u64>,
+    /// Wakes readers waiting for any queue (push consumers' fetch threads).
+    arrivals: Arrivals,
+    lock: Mutex<Option<DirLock>>,
+}
+
+impl Engine {
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    pub(crate) fn log(&self) -> &CommitLog {
+        &self.log
+    }
+
+    pub(crate) fn arrivals(&self) -> &Arrivals {
+        &self.arrivals
+    }
+
+    pub(crate) fn delay_levels(&self) -> &[u64] {
+        &self.delay_levels
+    }
+
+    pub(crate) fn is_sync(&self) -> bool {
+        matches!(self.config.flush_policy, FlushPolicy::Sync { .. })
+    }
+
+    pub(crate) fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        self.check_open()?;
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Poisoned);
+        }
+        Ok(())
+    }
+
+    /// Marks the store poisoned after a failed flush or dispatch: every later write fails
+    /// until the store is reopened.
+    pub(crate) fn poison(&self) {
+        self.poisoned.store(true, Ordering::Release);
+        self.group.fail();
+    }
+
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn queue(&self, topic: &str, queue_id: u32) -> Option<Arc<ConsumeQueue>> {
+        self.queues
+            .read()
+            .get(topic)
+            .and_then(|v| v.get(queue_id as usize))
+            .and_then(Clone::clone)
+    }
+
+    pub(crate) fn all_queues(&self) -> Vec<Arc<ConsumeQueue>> {
+        self.queues
+            .read()
+            .values()
+            .flat_map(|v| v.iter().flatten().cloned())
+            .collect()
+    }
+
+    /// The queue object of `topic`/`queue_id`, created (and made visible to readers) if
+    /// missing. Creation happens under the map's write lock, so there is one object per queue.
+    pub(crate) fn queue_or_create(&self, topic: &str, queue_id: u32) -> Result<Arc<ConsumeQueue>> {
+        if let Some(cq) = self.queue(topic, queue_id) {
+            return Ok(cq);
+        }
+        let mut queues = self.queues.write();
+        if let Some(cq) = queues
+            .get(topic)
+            .and_then(|v| v.get(queue_id as usize))
+            .and_then(Clone::clone)
+        {
+            return Ok(cq);
+        }
+        let cq = Arc::new(ConsumeQueue::create(
+            &self.fs,
+            &self.dir,
+            Arc::from(topic),
+            queue_id,
+            self.config.consume_queue_segment_size,
+        )?);
+        let v = queues.entry(cq.topic().clone()).or_default();
+        let id = queue_id as usize;
+        if v.len() <= id {
+            v.resize_with(id + 1, || None);
+        }
+        v[id] = Some(cq.clone());
+        Ok(cq)
+    }
+
+    /// The visible end of the CommitLog: durable data under `Sync`, everything under `Async`.
+    pub(crate) fn visible_end(&self) -> u64 {
+        if self.is_sync() {
+            self.log.flushed()
+        } else {
+            self.log.written()
+        }
+    }
+
+    /// Decodes the visible record at CommitLog offset `offset` and hands it to `f`.
+    pub(crate) fn with_record<T>(
+        &self,
+        offset: u64,
+        f: impl FnOnce(&RecordView<'_>, &Segment) -> T,
+    ) -> Result<T> {
+        self.check_open()?;
+        self.log.with_record(offset, self.visible_end(), f)
+    }
+
+    /// Reads the visible message whose record starts at CommitLog offset `offset`.
+    pub(crate) fn message_at(&self, offset: u64) -> Result<crate::message::MessageExt> {
+        self.with_record(offset, |rec, _| {
+            crate::message::MessageExt::from_record(rec, Arc::from(rec.topic))
+        })
+    }
+
+    /// Appends `records` to queue `cq` as one contiguous region with consecutive queue
+    /// offsets, and dispatches their units (at once under `Async`, once durable under
+    /// `Sync`). Nothing is written if the region cannot be appended.
+    pub(crate) fn append<R: Record>(&self, cq: &Arc<ConsumeQueue>, records: &[R]) -> Result<Region> {
+        if records.is_empty() {
+            return Err(Error::InvalidMessage("empty batch".into()));
+        }
+        let total: usize = records.iter().map(Record::len).sum();
+        let now = crate::clock::now_ms();
+        let queue_id = cq.queue_id();
+        let mut guard = self.write.lock();
+        self.check_writable()?;
+        let ws = &mut *guard;
+        let first_queue_offset = cq.next_offset();
+        cq.reserve(first_queue_offset + records.len() as u64 - 1)?;
+        // Store timestamps never go backwards, so recovery can rely on their order.
+        let store_ts = now.max(ws.last_store_ts);
+        let physical_offset = self.log.append(&mut ws.log, total, store_ts, |buf, phys| {
+            let mut pos = 0;
+            for (i, r) in records.iter().enumerate() {
+                let at = Placement {
+                    queue_id,
+                    queue_offset: first_queue_offset + i as u64,
+                    physical_offset: phys + pos as u64,
+                    store_ts,
+                };
+                r.encode(&mut buf[pos..pos + r.len()], &at);
+                pos += r.len();
+            }
+        })?;
+        ws.last_store_ts = store_ts;
+        cq.advance_next_offset(records.len() as u64);
+        let mut phys = physical_offset;
+        for (i, r) in records.iter().enumerate() {
+            let p = PendingUnit {
+                cq: cq.clone(),
+                queue_offset: first_queue_offset + i as u64,
+                unit: CqUnit {
+                    physical_offset: phys,
+                    size: r.len() as u32,
+                    tag_code: r.tag_code(store_ts),
+                },
+                store_ts,
+            };
+            phys += r.len() as u64;
+            if self.is_sync() {
+                self.dispatcher.defer(p);
+            } else if let Err(e) = self.dispatcher.dispatch_now(p) {
+                // The record is in the log but not in its queue: only recovery can mend that.
+                self.poison();
+                return Err(e);
+            }
+        }
+        drop(guard);
+        if !self.is_sync() {
+            self.arrivals().notify();
+        }
+        Ok(Region {
+            first_queue_offset,
+            physical_offset,
+            end: physical_offset + total as u64,
+            store_ts,
+        })
+    }
+
+    /// Under `Sync`, waits (leading a group flush if needed) until `end` is durable.
+    pub(crate) fn wait_durable(&self, end: u64) -> Result<Durability> {
+        match self.config.flush_policy {
+            FlushPolicy::Async { .. } => Ok(Durability::Durable),
+            FlushPolicy::Sync { timeout } => {
+                self.group
+                    .wait(end, Instant::now() + timeout, || self.flush_log(FlushScope::All))
+            }
+        }
+    }
+
+    /// Writes the pending consume queue units whose records end at or before `durable`.
+    fn dispatch_durable(&self, durable: u64) -> Result<()> {
+        if self.dispatcher.dispatch_durable(durable)? {
+            self.arrivals().notify();
+        }
+        Ok(())
+    }
+
+    /// Flushes the CommitLog (what `scope` covers) and dispatches what became durable.
+    /// Poisons the store on failure.
+    pub(crate) fn flush_log(&self, scope: FlushScope) -> Result<u64> {
+        let result = self.log.flush(scope).and_then(|durable| {
+            self.dispatch_durable(durable)?;
+            Ok(durable)
+        });
+        if result.is_err() {
+            self.poison();
+        }
+        result
+    }
+
+    /// Tells group-commit waiters about a flush done outside a wait.
+    pub(crate) fn advance_group(&self, durable: u64) {
+        self.group.advance(durable);
+    }
+
+    /// Flushes the CommitLog and every consume queue, then the checkpoint.
+    pub(crate) fn flush_all(&self) -> Result<()> {
+        if self.is_poisoned() {
+            return Err(Error::Poisoned);
+        }
+        let durable = self.flush_log(FlushScope::All)?;
+        self.group.advance(durable);
+        self.flush_queues(durable, FlushScope::All)
+    }
+
+    /// Flushes the consume queues (what `scope` covers), then records the durable state in
+    /// the checkpoint.
+    pub(crate) fn flush_queues(&self, durable: u64, scope: FlushScope) -> Result<()> {
+        let logics = self.dispatcher.logics_ts();
+        for q in self.all_queues() {
+            if let Err(e) = q.flush_scope(scope) {
+                self.poison();
+                return Err(e);
+            }
+        }
+        self.checkpoint.write(&Checkpoint {
+            physic_msg_timestamp: self.log.flushed_store_ts(),
+            logics_msg_timestamp: logics,
+            index_msg_timestamp: 0,
+            master_flushed_offset: durable,
+            confirm_phy_offset: durable,
+        })
+    }
+
+    /// Deletes the CommitLog segments that end at or before `offset` and the consume queue
+    /// files that only point into them. Returns the new smallest CommitLog offset.
+    pub(crate) fn delete_segments_before(&self, offset: u64) -> Result<u64> {
+        self.check_writable()?;
+        let min = self.log.delete_before(offset)?;
+        for q in self.all_queues() {
+            q.delete_before(min)?;
+        }
+        Ok(min)
+    }
+
+    /// Closes the engine: waits for appends in progress, flushes everything, writes the
+    /// checkpoint, runs `before_clean_mark` (the broker persists its state), removes the
+    /// `abort` marker and releases the directory lock. A poisoned store keeps its `abort`
+    /// marker, so the next open recovers.
+    pub(crate) fn shutdown(&self, before_clean_mark: impl FnOnce() -> Result<()>) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let mut ws = self.write.lock();
+        ws.log.stop_preparer();
+        let result = if self.is_poisoned() {
+            Err(Error::Poisoned)
+        } else {
+            self.flush_all().and_then(|()| {
+                before_clean_mark()?;
+                self.log.remove_unused_segments(ws.log.segment_base())?;
+                self.fs.remove_file_if_exists(&self.dir.join(open::ABORT_FILE))?;
+                self.fs.sync_dir(&self.dir)
+            })
+        };
+        drop(ws);
+        self.lock.lock().take();
+        result
+    }
+}

@@ -1,0 +1,203 @@
+//! The storage backend: every file operation of the store goes through a [`Storage`].
+//!
+//! [`FileStorage`] is the real one (plain files, `posix_fallocate`, `msync`, `fsync`). With the
+//! `sim` feature, `SimStorage` (see [`crate::sim`]) wraps it to keep what was written apart from
+//! what was made durable, so tests can cut the power at any moment, and to fail the Nth
+//! operation of a kind with EIO or ENOSPC.
+//!
+//! Segment files are memory-mapped by [`Storage::create_mapped`] / [`Storage::open_mapped`]; the
+//! store writes and reads them through the mapping (see `storage/mmap.rs`, the only `unsafe`
+//! code) and makes ranges durable with [`Storage::flush_mapped`]. Everything else (config
+//! JSON, checkpoint, `abort`) is small whole-file I/O.
+//!
+//! The durability model every backend follows (and the simulator enforces):
+//! - bytes written through a mapping are durable once [`Storage::flush_mapped`] covered them;
+//! - [`Storage::write_synced`] and [`Storage::overwrite_synced`] make the file's *content*
+//!   durable before returning;
+//! - a new, renamed or removed *directory entry* (file or subdirectory) is durable only after
+//!   [`Storage::sync_dir`] of its parent directory.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use memmap2::{MmapOptions, MmapRaw};
+
+/// The kinds of storage operation, for fault injection and accounting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OpKind {
+    /// Creating and preallocating a segment file ([`Storage::create_mapped`]).
+    Allocate,
+    /// Writing a small file ([`Storage::write_synced`], [`Storage::overwrite_synced`]).
+    Write,
+    /// Making a mapped range durable ([`Storage::flush_mapped`]).
+    Flush,
+    /// Syncing a directory ([`Storage::sync_dir`]).
+    SyncDir,
+    /// Renaming or removing a file, creating a directory.
+    Metadata,
+    /// Opening, mapping, reading or listing.
+    Read,
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DirEntry {
+    /// The file name (entries whose names are not UTF-8 are skipped).
+    pub(crate) name: String,
+    /// Whether it is a directory.
+    pub(crate) is_dir: bool,
+}
+
+/// The file operations the store performs. Paths are absolute paths inside the store
+/// directory. Errors are plain `io::Error`s; callers wrap them with the path and operation.
+pub(crate) trait Storage: Send + Sync + fmt::Debug {
+    /// Creates the new file `path` (failing if it exists), allocates all `size` bytes of it on
+    /// disk, so writes through the mapping cannot run out of space, and maps it.
+    fn create_mapped(&self, path: &Path, size: u64) -> io::Result<MmapRaw>;
+
+    /// Maps the whole existing file `path`; returns the mapping and the file's length.
+    fn open_mapped(&self, path: &Path) -> io::Result<(MmapRaw, u64)>;
+
+    /// Makes `len` bytes of the mapping of `path` from `from` on durable.
+    fn flush_mapped(&self, path: &Path, map: &MmapRaw, from: usize, len: usize) -> io::Result<()>;
+
+    /// The whole content of `path` (`ErrorKind::NotFound` when missing).
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+
+    /// Creates or replaces the content of `path` with `data` and makes the content durable
+    /// (not the directory entry of a new file: see [`Storage::sync_dir`]).
+    fn write_synced(&self, path: &Path, data: &[u8]) -> io::Result<()>;
+
+    /// Writes `data` at the start of `path` (created if missing) without truncating it first,
+    /// and makes it durable. For small fixed-size files rewritten in place (the checkpoint).
+    fn overwrite_synced(&self, path: &Path, data: &[u8]) -> io::Result<()>;
+
+    /// Renames `from` to `to`, replacing `to`.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+
+    /// Removes the file `path` (`ErrorKind::NotFound` when missing).
+    fn remove(&self, path: &Path) -> io::Result<()>;
+
+    /// Creates `path` and any missing parents.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+
+    /// Makes the entries of directory `path` durable (`fsync` of the directory).
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+
+    /// The entries of directory `path` (`ErrorKind::NotFound` when missing).
+    fn list(&self, path: &Path) -> io::Result<Vec<DirEntry>>;
+
+    /// Whether `path` exists (as a file or directory).
+    fn exists(&self, path: &Path) -> io::Result<bool>;
+
+    /// The length of the file `path`.
+    fn len(&self, path: &Path) -> io::Result<u64> {
+        Ok(fs::metadata(path)?.len())
+    }
+}
+
+/// The real backend: files on the local file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct FileStorage;
+
+fn preallocate(file: &File, len: u64) -> io::Result<()> {
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    if len == 0 {
+        return Ok(());
+    }
+    crate::storage::mmap::fallocate(file.as_raw_fd(), len)
+}
+
+impl Storage for FileStorage {
+    fn create_mapped(&self, path: &Path, size: u64) -> io::Result<MmapRaw> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        let mapped = preallocate(&file, size).and_then(|()| {
+            let len = usize::try_from(size).map_err(|_| io::Error::other("segment too large"))?;
+            MmapOptions::new().len(len).map_raw(&file)
+        });
+        if mapped.is_err() {
+            let _ = fs::remove_file(path);
+        }
+        mapped
+    }
+
+    fn open_mapped(&self, path: &Path) -> io::Result<(MmapRaw, u64)> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let len = file.metadata()?.len();
+        let map_len = usize::try_from(len).map_err(|_| io::Error::other("file too large"))?;
+        if map_len == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "empty file"));
+        }
+        Ok((MmapOptions::new().len(map_len).map_raw(&file)?, len))
+    }
+
+    fn flush_mapped(&self, _path: &Path, map: &MmapRaw, from: usize, len: usize) -> io::Result<()> {
+        map.flush_range(from, len)
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        fs::read(path)
+    }
+
+    fn write_synced(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        f.write_all(data)?;
+        f.sync_all()
+    }
+
+    fn overwrite_synced(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        f.write_all_at(data, 0)?;
+        f.sync_data()
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        fs::create_dir_all(path)
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_all()
+    }
+
+    fn list(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(path)? {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let is_dir = entry.file_type()?.is_dir();
+            out.push(DirEntry { name, is_dir });
+        }
+        Ok(out)
+    }
+
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        path.try_exists()
+    }
+}

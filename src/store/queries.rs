@@ -1,0 +1,113 @@
+//! Queries: queues, lookups by key and time, consumer lag and offset resets.
+
+use crate::error::Result;
+use crate::filter::TagFilter;
+use crate::format::properties::keys;
+use crate::message::{MessageExt, MessageQueue};
+
+use super::Store;
+
+impl Store {
+    /// The queues of `topic`.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = mqlite::Store::open(dir.path())?;
+    /// store.create_topic("orders", 2)?;
+    /// let qs = store.queues("orders")?;
+    /// assert_eq!(qs, vec![mqlite::MessageQueue::new("orders", 0), mqlite::MessageQueue::new("orders", 1)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn queues(&self, topic: &str) -> Result<Vec<MessageQueue>> {
+        self.core().queues_of(topic)
+    }
+
+    /// Messages of `topic` whose business keys include `key`, or whose msgId (`UNIQ_KEY`) is
+    /// `key`, stored between `begin_ms` and `end_ms` (inclusive, ms since the Unix epoch):
+    /// oldest first, at most 64 (RocketMQ's query maximum). Each queue's time range is found by
+    /// binary search on store times and then scanned: there are no index files yet, so a
+    /// query costs a read of the range.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = mqlite::Store::open(dir.path())?;
+    /// let p = store.producer("p");
+    /// p.send(mqlite::Message::new("orders", "created").with_keys(["ORDER-1"]))?;
+    /// p.send(mqlite::Message::new("orders", "other").with_keys(["ORDER-2"]))?;
+    /// let found = store.query_by_key("orders", "ORDER-1", 0, u64::MAX)?;
+    /// assert_eq!(found.len(), 1);
+    /// assert_eq!(found[0].body(), b"created");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn query_by_key(
+        &self,
+        topic: &str,
+        key: &str,
+        begin_ms: u64,
+        end_ms: u64,
+    ) -> Result<Vec<MessageExt>> {
+        const MAX_RESULTS: usize = 64;
+        let core = self.core();
+        let mut found = Vec::new();
+        for q in self.queues(topic)? {
+            let Some(cq) = core.queue(&q.topic, q.queue_id) else {
+                continue;
+            };
+            let mut off = core.offset_by_time(&q, begin_ms)?;
+            let end = core.offset_by_time(&q, end_ms.saturating_add(1))?;
+            while off < end && found.len() < MAX_RESULTS {
+                let read =
+                    core.read_queue(&cq, off, (end - off).min(256) as usize, &TagFilter::ALL)?;
+                if read.messages.is_empty() {
+                    break;
+                }
+                off = read.scanned_to;
+                found.extend(read.messages.into_iter().filter(|m| {
+                    m.keys().any(|k| k == key) || m.property(keys::UNIQ_KEY) == Some(key)
+                }));
+            }
+        }
+        found.sort_by_key(|m| (m.store_timestamp(), m.physical_offset()));
+        found.truncate(MAX_RESULTS);
+        Ok(found)
+    }
+
+    /// Ids of the live consumers of `group` in this process, sorted.
+    pub fn consumer_ids(&self, group: &str) -> Vec<String> {
+        self.core().groups.member_ids(group)
+    }
+
+    /// The offset of the first message of `queue` stored at or after `ms` (ms since the Unix
+    /// epoch), found by binary search on store times; the max offset if there is none.
+    pub fn offset_by_time(&self, queue: &MessageQueue, ms: u64) -> Result<u64> {
+        self.core().offset_by_time(queue, ms)
+    }
+
+    /// How many messages of `topic` the group has not consumed: the sum over its queues of the
+    /// max offset minus the committed offset (minus the min offset where nothing is committed).
+    pub fn consumer_lag(&self, group: &str, topic: &str) -> Result<u64> {
+        crate::broker::validate::group(group)?;
+        let committed = self.core().committed_offsets(group, topic);
+        let mut lag = 0;
+        for q in self.queues(topic)? {
+            let max = self.max_offset(&q)?;
+            let from = match committed.get(&q.queue_id) {
+                Some(&c) => c,
+                None => self.min_offset(&q)?,
+            };
+            lag += max.saturating_sub(from);
+        }
+        Ok(lag)
+    }
+
+    /// Sets the group's committed offset of every queue of `topic` to the first message stored
+    /// at or after `ms` (RocketMQ's "reset offset by time").
+    pub fn reset_offset_by_time(&self, group: &str, topic: &str, ms: u64) -> Result<()> {
+        crate::broker::validate::group(group)?;
+        for q in self.queues(topic)? {
+            let off = self.offset_by_time(&q, ms)?;
+            self.core().commit_offset(group, &q, off)?;
+        }
+        Ok(())
+    }
+}
