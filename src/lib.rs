@@ -29,11 +29,11 @@
 
 // Layers, bottom up; each depends only on those before it (and on the shared leaves
 // `error`, `config`, `clock`, `message`, `filter`).
-pub mod format;
-mod storage;
-mod log;
 mod broker;
 mod client;
+pub mod format;
+mod log;
+mod storage;
 mod store;
 
 mod clock;

@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
+use super::Broker;
 use crate::error::{Error, Result};
 use crate::message::MessageQueue;
-use super::Broker;
 
 /// What the registry needs from a consumer.
 pub(crate) trait Member: Send + Sync {

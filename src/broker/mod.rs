@@ -102,8 +102,8 @@ impl OpenHooks for Loading<'_> {
     }
 
     fn recovered(&mut self, rec: &RecordView<'_>) {
-        if let Some(src) =
-            properties::get(rec.properties, schedule::SCHEDULE_SRC).and_then(schedule::Source::parse)
+        if let Some(src) = properties::get(rec.properties, schedule::SCHEDULE_SRC)
+            .and_then(schedule::Source::parse)
         {
             self.seen.push(src);
         }

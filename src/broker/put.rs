@@ -49,7 +49,6 @@ pub struct PutResult {
     pub store_timestamp: u64,
 }
 
-
 /// Record fields beyond what a [`Message`] carries, for puts made by the client layer and
 /// the store itself (compressed bodies, retries, scheduled delivery).
 #[derive(Debug, Clone, Copy, Default)]
@@ -187,7 +186,6 @@ pub(crate) fn check_message(msg: &Message, max_body: usize) -> Result<()> {
     }
     Ok(())
 }
-
 
 impl Broker {
     pub(crate) fn put(&self, msg: &Message, queue_id: u32) -> Result<PutResult> {

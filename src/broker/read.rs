@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Broker, OffsetScope};
-use crate::log::consume_queue::ConsumeQueue;
 use crate::error::{Error, Result};
 use crate::filter::TagFilter;
 use crate::format::properties::{self, keys};
+use crate::log::consume_queue::ConsumeQueue;
 use crate::message::{Batch, MessageExt, MessageQueue};
 
 /// Most consume queue units one read examines when a filter skips messages (RocketMQ
@@ -387,4 +387,3 @@ impl Broker {
         Ok(table.get(group, &queue.topic, queue.queue_id))
     }
 }
-

@@ -11,8 +11,8 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 
 use super::Broker as Core;
 use super::put::{PutOptions, SCHEDULE_TOPIC, TIMER_DELIVER_MS, TIMER_TOPIC};
-use crate::clock::now_ms;
 use super::schedule::{SCHEDULE_SRC, Source};
+use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::format::cq_unit::CqUnit;
 use crate::format::properties::keys;

@@ -11,15 +11,15 @@ use flate2::write::ZlibEncoder;
 use parking_lot::Mutex;
 
 use super::async_send::AsyncSender;
+use crate::broker::put::PutOptions;
+use crate::broker::put::{PutResult, PutStatus};
+use crate::broker::runtime::Runtime;
+use crate::broker::validate;
 use crate::error::{Error, Result};
 use crate::format::hash::java_string_hash;
 use crate::format::msg_id::{MessageId, OffsetMessageId};
 use crate::format::record::sys_flag;
 use crate::message::{Message, MessageQueue};
-use crate::broker::put::PutOptions;
-use crate::broker::put::{PutResult, PutStatus};
-use crate::broker::runtime::Runtime;
-use crate::broker::validate;
 
 /// Outcome of a send (RocketMQ `SendStatus`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -181,7 +181,6 @@ impl fmt::Debug for Producer {
             .finish_non_exhaustive()
     }
 }
-
 
 impl Producer {
     pub(crate) fn new(store: Arc<Runtime>, group: &str, options: ProducerOptions) -> Producer {
@@ -377,7 +376,10 @@ impl Producer {
             if msgs.iter().any(|m| m.topic != first.topic) {
                 return Err(Error::InvalidMessage("a batch must have one topic".into()));
             }
-            if first.topic.starts_with(crate::format::system::RETRY_GROUP_TOPIC_PREFIX) {
+            if first
+                .topic
+                .starts_with(crate::format::system::RETRY_GROUP_TOPIC_PREFIX)
+            {
                 return Err(Error::InvalidMessage(
                     "a batch cannot go to a retry topic".into(),
                 ));

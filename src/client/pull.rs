@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::broker::runtime::Runtime;
+use crate::broker::validate;
 use crate::error::Result;
 use crate::filter::TagFilter;
 use crate::message::MessageQueue;
-use crate::broker::runtime::Runtime;
-use crate::broker::validate;
 
 pub use crate::broker::read::{PullResult, PullStatus};
 
@@ -51,7 +51,6 @@ pub struct PullConsumer {
     store: Arc<Runtime>,
     group: String,
 }
-
 
 impl PullConsumer {
     pub(crate) fn new(store: Arc<Runtime>, group: &str) -> PullConsumer {

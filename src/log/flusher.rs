@@ -24,7 +24,9 @@ pub(crate) trait Housekeeping: Send + Sync + 'static {
 }
 
 /// Starts the flush thread; it stops when the returned sender sends or is dropped.
-pub(crate) fn start<H: Housekeeping>(host: Arc<H>) -> std::io::Result<(Sender<()>, JoinHandle<()>)> {
+pub(crate) fn start<H: Housekeeping>(
+    host: Arc<H>,
+) -> std::io::Result<(Sender<()>, JoinHandle<()>)> {
     let (stop_tx, stop_rx) = bounded::<()>(1);
     let thread = std::thread::Builder::new()
         .name("mqlite-flush".into())

@@ -252,7 +252,11 @@ impl Engine {
     /// Appends `records` to queue `cq` as one contiguous region with consecutive queue
     /// offsets, and dispatches their units (at once under `Async`, once durable under
     /// `Sync`). Nothing is written if the region cannot be appended.
-    pub(crate) fn append<R: Record>(&self, cq: &Arc<ConsumeQueue>, records: &[R]) -> Result<Region> {
+    pub(crate) fn append<R: Record>(
+        &self,
+        cq: &Arc<ConsumeQueue>,
+        records: &[R],
+    ) -> Result<Region> {
         if records.is_empty() {
             return Err(Error::InvalidMessage("empty batch".into()));
         }
@@ -318,10 +322,9 @@ impl Engine {
     pub(crate) fn wait_durable(&self, end: u64) -> Result<Durability> {
         match self.config.flush_policy {
             FlushPolicy::Async { .. } => Ok(Durability::Durable),
-            FlushPolicy::Sync { timeout } => {
-                self.group
-                    .wait(end, Instant::now() + timeout, || self.flush_log(FlushScope::All))
-            }
+            FlushPolicy::Sync { timeout } => self.group.wait(end, Instant::now() + timeout, || {
+                self.flush_log(FlushScope::All)
+            }),
         }
     }
 
@@ -407,7 +410,8 @@ impl Engine {
             self.flush_all().and_then(|()| {
                 before_clean_mark()?;
                 self.log.remove_unused_segments(ws.log.segment_base())?;
-                self.fs.remove_file_if_exists(&self.dir.join(open::ABORT_FILE))?;
+                self.fs
+                    .remove_file_if_exists(&self.dir.join(open::ABORT_FILE))?;
                 self.fs.sync_dir(&self.dir)
             })
         };

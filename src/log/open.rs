@@ -142,7 +142,7 @@ pub(crate) fn open(
         populate_write,
         zero_gap,
     )
-        .map_err(|e| Error::io("spawn segment preparer", &log_dir, e))?;
+    .map_err(|e| Error::io("spawn segment preparer", &log_dir, e))?;
     let fresh = log.written() == 0 && log.min_offset() == 0;
     let writer = log.writer(Some(preparer))?;
     if warm && fresh {
@@ -164,7 +164,10 @@ pub(crate) fn open(
         }
     }
     loading.hooks.before_checkpoint()?;
-    fs.write_durable(&dir.join(ABORT_FILE), std::process::id().to_string().as_bytes())?;
+    fs.write_durable(
+        &dir.join(ABORT_FILE),
+        std::process::id().to_string().as_bytes(),
+    )?;
     cp_file.write(&Checkpoint {
         physic_msg_timestamp: last_ts,
         logics_msg_timestamp: last_ts,

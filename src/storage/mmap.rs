@@ -66,7 +66,11 @@ impl Segment {
         let size = usize::try_from(size)
             .map_err(|_| Error::InvalidConfig(format!("segment size {size} too large")))?;
         if map.len() < size {
-            return Err(Error::corrupted(path, 0, "mapping shorter than the segment"));
+            return Err(Error::corrupted(
+                path,
+                0,
+                "mapping shorter than the segment",
+            ));
         }
         Ok(Segment {
             fs,
@@ -286,4 +290,3 @@ impl SegmentWriter {
         self.seg.published.store(self.pos, Ordering::Release);
     }
 }
-

@@ -103,11 +103,8 @@ impl SegmentSet {
 
     /// Creates the segment file starting at `base` (not yet part of the set).
     pub(crate) fn create(&self, base: u64) -> Result<Segment> {
-        self.fs.create_segment(
-            &self.dir.join(segment_name(base)),
-            base,
-            self.segment_size,
-        )
+        self.fs
+            .create_segment(&self.dir.join(segment_name(base)), base, self.segment_size)
     }
 
     /// Makes `seg`'s directory entry durable and appends it to the set.
@@ -202,8 +199,9 @@ pub(crate) fn find_in<S: std::borrow::Borrow<Segment>>(
     if offset < first {
         return None;
     }
-    segs.get(((offset - first) / segment_size) as usize).filter(|s| {
-        let s: &Segment = (*s).borrow();
-        s.base() <= offset && offset < s.base() + segment_size
-    })
+    segs.get(((offset - first) / segment_size) as usize)
+        .filter(|s| {
+            let s: &Segment = (*s).borrow();
+            s.base() <= offset && offset < s.base() + segment_size
+        })
 }

@@ -209,4 +209,3 @@ impl ToOffsetMessageId for String {
         self.as_str().to_offset_message_id()
     }
 }
-

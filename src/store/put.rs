@@ -28,5 +28,3 @@ impl Store {
         self.core().put(msg, queue_id)
     }
 }
-
-

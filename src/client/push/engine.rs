@@ -13,15 +13,15 @@ use parking_lot::Mutex;
 
 use super::process_queue::{Limits, ProcessQueue};
 use super::{ConsumeStatus, Listener, MessageModel, Options};
+use crate::broker::Broker as Core;
 use crate::broker::OffsetScope;
 use crate::broker::group::Member;
+use crate::broker::runtime::Runtime;
 use crate::client::pull::{ConsumeFrom, PullStatus};
 use crate::error::Result;
 use crate::filter::TagFilter;
 use crate::format::properties::keys;
 use crate::message::{MessageExt, MessageQueue};
-use crate::broker::Broker as Core;
-use crate::broker::runtime::Runtime;
 
 /// Longest the fetch thread sleeps without a reason to wake.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
@@ -517,7 +517,10 @@ impl Member for Engine {
     }
 
     fn allocate(&self, group: &str, queues: &[MessageQueue], cids: &[String]) -> Vec<MessageQueue> {
-        self.options.strategy.0.allocate(group, self.id(), queues, cids)
+        self.options
+            .strategy
+            .0
+            .allocate(group, self.id(), queues, cids)
     }
 
     fn alive(&self) -> bool {

@@ -9,13 +9,13 @@ pub(crate) mod process_queue;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::broker::runtime::Runtime;
+use crate::broker::validate;
 use crate::client::allocate::{AllocateStrategy, Averagely, FnStrategy, Strategy};
 use crate::client::pull::ConsumeFrom;
 use crate::error::{Error, Result};
 use crate::filter::TagFilter;
 use crate::message::{MessageExt, MessageQueue};
-use crate::broker::runtime::Runtime;
-use crate::broker::validate;
 
 pub(crate) use engine::Engine;
 
@@ -150,32 +150,31 @@ impl std::fmt::Debug for PushConsumerBuilder {
     }
 }
 
-
 impl PushConsumerBuilder {
     pub(crate) fn new(store: Arc<Runtime>, group: &str) -> PushConsumerBuilder {
-    PushConsumerBuilder {
-        store,
-        options: Options {
-            group: group.to_owned(),
-            subscriptions: Vec::new(),
-            consume_from: ConsumeFrom::LastOffset,
-            model: MessageModel::Clustering,
-            threads: 4,
-            batch_max: 1,
-            pull_batch: 32,
-            max_cached_messages: 1000,
-            max_cached_bytes: 100 << 20,
-            max_span: 2000,
-            max_reconsume_times: None,
-            suspend: Duration::from_millis(1000),
-            lock_interval: Duration::from_secs(20),
-            strategy: Strategy(Arc::new(Averagely)),
-            instance_name: None,
-            rebalance_interval: Duration::from_secs(20),
-            local_retry_delay: Duration::from_secs(5),
-        },
-        errors: Vec::new(),
-    }
+        PushConsumerBuilder {
+            store,
+            options: Options {
+                group: group.to_owned(),
+                subscriptions: Vec::new(),
+                consume_from: ConsumeFrom::LastOffset,
+                model: MessageModel::Clustering,
+                threads: 4,
+                batch_max: 1,
+                pull_batch: 32,
+                max_cached_messages: 1000,
+                max_cached_bytes: 100 << 20,
+                max_span: 2000,
+                max_reconsume_times: None,
+                suspend: Duration::from_millis(1000),
+                lock_interval: Duration::from_secs(20),
+                strategy: Strategy(Arc::new(Averagely)),
+                instance_name: None,
+                rebalance_interval: Duration::from_secs(20),
+                local_retry_delay: Duration::from_secs(5),
+            },
+            errors: Vec::new(),
+        }
     }
 
     /// Subscribes to `topic` with a tag expression (`*`, `a`, `a || b`); call once per topic.

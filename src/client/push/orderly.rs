@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use super::engine::{Engine, LOCK_RETRY};
 use super::process_queue::ProcessQueue;
 use super::{ConsumeOrderlyContext, OrderlyListener, OrderlyStatus};
-use crate::message::MessageQueue;
 use crate::broker::retry::goes_to_dlq;
+use crate::message::MessageQueue;
 
 /// Longest one consume task stays on a queue before yielding its thread to other queues.
 const TURN: Duration = Duration::from_millis(200);

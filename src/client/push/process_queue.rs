@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::log::consume_queue::ConsumeQueue;
 use crate::filter::TagFilter;
+use crate::log::consume_queue::ConsumeQueue;
 use crate::message::{MessageExt, MessageQueue};
 
 /// Flow-control limits of one queue (RocketMQ `pullThresholdForQueue`,

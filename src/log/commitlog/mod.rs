@@ -63,7 +63,12 @@ pub(crate) struct LogWriter {
 impl CommitLog {
     /// Wraps recovered segments. `end` is the end of valid data; the last segment's published
     /// length must already be set to it.
-    pub(crate) fn new(set: SegmentSet, max_append: usize, end: u64, last_store_ts: u64) -> CommitLog {
+    pub(crate) fn new(
+        set: SegmentSet,
+        max_append: usize,
+        end: u64,
+        last_store_ts: u64,
+    ) -> CommitLog {
         CommitLog {
             segment_size: set.segment_size(),
             set,
@@ -272,8 +277,7 @@ impl CommitLog {
     /// it. Returns the new smallest offset.
     pub(crate) fn delete_before(&self, offset: u64) -> Result<u64> {
         let size = self.segment_size;
-        self.set
-            .delete_front_while(|s| s.base() + size <= offset)?;
+        self.set.delete_front_while(|s| s.base() + size <= offset)?;
         Ok(self.min_offset())
     }
 

@@ -50,15 +50,15 @@ impl Preparer {
             .spawn(move || {
                 for base in req_rx {
                     let path = dir.join(segment_name(base));
-                    let result = fs
-                        .create_segment(&path, base, segment_size)
-                        .and_then(|mut seg| {
-                            if warm {
-                                seg.warm()?;
-                            }
-                            fs.sync_dir(&dir)?;
-                            Ok(seg)
-                        });
+                    let result =
+                        fs.create_segment(&path, base, segment_size)
+                            .and_then(|mut seg| {
+                                if warm {
+                                    seg.warm()?;
+                                }
+                                fs.sync_dir(&dir)?;
+                                Ok(seg)
+                            });
                     if result.is_err() {
                         let _ = fs.remove_file_if_exists(&path);
                     }

@@ -210,7 +210,8 @@ impl ConsumeQueue {
             Ordering::Release,
         );
         self.max_offset.store(queue_offset + 1, Ordering::Release);
-        self.next_offset.fetch_max(queue_offset + 1, Ordering::AcqRel);
+        self.next_offset
+            .fetch_max(queue_offset + 1, Ordering::AcqRel);
     }
 
     /// Wakes threads waiting for new units, if there are any.
