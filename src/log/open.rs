@@ -54,6 +54,8 @@ struct Loading<'a> {
     queues: BTreeMap<QueueKey, ConsumeQueue>,
     /// The delay table, for schedule-topic tag codes.
     delay_levels: Vec<u64>,
+    /// The store was not closed cleanly (the `abort` marker is there).
+    unclean: bool,
     /// Some queue had damaged units cut from its tail.
     trimmed: bool,
     /// The recovery scan starts after the log's first record: a queue without files whose
@@ -89,6 +91,7 @@ pub(crate) fn open(
         trimmed: false,
         partial_scan: false,
         delay_levels: config.delay_levels()?,
+        unclean,
     };
     let rebuild = loading.load_queues(&segs, log_min)?;
     let max_cq_end = loading
@@ -266,7 +269,16 @@ impl Loading<'_> {
             let verify = |qoff: u64, unit: &CqUnit| {
                 recovery::unit_matches(segs, seg_size, topic, *qid, qoff, unit)
             };
-            let cq = match load(self.fs, &dir, name.clone(), *qid, cq_size, log_min, &verify)? {
+            let cq = match load(
+                self.fs,
+                &dir,
+                name.clone(),
+                *qid,
+                cq_size,
+                log_min,
+                self.unclean,
+                &verify,
+            )? {
                 Loaded::Ready(cq) => cq,
                 Loaded::Trimmed(cq) => {
                     self.trimmed = true;

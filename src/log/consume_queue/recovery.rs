@@ -37,8 +37,16 @@ fn is_zero_unit(seg: &Segment, idx: usize) -> bool {
         .is_none_or(|b| b.iter().all(|&x| x == 0))
 }
 
+/// How many files at the end of a queue an unclean open scans unit by unit for holes
+/// (RocketMQ's consume queue recovery also re-reads the last three files).
+const HOLE_SCAN_FILES: usize = 3;
+
 /// Loads the queue in `dir`. `verify(queue_offset, unit)` says whether a unit points at the
-/// matching CommitLog record; `log_min` is the CommitLog's smallest offset.
+/// matching CommitLog record; `log_min` is the CommitLog's smallest offset. After an unclean
+/// shutdown (`unclean`), the last files are also scanned for a zero unit before the end: a
+/// power cut can keep a later page of units and lose an earlier one, and the queue then ends
+/// at the hole (the records past it are re-dispatched from the CommitLog).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn load(
     fs: &Fs,
     dir: &Path,
@@ -46,6 +54,7 @@ pub(crate) fn load(
     queue_id: u32,
     file_size: u64,
     log_min: u64,
+    unclean: bool,
     verify: &dyn Fn(u64, &CqUnit) -> bool,
 ) -> Result<Loaded> {
     let files = fs.list_segments(dir)?;
@@ -102,6 +111,15 @@ pub(crate) fn load(
     let first_base = segs[0].base();
     let mut max = last.base() / UNIT + lo as u64;
     let old_end_bytes = max * UNIT;
+    if unclean {
+        let from = segs[segs.len().saturating_sub(HOLE_SCAN_FILES)].base() / UNIT;
+        if let Some(hole) = (from..max).find(|&off| {
+            crate::storage::segment_set::find_in(&segs, file_size, off * UNIT)
+                .is_none_or(|s| is_zero_unit(s, ((off * UNIT - s.base()) / UNIT) as usize))
+        }) {
+            max = hole;
+        }
+    }
     // Min offset: skip pre-blank units, then units below the CommitLog minimum.
     let mut min = first_base / UNIT;
     while min < max {
