@@ -29,6 +29,7 @@ use memmap2::{MmapOptions, MmapRaw};
 /// The kinds of storage operation, for fault injection and accounting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[cfg_attr(not(feature = "sim"), allow(dead_code))]
 pub enum OpKind {
     /// Creating and preallocating a segment file ([`Storage::create_mapped`]).
     Allocate,

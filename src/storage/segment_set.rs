@@ -115,6 +115,13 @@ impl SegmentSet {
         Ok(seg)
     }
 
+    /// Appends `seg`, whose directory entry was made durable by whoever created it.
+    pub(crate) fn push_durable(&self, seg: Segment) -> Arc<Segment> {
+        let seg = Arc::new(seg);
+        self.segments.write().push(seg.clone());
+        seg
+    }
+
     /// Creates the segment at `base` and appends it.
     pub(crate) fn create_and_push(&self, base: u64) -> Result<Arc<Segment>> {
         let seg = self.create(base)?;

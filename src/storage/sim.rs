@@ -37,7 +37,7 @@ pub use crate::storage::backend::OpKind;
 use crate::storage::backend::{DirEntry, FileStorage, Storage};
 
 /// Page size of the content model (and of the pages [`Keep::RandomPages`] picks from).
-const PAGE: usize = 4096;
+const PAGE: usize = super::PAGE_SIZE as usize;
 /// Bytes read at a time when copying live content.
 const CHUNK: usize = 1 << 20;
 /// The root directory's inode.

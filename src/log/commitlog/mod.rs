@@ -161,11 +161,11 @@ impl CommitLog {
         let next_base = w.seg.segment().base() + self.segment_size;
         self.written.store(next_base, Ordering::Release);
         let seg = match w.preparer.as_mut().and_then(|p| p.take(next_base)) {
-            Some(Ok(seg)) => seg,
+            // The preparer synced the directory already.
+            Some(Ok(seg)) => self.set.push_durable(seg),
             // A failed preparation (say, a full disk) is retried here, once, inline.
-            Some(Err(_)) | None => self.set.create(next_base)?,
+            Some(Err(_)) | None => self.set.create_and_push(next_base)?,
         };
-        let seg = self.set.push(seg)?;
         w.seg = seg
             .into_writer()
             .ok_or_else(|| Error::InvalidConfig("commitlog writer already exists".into()))?;
