@@ -308,3 +308,28 @@ fn check_two(store: &Store, acked: &Acked) {
         );
     }
 }
+
+#[test]
+fn failed_async_flush_poisons_later_puts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let sim = SimStorage::new(tmp.path()).unwrap();
+    let store = builder(&dir, &sim, FlushPolicy::ASYNC).open().unwrap();
+    store.put(&Message::new(TOPIC, "first"), 0).unwrap();
+    sim.fail_from(OpKind::Flush, 1, libc_eio());
+    // Whoever flushes first (the flush thread or this call) fails and poisons the store.
+    let _ = store.flush();
+    let err = store.put(&Message::new(TOPIC, "more"), 0).unwrap_err();
+    assert!(matches!(err, Error::Poisoned), "{err:?}");
+    assert!(matches!(store.close(), Err(Error::Poisoned)));
+    sim.clear_faults();
+    // The process kept running, so the page cache still holds everything: the unclean open
+    // (the abort marker stayed) recovers it from the log.
+    let store = builder(&dir, &sim, FlushPolicy::ASYNC).open().unwrap();
+    let got = store
+        .get_messages(&MessageQueue::new(TOPIC, 0), 0, 100)
+        .unwrap();
+    assert_eq!(got.messages[0].body(), b"first");
+    store.put(&Message::new(TOPIC, "again"), 0).unwrap();
+    store.close().unwrap();
+}

@@ -369,10 +369,10 @@ impl Broker {
         if prepared.iter().any(|p| p.topic != topic) {
             return Err(Error::InvalidMessage("a batch must have one topic".into()));
         }
-        self.check_writable()?;
         let create = first.opts.create_topic || topic == SCHEDULE_TOPIC || topic == TIMER_TOPIC;
-        let cq = self.queue_for_put(topic, queue_id, create)?;
-        let region = self.engine().append(&cq, prepared)?;
+        let region = self.engine().append(topic, queue_id, prepared, || {
+            self.queue_for_put(topic, queue_id, create)
+        })?;
         if topic == SCHEDULE_TOPIC || topic == TIMER_TOPIC {
             let _ = self.schedule_wake.try_send(());
         }

@@ -55,12 +55,18 @@ impl Dispatcher {
         self.logics_ts.load(Ordering::Relaxed)
     }
 
-    /// Writes a unit now (`Async`: the record is visible as soon as it is appended). Called by
-    /// the appender, in append order.
-    pub(crate) fn dispatch_now(&self, p: PendingUnit) -> Result<()> {
-        let _writing = self.writing.lock();
-        p.cq.put(p.queue_offset, p.unit)?;
-        self.logics_ts.fetch_max(p.store_ts, Ordering::Relaxed);
+    /// Writes the unit of a record just appended (`Async`: a record is visible as soon as it
+    /// is appended). Only the appender calls this, holding the engine's write lock, which
+    /// orders these writes; under `Async` nothing is ever deferred, so no other dispatch runs.
+    pub(crate) fn dispatch_appended(
+        &self,
+        cq: &ConsumeQueue,
+        queue_offset: u64,
+        unit: CqUnit,
+        store_ts: u64,
+    ) -> Result<()> {
+        cq.put(queue_offset, unit)?;
+        self.logics_ts.fetch_max(store_ts, Ordering::Relaxed);
         Ok(())
     }
 

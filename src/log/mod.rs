@@ -62,10 +62,19 @@ impl std::hash::Hasher for FxHasher {
 
 type QueueMap = HashMap<Arc<str>, Vec<Option<Arc<ConsumeQueue>>>, BuildHasherDefault<FxHasher>>;
 
+/// Per-queue state of the writer: the next queue offset to assign.
+#[derive(Debug)]
+struct QueueSlot {
+    next_offset: u64,
+    cq: Arc<ConsumeQueue>,
+}
+
 /// Everything appends serialise on.
 #[derive(Debug)]
 pub(crate) struct WriteState {
     log: LogWriter,
+    /// The writer's queues by topic (a queue gets its slot at its first append).
+    slots: HashMap<Arc<str>, Vec<Option<QueueSlot>>, BuildHasherDefault<FxHasher>>,
     last_store_ts: u64,
 }
 
@@ -249,25 +258,50 @@ impl Engine {
         })
     }
 
-    /// Appends `records` to queue `cq` as one contiguous region with consecutive queue
-    /// offsets, and dispatches their units (at once under `Async`, once durable under
-    /// `Sync`). Nothing is written if the region cannot be appended.
+    /// Appends `records` to queue `queue_id` of `topic` as one contiguous region with
+    /// consecutive queue offsets, and dispatches their units (at once under `Async`, once
+    /// durable under `Sync`). Nothing is written if the region cannot be appended. The first
+    /// append to a queue since open asks `resolve` for it (the broker checks and creates
+    /// topics there), under the write lock, so the queue's next offset is taken from its
+    /// consume queue exactly once.
     pub(crate) fn append<R: Record>(
         &self,
-        cq: &Arc<ConsumeQueue>,
+        topic: &str,
+        queue_id: u32,
         records: &[R],
+        resolve: impl FnOnce() -> Result<Arc<ConsumeQueue>>,
     ) -> Result<Region> {
         if records.is_empty() {
             return Err(Error::InvalidMessage("empty batch".into()));
         }
         let total: usize = records.iter().map(Record::len).sum();
         let now = crate::clock::now_ms();
-        let queue_id = cq.queue_id();
         let mut guard = self.write.lock();
         self.check_writable()?;
         let ws = &mut *guard;
-        let first_queue_offset = cq.next_offset();
-        cq.reserve(first_queue_offset + records.len() as u64 - 1)?;
+        let slot = match ws
+            .slots
+            .get_mut(topic)
+            .and_then(|v| v.get_mut(queue_id as usize))
+            .and_then(Option::as_mut)
+        {
+            Some(slot) => slot,
+            None => {
+                let cq = resolve()?;
+                let v = ws.slots.entry(cq.topic().clone()).or_default();
+                let idx = queue_id as usize;
+                if v.len() <= idx {
+                    v.resize_with(idx + 1, || None);
+                }
+                v[idx].insert(QueueSlot {
+                    next_offset: cq.max_offset(),
+                    cq,
+                })
+            }
+        };
+        let first_queue_offset = slot.next_offset;
+        slot.cq
+            .reserve(first_queue_offset + records.len() as u64 - 1)?;
         // Store timestamps never go backwards, so recovery can rely on their order.
         let store_ts = now.max(ws.last_store_ts);
         let physical_offset = self.log.append(&mut ws.log, total, store_ts, |buf, phys| {
@@ -284,23 +318,27 @@ impl Engine {
             }
         })?;
         ws.last_store_ts = store_ts;
-        cq.advance_next_offset(records.len() as u64);
+        slot.next_offset += records.len() as u64;
         let mut phys = physical_offset;
         for (i, r) in records.iter().enumerate() {
-            let p = PendingUnit {
-                cq: cq.clone(),
-                queue_offset: first_queue_offset + i as u64,
-                unit: CqUnit {
-                    physical_offset: phys,
-                    size: r.len() as u32,
-                    tag_code: r.tag_code(store_ts),
-                },
-                store_ts,
+            let queue_offset = first_queue_offset + i as u64;
+            let unit = CqUnit {
+                physical_offset: phys,
+                size: r.len() as u32,
+                tag_code: r.tag_code(store_ts),
             };
             phys += r.len() as u64;
             if self.is_sync() {
-                self.dispatcher.defer(p);
-            } else if let Err(e) = self.dispatcher.dispatch_now(p) {
+                self.dispatcher.defer(PendingUnit {
+                    cq: slot.cq.clone(),
+                    queue_offset,
+                    unit,
+                    store_ts,
+                });
+            } else if let Err(e) =
+                self.dispatcher
+                    .dispatch_appended(&slot.cq, queue_offset, unit, store_ts)
+            {
                 // The record is in the log but not in its queue: only recovery can mend that.
                 self.poison();
                 return Err(e);
@@ -308,7 +346,7 @@ impl Engine {
         }
         drop(guard);
         if !self.is_sync() {
-            self.arrivals().notify();
+            self.arrivals.notify();
         }
         Ok(Region {
             first_queue_offset,

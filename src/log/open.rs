@@ -184,6 +184,7 @@ pub(crate) fn open(
         log,
         write: Mutex::new(WriteState {
             log: writer,
+            slots: Default::default(),
             last_store_ts: last_ts,
         }),
         queues: RwLock::new(queue_map),

@@ -196,6 +196,38 @@ impl SegmentSet {
     }
 }
 
+/// Recovery's "truncate after" on segments not yet shared: removes the trailing segments
+/// that start at or after `from` (keeping at least `keep` of them) and deletes their files,
+/// syncing `dir` if any went.
+pub(crate) fn remove_trailing(
+    fs: &Fs,
+    dir: &Path,
+    segs: &mut Vec<Segment>,
+    from: u64,
+    keep: usize,
+) -> Result<()> {
+    let mut removed = false;
+    while segs.len() > keep {
+        match segs.pop() {
+            Some(s) if s.base() >= from => {
+                let path = s.path().to_path_buf();
+                drop(s);
+                fs.remove_file_if_exists(&path)?;
+                removed = true;
+            }
+            Some(s) => {
+                segs.push(s);
+                break;
+            }
+            None => break,
+        }
+    }
+    if removed {
+        fs.sync_dir(dir)?;
+    }
+    Ok(())
+}
+
 /// The segment of a contiguous, sorted slice holding `offset`.
 pub(crate) fn find_in<S: std::borrow::Borrow<Segment>>(
     segs: &[S],

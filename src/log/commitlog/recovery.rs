@@ -7,6 +7,7 @@ use crate::config::RecoveryMode;
 use crate::error::{Error, Result};
 use crate::format::cq_unit::CqUnit;
 use crate::format::record::{self, BLANK_LEN, Decoded, RecordView};
+use crate::storage::segment_set::remove_trailing;
 use crate::storage::{Fs, Segment};
 
 /// Opens every segment file in `dir`. Segments must be contiguous and full-size; trailing
@@ -257,17 +258,7 @@ pub(crate) fn truncate(
     end: u64,
     zero_tail: bool,
 ) -> Result<Vec<Segment>> {
-    let mut removed = false;
-    while segs.last().is_some_and(|s| s.base() > end) {
-        let s = segs.pop().expect("non-empty");
-        let path = s.path().to_path_buf();
-        drop(s);
-        fs.remove_file_if_exists(&path)?;
-        removed = true;
-    }
-    if removed {
-        fs.sync_dir(dir)?;
-    }
+    remove_trailing(fs, dir, &mut segs, end.saturating_add(1), 0)?;
     if let Some(last) = segs.last_mut() {
         let rel = end.saturating_sub(last.base()).min(segment_size) as usize;
         if zero_tail {

@@ -29,9 +29,6 @@ pub(crate) struct ConsumeQueue {
     min_offset: AtomicU64,
     /// Next queue offset to write (the queue's max offset).
     max_offset: AtomicU64,
-    /// Next queue offset to assign to an append (ahead of `max_offset` while units wait for
-    /// their records to become durable). Changed only under the engine's write lock.
-    next_offset: AtomicU64,
     /// End (offset + size) of the last dispatched record in the CommitLog.
     max_phys_end: AtomicU64,
     /// Bytes of units known durable, as an absolute byte offset.
@@ -72,7 +69,6 @@ impl ConsumeQueue {
             writer: Mutex::new(None),
             min_offset: AtomicU64::new(0),
             max_offset: AtomicU64::new(0),
-            next_offset: AtomicU64::new(0),
             max_phys_end: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
             capacity_end: AtomicU64::new(0),
@@ -86,18 +82,7 @@ impl ConsumeQueue {
     pub(crate) fn set_bounds(&mut self, min_offset: u64, max_offset: u64, max_phys_end: u64) {
         *self.min_offset.get_mut() = min_offset;
         *self.max_offset.get_mut() = max_offset;
-        *self.next_offset.get_mut() = max_offset;
         *self.max_phys_end.get_mut() = max_phys_end;
-    }
-
-    /// The queue offset the next append gets.
-    pub(crate) fn next_offset(&self) -> u64 {
-        self.next_offset.load(Ordering::Acquire)
-    }
-
-    /// Assigns `n` queue offsets to an append (under the engine's write lock).
-    pub(crate) fn advance_next_offset(&self, n: u64) {
-        self.next_offset.fetch_add(n, Ordering::AcqRel);
     }
 
     /// An empty queue (its directory is created, no file yet).
@@ -210,8 +195,6 @@ impl ConsumeQueue {
             Ordering::Release,
         );
         self.max_offset.store(queue_offset + 1, Ordering::Release);
-        self.next_offset
-            .fetch_max(queue_offset + 1, Ordering::AcqRel);
     }
 
     /// Wakes threads waiting for new units, if there are any.

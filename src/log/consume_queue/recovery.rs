@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use super::{ConsumeQueue, UNIT};
 use crate::error::Result;
 use crate::format::cq_unit::{CQ_UNIT_SIZE, CqUnit};
+use crate::storage::segment_set::remove_trailing;
 use crate::storage::{Fs, Segment};
 
 /// How many damaged units at the tail recovery trims before it gives up and rebuilds the queue.
@@ -183,12 +184,8 @@ impl ConsumeQueue {
     fn install(&mut self, mut segs: Vec<Segment>, old_end_bytes: u64) -> Result<()> {
         let end = self.max_offset() * UNIT;
         // Files that start at or past the end hold nothing valid (keep the first file).
-        while segs.len() > 1 && segs.last().is_some_and(|s| s.base() >= end) {
-            let s = segs.pop().expect("len > 1");
-            let path = s.path().to_path_buf();
-            drop(s);
-            self.set.fs().remove_file_if_exists(&path)?;
-        }
+        let dir = self.set.dir().to_path_buf();
+        remove_trailing(self.set.fs(), &dir, &mut segs, end, 1)?;
         for s in segs.iter_mut() {
             let rel_end = end.saturating_sub(s.base()).min(self.file_size) as usize;
             let rel_old = old_end_bytes.saturating_sub(s.base()).min(self.file_size) as usize;
