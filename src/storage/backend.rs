@@ -26,6 +26,8 @@ use std::path::Path;
 
 use memmap2::{MmapOptions, MmapRaw};
 
+use super::mmap;
+
 /// The kinds of storage operation, for fault injection and accounting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -96,6 +98,18 @@ pub(crate) trait Storage: Send + Sync + fmt::Debug {
     /// Whether `path` exists (as a file or directory).
     fn exists(&self, path: &Path) -> io::Result<bool>;
 
+    /// The ranges of `[from, to)` of the file `path` that may hold data: on file systems that
+    /// can tell (`SEEK_DATA`), never-written parts of a preallocated file are left out, so
+    /// recovery does not read a gigabyte of zeros. The default is the whole range.
+    fn data_ranges(&self, path: &Path, from: u64, to: u64) -> io::Result<Vec<(u64, u64)>> {
+        let _ = path;
+        Ok(if from < to {
+            vec![(from, to)]
+        } else {
+            Vec::new()
+        })
+    }
+
     /// The length of the file `path`.
     fn len(&self, path: &Path) -> io::Result<u64> {
         Ok(fs::metadata(path)?.len())
@@ -111,7 +125,7 @@ fn preallocate(file: &File, len: u64) -> io::Result<()> {
     if len == 0 {
         return Ok(());
     }
-    crate::storage::mmap::fallocate(file.as_raw_fd(), len)
+    mmap::fallocate(file.as_raw_fd(), len)
 }
 
 impl Storage for FileStorage {
@@ -200,5 +214,29 @@ impl Storage for FileStorage {
 
     fn exists(&self, path: &Path) -> io::Result<bool> {
         path.try_exists()
+    }
+
+    fn data_ranges(&self, path: &Path, from: u64, to: u64) -> io::Result<Vec<(u64, u64)>> {
+        let file = File::open(path)?;
+        let fd = file.as_raw_fd();
+        let mut out = Vec::new();
+        let mut pos = from;
+        while pos < to {
+            let Some(start) = mmap::seek_data(fd, pos)? else {
+                break;
+            };
+            if start >= to {
+                break;
+            }
+            let end = mmap::seek_hole(fd, start)?.unwrap_or(to).min(to);
+            if end <= start {
+                // A file system that does not move forward: treat the rest as data.
+                out.push((start, to));
+                break;
+            }
+            out.push((start, end));
+            pos = end;
+        }
+        Ok(out)
     }
 }

@@ -115,6 +115,13 @@ impl Fs {
             .map_err(|e| Error::io("sync directory", dir, e))
     }
 
+    /// The parts of `[from, to)` of `path` that may hold data (see [`Storage::data_ranges`]).
+    pub(crate) fn data_ranges(&self, path: &Path, from: u64, to: u64) -> Result<Vec<(u64, u64)>> {
+        self.storage
+            .data_ranges(path, from, to)
+            .map_err(|e| Error::io("find data", path, e))
+    }
+
     /// The length of the file `path`.
     pub(crate) fn len(&self, path: &Path) -> Result<u64> {
         self.storage

@@ -42,6 +42,34 @@ pub(crate) struct Segment {
     warmed: AtomicBool,
 }
 
+/// The next offset at or after `from` where the file `fd` holds data (`SEEK_DATA`), or
+/// `None` past the last data. File systems that cannot tell report everything as data.
+pub(crate) fn seek_data(fd: std::os::fd::RawFd, from: u64) -> std::io::Result<Option<u64>> {
+    seek(fd, from, libc::SEEK_DATA)
+}
+
+/// The next offset at or after `from` where a hole starts (`SEEK_HOLE`; the file's end counts
+/// as one).
+pub(crate) fn seek_hole(fd: std::os::fd::RawFd, from: u64) -> std::io::Result<Option<u64>> {
+    seek(fd, from, libc::SEEK_HOLE)
+}
+
+fn seek(fd: std::os::fd::RawFd, from: u64, whence: libc::c_int) -> std::io::Result<Option<u64>> {
+    let off =
+        libc::off_t::try_from(from).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: plain FFI call on a file descriptor the caller keeps open; no memory is passed.
+    let rc = unsafe { libc::lseek(fd, off, whence) };
+    if rc >= 0 {
+        return Ok(Some(rc as u64));
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::ENXIO) {
+        Ok(None)
+    } else {
+        Err(err)
+    }
+}
+
 /// `posix_fallocate` of the first `len` bytes of the open file `fd`.
 pub(crate) fn fallocate(fd: std::os::fd::RawFd, len: libc::off_t) -> std::io::Result<()> {
     // SAFETY: plain FFI call on a file descriptor the caller keeps open; no memory is passed.

@@ -262,7 +262,11 @@ pub(crate) fn truncate(
     if let Some(last) = segs.last_mut() {
         let rel = end.saturating_sub(last.base()).min(segment_size) as usize;
         if zero_tail {
-            last.zero(rel, segment_size as usize)?;
+            // Only where the file may hold data: a preallocated segment is mostly unwritten.
+            let path = last.path().to_path_buf();
+            for (a, b) in fs.data_ranges(&path, rel as u64, segment_size)? {
+                last.zero(a as usize, b as usize)?;
+            }
         }
         last.set_published(rel);
     }
