@@ -278,8 +278,9 @@ impl Broker {
         queue_id: u32,
         opts: PutOptions<'_>,
     ) -> Result<PutResult> {
-        let p = self.prepare(msg, queue_id, opts, now_ms())?;
-        let region = self.append_run(std::slice::from_ref(&p), p.queue_id)?;
+        let now = now_ms();
+        let p = self.prepare(msg, queue_id, opts, now)?;
+        let region = self.append_run(std::slice::from_ref(&p), p.queue_id, now)?;
         let status = if opts.no_wait {
             PutStatus::PutOk
         } else {
@@ -314,7 +315,7 @@ impl Broker {
                 "batch of {total} bytes exceeds the maximum message size"
             )));
         }
-        let region = self.append_run(&prepared, queue_id)?;
+        let region = self.append_run(&prepared, queue_id, now)?;
         let status = if opts.no_wait {
             PutStatus::PutOk
         } else {
@@ -361,7 +362,7 @@ impl Broker {
 
     /// Appends prepared records of one topic as one contiguous region of queue `queue_id`
     /// (creating the topic or queue first when allowed).
-    fn append_run(&self, prepared: &[Prepared<'_>], queue_id: u32) -> Result<Region> {
+    fn append_run(&self, prepared: &[Prepared<'_>], queue_id: u32, now: u64) -> Result<Region> {
         let Some(first) = prepared.first() else {
             return Err(Error::InvalidMessage("empty batch".into()));
         };
@@ -370,7 +371,7 @@ impl Broker {
             return Err(Error::InvalidMessage("a batch must have one topic".into()));
         }
         let create = first.opts.create_topic || topic == SCHEDULE_TOPIC || topic == TIMER_TOPIC;
-        let region = self.engine().append(topic, queue_id, prepared, || {
+        let region = self.engine().append(topic, queue_id, prepared, now, || {
             self.queue_for_put(topic, queue_id, create)
         })?;
         if topic == SCHEDULE_TOPIC || topic == TIMER_TOPIC {

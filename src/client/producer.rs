@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use flate2::Compression;
@@ -153,6 +153,8 @@ pub(crate) struct Shared {
     pub(crate) group: String,
     pub(crate) options: ProducerOptions,
     round_robin: AtomicUsize,
+    /// The group name passed its check (done at the first send).
+    group_valid: AtomicBool,
 }
 
 /// Sends messages to a store. `Clone + Send + Sync`; clones share queue selection and the
@@ -193,6 +195,7 @@ impl Producer {
                 group: group.to_owned(),
                 options,
                 round_robin: AtomicUsize::new(start & 0x7FFF_FFFF),
+                group_valid: AtomicBool::new(false),
             }),
             async_sender: Arc::new(Mutex::new(None)),
         }
@@ -454,7 +457,10 @@ impl Producer {
 impl Shared {
     /// Checks what RocketMQ's client checks before a send.
     pub(crate) fn check(&self, msg: &Message) -> Result<()> {
-        validate::group(&self.group)?;
+        if !self.group_valid.load(Ordering::Relaxed) {
+            validate::group(&self.group)?;
+            self.group_valid.store(true, Ordering::Relaxed);
+        }
         validate::client_topic(&msg.topic)?;
         validate::user_properties(msg.properties.iter().map(|(k, _)| k.as_str()))?;
         Ok(())
@@ -464,10 +470,13 @@ impl Shared {
     /// for a message that would be stored, so a refused send leaves no topic behind.
     pub(crate) fn queue_count_for(&self, msg: &Message) -> Result<u32> {
         let core = self.store.core();
-        if core.write_queue_count(&msg.topic).is_none() {
-            core.check_storable(msg)?;
+        match core.write_queue_count(&msg.topic) {
+            Some(n) => Ok(n),
+            None => {
+                core.check_storable(msg)?;
+                self.queue_count(&msg.topic)
+            }
         }
-        self.queue_count(&msg.topic)
     }
 
     /// Write queue count of a topic, creating the topic if allowed.

@@ -263,19 +263,21 @@ impl Engine {
     /// durable under `Sync`). Nothing is written if the region cannot be appended. The first
     /// append to a queue since open asks `resolve` for it (the broker checks and creates
     /// topics there), under the write lock, so the queue's next offset is taken from its
-    /// consume queue exactly once.
+    /// consume queue exactly once. `now` is the clock read before the call: the store time is
+    /// the later of it and the previous store time, so it is never earlier than a time read
+    /// before the put, and never goes backwards.
     pub(crate) fn append<R: Record>(
         &self,
         topic: &str,
         queue_id: u32,
         records: &[R],
+        now: u64,
         resolve: impl FnOnce() -> Result<Arc<ConsumeQueue>>,
     ) -> Result<Region> {
         if records.is_empty() {
             return Err(Error::InvalidMessage("empty batch".into()));
         }
         let total: usize = records.iter().map(Record::len).sum();
-        let now = crate::clock::now_ms();
         let mut guard = self.write.lock();
         self.check_writable()?;
         let ws = &mut *guard;

@@ -110,6 +110,22 @@ pub(crate) trait Storage: Send + Sync + fmt::Debug {
         })
     }
 
+    /// Writes zeros over `[from, from + len)` of the file `path` (through the page cache, not
+    /// synced): pages a writer will fill next are then in memory without a page fault
+    /// reading them in.
+    fn write_zeros(&self, path: &Path, from: u64, len: u64) -> io::Result<()> {
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        let f = OpenOptions::new().write(true).open(path)?;
+        let mut pos = from;
+        let end = from.saturating_add(len);
+        while pos < end {
+            let n = (end - pos).min(ZEROS.len() as u64) as usize;
+            f.write_all_at(&ZEROS[..n], pos)?;
+            pos += n as u64;
+        }
+        Ok(())
+    }
+
     /// The length of the file `path`.
     fn len(&self, path: &Path) -> io::Result<u64> {
         Ok(fs::metadata(path)?.len())

@@ -24,7 +24,17 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use memmap2::MmapRaw;
 
 use super::fs::Fs;
+use super::segment_set::PAGE_SIZE as PAGE;
 use crate::error::{Error, Result};
+
+/// How [`Segment::zero_ahead`] writes its zeros.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ZeroAhead {
+    /// Through the mapping, then flushed (warming, `FlushPolicy::Sync`).
+    Durable,
+    /// With `pwrite`, into the page cache only.
+    PageCache,
+}
 
 /// A fixed-size segment file mapped into memory.
 #[derive(Debug)]
@@ -194,12 +204,20 @@ impl Segment {
         self.warmed.load(Ordering::Acquire)
     }
 
-    /// Writes zeros through `[from, to)` of a segment in use and flushes them, ahead of its
-    /// writer, so the writer's own flushes there do not pay for converting unwritten extents.
+    /// Writes zeros over `[from, to)` of a segment in use, ahead of its writer: with
+    /// [`ZeroAhead::Durable`] through the mapping and flushed (the writer's own flushes then do
+    /// not pay for converting unwritten extents), with [`ZeroAhead::PageCache`] with `pwrite`
+    /// (the writer then finds the pages in memory, with no page fault that zero-fills them).
     /// Skipped (returns false) unless the range starts at least `gap` bytes past the published
     /// length, `gap` being larger than any single append: the writer never writes there
     /// meanwhile, and should it get close it waits ([`SegmentWriter::append`]).
-    pub(crate) fn zero_ahead(&self, from: usize, to: usize, gap: usize) -> Result<bool> {
+    pub(crate) fn zero_ahead(
+        &self,
+        from: usize,
+        to: usize,
+        gap: usize,
+        how: ZeroAhead,
+    ) -> Result<bool> {
         let to = to.min(self.size);
         if from >= to {
             return Ok(false);
@@ -209,16 +227,27 @@ impl Segment {
             self.zeroing_from.store(usize::MAX, Ordering::SeqCst);
             return Ok(false);
         }
-        // SAFETY: `[from, to)` lies inside the mapping. It starts at least `gap` bytes past
-        // the published length, and an append in flight never reaches further than `gap`
-        // past it, so neither the writer nor any reader touches these bytes now; a later
-        // append that would reach `from` sees `zeroing_from` (stored above, SeqCst) and waits
-        // until it is cleared below. The bytes are zero already (never written), so writing
-        // zeros changes no content either.
-        unsafe { std::ptr::write_bytes(self.map.as_mut_ptr().add(from), 0, to - from) };
-        let flushed = self.flush(from, to);
+        let done = match how {
+            ZeroAhead::Durable => {
+                // SAFETY: `[from, to)` lies inside the mapping. It starts at least `gap` bytes
+                // past the published length, and an append in flight never reaches further
+                // than `gap` past it, so neither the writer nor any reader touches these bytes
+                // now; a later append that would reach `from` sees `zeroing_from` (stored
+                // above, SeqCst) and waits until it is cleared below. The bytes are zero
+                // already (never written), so writing zeros changes no content either.
+                unsafe { std::ptr::write_bytes(self.map.as_mut_ptr().add(from), 0, to - from) };
+                self.flush(from, to)
+            }
+            // The same argument: nobody reads or writes these bytes meanwhile, and they stay
+            // zero.
+            ZeroAhead::PageCache => self
+                .fs
+                .storage()
+                .write_zeros(&self.path, from as u64, (to - from) as u64)
+                .map_err(|e| Error::io("zero ahead", &self.path, e)),
+        };
         self.zeroing_from.store(usize::MAX, Ordering::SeqCst);
-        flushed.map(|()| true)
+        done.map(|()| true)
     }
 
     /// Faults `[from, to)` in ahead of the writer, so appends there find the pages in memory.
@@ -264,6 +293,14 @@ impl Segment {
             return None;
         }
         let pos = self.published();
+        // Ahead of the writer there is nothing to read around: without this, a page fault
+        // there makes the kernel "read around" it (read_ahead_kb, 8 MiB here), zero-filling
+        // megabytes of an unwritten extent under folio locks while a tailing reader that
+        // touches one of those pages waits: 10 ms stalls every 8 MiB of log.
+        let from = pos & !(PAGE as usize - 1);
+        let _ = self
+            .map
+            .advise_range(memmap2::Advice::Random, from, self.size - from);
         Some(SegmentWriter { seg: self, pos })
     }
 }
@@ -273,6 +310,14 @@ impl Segment {
 pub(crate) struct SegmentWriter {
     seg: Arc<Segment>,
     pos: usize,
+}
+
+impl Drop for SegmentWriter {
+    fn drop(&mut self) {
+        // The segment is sealed (or the store closes): readers scanning it sequentially,
+        // say after a restart, should get read-ahead again.
+        let _ = self.seg.map.advise(memmap2::Advice::Normal);
+    }
 }
 
 impl SegmentWriter {

@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::format::record::{self, BLANK_LEN, Decoded, RecordView};
+use crate::storage::mmap::ZeroAhead;
 use crate::storage::{FlushScope, Segment, SegmentSet, SegmentWriter};
 
 pub(crate) use preparer::Preparer;
@@ -315,7 +316,10 @@ impl LogWriter {
     /// append.
     pub(crate) fn zero_start(&self, len: usize) -> Result<()> {
         let pos = self.seg.pos();
-        self.seg.segment().zero_ahead(pos, pos + len, 0).map(|_| ())
+        self.seg
+            .segment()
+            .zero_ahead(pos, pos + len, 0, ZeroAhead::Durable)
+            .map(|_| ())
     }
 
     /// Start offset of the segment being written.

@@ -10,6 +10,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::error::Result;
 use crate::storage::fs::segment_name;
+use crate::storage::mmap::ZeroAhead;
 use crate::storage::{Fs, Segment};
 
 /// How far ahead of the writer pages are faulted in.
@@ -67,18 +68,29 @@ impl Preparer {
                     }
                 }
             })?;
+        // The prefault thread keeps the pages ahead of the writer in memory. Under `Async` it
+        // writes zeros there with `pwrite` (into the page cache: the writer's first touch of a
+        // page is then a cheap minor fault, and nothing "reads around" an unwritten extent
+        // under folio locks, which stalled a tailing reader for 10 ms every 8 MiB); with
+        // warming (`Sync`) it zero-fills and flushes; otherwise it faults pages in readable.
         let (pop_tx, pop_rx) = bounded::<PopulateRequest>(64);
         let populate_thread = std::thread::Builder::new()
             .name("mqlite-prefault".into())
             .spawn(move || {
                 for (seg, from, to) in pop_rx {
-                    // A segment in use that was not warmed (a new store's first one, or
-                    // the current one after a restart) is zero-filled ahead of the writer
-                    // when warming is on.
-                    let zeroed = warm
-                        && !seg.is_warmed()
-                        && seg.zero_ahead(from, to, zero_gap).unwrap_or(false);
-                    if !zeroed {
+                    let how = if warm && !seg.is_warmed() {
+                        Some(ZeroAhead::Durable)
+                    } else if populate_write {
+                        Some(ZeroAhead::PageCache)
+                    } else {
+                        None
+                    };
+                    let zeroed = how.is_some_and(|how| {
+                        seg.zero_ahead(from, to, zero_gap, how).unwrap_or(false)
+                    });
+                    // Map the (now cached) pages, writable under `Async`: the writer then takes
+                    // no page fault at all.
+                    if zeroed || !populate_write {
                         seg.populate(from, to, populate_write);
                     }
                 }
@@ -91,7 +103,8 @@ impl Preparer {
             populate: Some(pop_tx),
             populate_thread: Some(populate_thread),
             fs: discard_fs,
-            lead: if warm {
+            // Zeroing ahead stays a gap past the writer.
+            lead: if warm || populate_write {
                 zero_gap + POPULATE_LEAD
             } else {
                 POPULATE_LEAD
@@ -99,7 +112,7 @@ impl Preparer {
         })
     }
 
-    /// Asks for `[from, to)` of `seg` to be faulted in; dropped if the thread is behind.
+    /// Asks for `[from, to)` of `seg` to be prepared; dropped if the thread is behind.
     pub(crate) fn populate(&self, seg: &Arc<Segment>, from: usize, to: usize) {
         if let Some(tx) = &self.populate {
             let _ = tx.try_send((seg.clone(), from, to));
