@@ -353,9 +353,12 @@ pub fn decode(buf: &[u8], check_crc: bool) -> Result<Decoded<'_>, DecodeError> {
             return Err(DecodeError::UnterminatedProperties);
         }
         let record = &buf[..total as usize];
-        if stored_record_crc(record).is_some() {
+        if let Some(stored) = stored_record_crc(record) {
             // The whole-record CRC covers the body and its stored CRC too: one pass suffices.
-            verify_record_crc(record)?;
+            let computed = masked_crc32(&record[..record.len() - RECORD_CRC_LEN]);
+            if computed != stored {
+                return Err(DecodeError::RecordCrcMismatch { stored, computed });
+            }
         } else {
             let computed = masked_crc32(body);
             if computed != body_crc {
