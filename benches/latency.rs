@@ -2,7 +2,8 @@
 //! p99 ≤ 40 µs). A paced producer thread sends one message every 20 µs, stamping the send time
 //! in the body; a consumer thread long-polls with `pull_timeout` and records how long each
 //! message took to arrive. Criterion times a window of messages; the percentiles over all
-//! windows are printed at the end.
+//! windows are printed at the end, next to the same paced load through a crossbeam channel
+//! run right after (the in-memory ceiling).
 //!
 //! Run: `cargo bench --bench latency -- --noplot`
 
@@ -64,6 +65,54 @@ fn run_window(store: &Store, base: Instant, n: usize, offset: &mut u64) -> Vec<D
     latencies
 }
 
+/// The same paced producer and consumer over a crossbeam channel (the in-memory ceiling), for
+/// a same-run comparison.
+fn crossbeam_window(base: Instant, n: usize) -> Vec<Duration> {
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(1024);
+    std::thread::scope(|s| {
+        let receiver = s.spawn(|| {
+            let mut got = Vec::with_capacity(n);
+            while got.len() < n {
+                let body = rx.recv().expect("recv");
+                let now = base.elapsed();
+                let mut b = [0u8; 16];
+                b.copy_from_slice(&body[..16]);
+                got.push(now.saturating_sub(Duration::from_nanos(u128::from_be_bytes(b) as u64)));
+            }
+            got
+        });
+        let mut next = Instant::now();
+        for _ in 0..n {
+            while Instant::now() < next {
+                std::hint::spin_loop();
+            }
+            next += INTERVAL;
+            let mut body = base.elapsed().as_nanos().to_be_bytes().to_vec();
+            body.resize(100, b'x');
+            tx.send(body).expect("send");
+        }
+        receiver.join().expect("receiver")
+    })
+}
+
+/// p50, p99, p999 and max of `all` (sorted here).
+fn percentiles(all: &mut [Duration]) -> String {
+    all.sort();
+    if all.is_empty() {
+        return "no samples".into();
+    }
+    let p = |q: f64| all[((all.len() - 1) as f64 * q) as usize];
+    format!(
+        "p50 {:?}, p90 {:?}, p99 {:?}, p999 {:?}, max {:?} over {} messages",
+        p(0.50),
+        p(0.90),
+        p(0.99),
+        p(0.999),
+        all[all.len() - 1],
+        all.len()
+    )
+}
+
 fn latency(c: &mut Criterion) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let store = Store::builder(tmp.path())
@@ -90,18 +139,10 @@ fn latency(c: &mut Criterion) {
     });
     group.finish();
     let mut all = all.into_inner();
-    all.sort();
-    if !all.is_empty() {
-        let p = |q: f64| all[((all.len() - 1) as f64 * q) as usize];
-        println!(
-            "latency over {} messages: p50 {:?}, p90 {:?}, p99 {:?}, max {:?}",
-            all.len(),
-            p(0.50),
-            p(0.90),
-            p(0.99),
-            all[all.len() - 1]
-        );
-    }
+    println!("mqlite pull_timeout: {}", percentiles(&mut all));
+    // The same number of messages through a crossbeam channel, right after.
+    let mut channel = crossbeam_window(Instant::now(), all.len().max(1));
+    println!("crossbeam-channel:   {}", percentiles(&mut channel));
     store.close().expect("close");
 }
 

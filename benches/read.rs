@@ -1,7 +1,8 @@
 //! Sequential pull throughput (DESIGN.md §5): a store prefilled (`FlushPolicy::Async`) with
 //! 500,000 messages of 100-byte bodies in one queue, read back with
 //! `get_messages(&queue, offset, 32)` walking the queue from offset 0 and wrapping around at
-//! the end. Throughput is in messages/s (32 per iteration).
+//! the end. Throughput is in messages/s (32 per iteration). `scan_32` reads the same batches
+//! zero-copy with `Store::scan` (borrowed `MessageView`s, each record's CRC checked once).
 //!
 //! Run: `cargo bench --bench read -- --noplot`
 
@@ -59,6 +60,22 @@ fn sequential(c: &mut Criterion) {
                 got.next_offset
             };
             black_box(got.messages)
+        })
+    });
+    group.bench_function("scan_32", |b| {
+        let store = store.get_or_init(|| prefill(&tmp.path().join("store")));
+        let mut offset = 0;
+        b.iter(|| {
+            let mut bytes = 0;
+            let next = store
+                .scan(&mq, offset, BATCH, |m| {
+                    bytes += m.stored_body().len();
+                    true
+                })
+                .expect("scan");
+            assert_eq!(next, offset + BATCH as u64);
+            offset = if next >= MESSAGES { 0 } else { next };
+            black_box(bytes)
         })
     });
     group.finish();

@@ -41,6 +41,7 @@ mod config;
 mod error;
 mod filter;
 mod message;
+mod view;
 
 #[cfg(feature = "sim")]
 pub use storage::sim;
@@ -58,6 +59,7 @@ pub use filter::TagFilter;
 pub use format::msg_id::{MessageId, OffsetMessageId};
 pub use message::{Message, MessageExt, MessageQueue};
 pub use store::{GetResult, PutResult, PutStatus, Store, ToOffsetMessageId, TopicConfig};
+pub use view::MessageView;
 
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

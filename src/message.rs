@@ -525,7 +525,7 @@ impl fmt::Debug for MessageExt {
 /// Inflates a compressed (zlib, or the older "compressed, no type") body into `out`. Returns
 /// false when the body is not compressed that way or does not inflate; the stored bytes are
 /// then used as they are.
-fn inflate_into(rec: &RecordView<'_>, out: &mut Vec<u8>) -> bool {
+pub(crate) fn inflate_into(rec: &RecordView<'_>, out: &mut Vec<u8>) -> bool {
     use std::io::Read;
     let flag = rec.meta.sys_flag;
     if flag & sys_flag::COMPRESSED == 0 {

@@ -8,8 +8,10 @@ use super::{Broker, OffsetScope};
 use crate::error::{Error, Result};
 use crate::filter::TagFilter;
 use crate::format::properties::{self, keys};
+use crate::format::record::RecordView;
 use crate::log::consume_queue::ConsumeQueue;
 use crate::message::{Batch, MessageExt, MessageQueue};
+use crate::view::MessageView;
 
 /// Most consume queue units one read examines when a filter skips messages (RocketMQ
 /// `maxFilterMessageCount`).
@@ -119,26 +121,23 @@ impl Broker {
         }
     }
 
-    /// Reads up to `max` matching messages from `offset`, examining at most `MAX_SCAN` units
-    /// when the filter skips some.
-    pub(crate) fn read_queue(
+    /// Visits the matching records of `cq` from `offset` on, examining at most `budget`
+    /// units, until `on_record` returns false. Each record's CRC is checked once, as it is
+    /// decoded. Returns the offset after the last unit examined, and the first damaged unit
+    /// with its error, if any (the visit stops there).
+    fn visit_queue(
         &self,
         cq: &ConsumeQueue,
         offset: u64,
-        max: usize,
+        budget: usize,
         filter: &TagFilter,
-    ) -> Result<Read> {
+        mut on_record: impl FnMut(&RecordView<'_>) -> bool,
+    ) -> (u64, Option<(u64, Error)>) {
         let limit = self.visible_end();
-        let mut batch = Batch::with_capacity(max.min(64));
         let mut failure = None;
         let mut cache = None;
         let queue_id = cq.queue_id();
         let topic = cq.topic();
-        let budget = if filter.is_all() {
-            max
-        } else {
-            MAX_SCAN.max(max)
-        };
         let scanned_to = cq.scan(offset, budget, |qoff, unit| {
             if !filter.matches_code(unit.tag_code) {
                 return true;
@@ -158,35 +157,78 @@ impl Broker {
                     if !filter.is_all()
                         && !filter.matches(properties::get(rec.properties, keys::TAGS))
                     {
-                        return Ok(false);
+                        return Ok(true);
                     }
-                    batch.push(rec, topic.clone());
-                    Ok(true)
+                    Ok(on_record(rec))
                 });
             match read.and_then(|r| r) {
-                Ok(true) => batch.len() < max,
-                Ok(false) => true,
+                Ok(go_on) => go_on,
                 Err(e) => {
                     failure = Some((qoff, e));
                     false
                 }
             }
         });
+        match failure {
+            Some((qoff, e)) => (qoff, Some((qoff, e))),
+            None => (scanned_to, None),
+        }
+    }
+
+    /// Reads up to `max` matching messages from `offset`, examining at most `MAX_SCAN` units
+    /// when the filter skips some.
+    pub(crate) fn read_queue(
+        &self,
+        cq: &ConsumeQueue,
+        offset: u64,
+        max: usize,
+        filter: &TagFilter,
+    ) -> Result<Read> {
+        let mut batch = Batch::with_capacity(max.min(64));
+        let topic = cq.topic().clone();
+        let budget = if filter.is_all() {
+            max
+        } else {
+            MAX_SCAN.max(max)
+        };
+        let (scanned_to, failure) = self.visit_queue(cq, offset, budget, filter, |rec| {
+            batch.push(rec, topic.clone());
+            batch.len() < max
+        });
         let messages = batch.finish();
-        if let Some((qoff, e)) = failure {
-            if messages.is_empty() {
-                return Err(e);
-            }
+        if let Some((_, e)) = failure
+            && messages.is_empty()
+        {
             // Return what was read; the next read starts at the damaged unit and reports it.
-            return Ok(Read {
-                messages,
-                scanned_to: qoff,
-            });
+            return Err(e);
         }
         Ok(Read {
             messages,
             scanned_to,
         })
+    }
+
+    /// Calls `f` with each message of `queue` from `offset` on (at most `max`), borrowed in
+    /// place. Returns the offset to read next.
+    pub(crate) fn scan_views(
+        &self,
+        queue: &MessageQueue,
+        offset: u64,
+        max: usize,
+        mut f: impl FnMut(&MessageView<'_>) -> bool,
+    ) -> Result<u64> {
+        let Some(cq) = self.queue_checked(queue)? else {
+            return Ok(offset);
+        };
+        let mut seen = 0usize;
+        let (next, failure) = self.visit_queue(&cq, offset, max, &TagFilter::ALL, |rec| {
+            seen += 1;
+            f(&MessageView::new(rec))
+        });
+        match failure {
+            Some((_, e)) if seen == 0 => Err(e),
+            _ => Ok(next),
+        }
     }
 
     pub(crate) fn get_messages(

@@ -393,7 +393,7 @@ pub fn decode(buf: &[u8], check_crc: bool) -> Result<Decoded<'_>, DecodeError> {
     }))
 }
 
-#[inline]
+#[inline(always)]
 fn read_host(r: &mut Reader<'_>, v6: bool) -> Result<SocketAddr, DecodeError> {
     let ip = if v6 {
         IpAddr::V6(Ipv6Addr::from(r.array::<16>()?))

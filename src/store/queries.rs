@@ -4,10 +4,42 @@ use crate::error::Result;
 use crate::filter::TagFilter;
 use crate::format::properties::keys;
 use crate::message::{MessageExt, MessageQueue};
+use crate::view::MessageView;
 
 use super::Store;
 
 impl Store {
+    /// Calls `f` with each message of `queue` from queue offset `offset` on (at most `max`),
+    /// in offset order, without copying it: the [`MessageView`] borrows the stored record
+    /// for the duration of the call (each record's CRC is checked once). `f` returns `false`
+    /// to stop. Returns the queue offset to read next. An offset below the queue's minimum
+    /// starts at the minimum. The fastest way to read a queue; [`Store::get_messages`] copies
+    /// messages out instead.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = mqlite::Store::open(dir.path())?;
+    /// let q = mqlite::MessageQueue::new("orders", 0);
+    /// store.put(&mqlite::Message::new("orders", "a").with_tags("paid"), 0)?;
+    /// store.put(&mqlite::Message::new("orders", "b"), 0)?;
+    /// let mut paid = 0;
+    /// let next = store.scan(&q, 0, usize::MAX, |m| {
+    ///     paid += usize::from(m.tags() == Some("paid"));
+    ///     true
+    /// })?;
+    /// assert_eq!((paid, next), (1, 2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn scan(
+        &self,
+        queue: &MessageQueue,
+        offset: u64,
+        max: usize,
+        f: impl FnMut(&MessageView<'_>) -> bool,
+    ) -> Result<u64> {
+        self.core().scan_views(queue, offset, max, f)
+    }
+
     /// The queues of `topic`.
     ///
     /// ```
