@@ -250,9 +250,19 @@ fn a_damaged_offsets_file_falls_back_to_the_backup() {
         assert_eq!(c.committed_offset(&mq(0)).unwrap(), Some(3), "damage {i}");
         store.close().unwrap();
 
-        // Both damaged: no offset, the group starts over by its ConsumeFrom rule.
+        // Both damaged: the store refuses to open (as a RocketMQ broker does) instead of
+        // forgetting every offset, which would make `LastOffset` consumers skip the backlog.
         std::fs::write(&file, b"garbage").unwrap();
         std::fs::write(&bak, b"garbage").unwrap();
+        match small(tmp.path()).open() {
+            Err(mqlite::Error::Corrupted { file: f, .. }) => assert_eq!(f, file, "damage {i}"),
+            Err(e) => panic!("damage {i}: {e}"),
+            Ok(_) => panic!("damage {i}: opened with both offset files damaged"),
+        }
+        // Removing them is the operator's decision; then the group starts over by its
+        // ConsumeFrom rule.
+        std::fs::remove_file(&file).unwrap();
+        std::fs::remove_file(&bak).unwrap();
         let store = small(tmp.path()).open().unwrap();
         let c = store.pull_consumer("billing");
         assert_eq!(c.committed_offset(&mq(0)).unwrap(), None, "damage {i}");

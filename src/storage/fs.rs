@@ -223,19 +223,34 @@ impl Fs {
     }
 
     /// Reads a config file, falling back to its `.bak` when the main file is missing, empty or
-    /// rejected by `parse`. `Ok(None)` when neither exists.
+    /// rejected by `parse`. `Ok(None)` when neither holds anything; a file that exists but
+    /// cannot be parsed, with no usable `.bak`, is [`Error::Corrupted`] (as a RocketMQ
+    /// broker, the store refuses to start rather than silently forget what the file held).
     pub(crate) fn read_with_backup<T>(
         &self,
         path: &Path,
         parse: impl Fn(&[u8]) -> Option<T>,
     ) -> Result<Option<T>> {
+        let mut damaged: Option<PathBuf> = None;
         for candidate in [path.to_path_buf(), bak_path(path)] {
-            if let Some(bytes) = self.read(&candidate)?
-                && let Some(v) = parse(&bytes)
-            {
-                return Ok(Some(v));
+            match self.read(&candidate)? {
+                Some(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => {}
+                Some(bytes) => match parse(&bytes) {
+                    Some(v) => return Ok(Some(v)),
+                    None => {
+                        damaged.get_or_insert(candidate);
+                    }
+                },
+                None => {}
             }
         }
-        Ok(None)
+        match damaged {
+            Some(file) => Err(Error::corrupted(
+                file,
+                0,
+                "config file cannot be parsed and has no usable .bak; fix or remove it",
+            )),
+            None => Ok(None),
+        }
     }
 }
