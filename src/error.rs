@@ -106,6 +106,18 @@ pub enum Error {
     /// No message at the given position.
     #[error("no message at commitlog offset {0}")]
     MessageNotFound(u64),
+    /// A consumer offset past the end of its queue.
+    #[error("offset {offset} is past the end of queue {topic}:{queue_id} (max offset {max})")]
+    InvalidOffset {
+        /// The topic.
+        topic: String,
+        /// The queue id.
+        queue_id: u32,
+        /// The offset refused.
+        offset: u64,
+        /// The queue's max offset.
+        max: u64,
+    },
 }
 
 impl Error {

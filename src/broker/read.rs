@@ -72,18 +72,12 @@ pub struct GetResult {
 impl Broker {
     /// The smallest offset of a queue (0 for a queue that never had a message).
     pub(crate) fn min_offset(&self, queue: &MessageQueue) -> Result<u64> {
-        self.check_open()?;
-        Ok(self
-            .queue(&queue.topic, queue.queue_id)
-            .map_or(0, |q| q.min_offset()))
+        Ok(self.queue_checked(queue)?.map_or(0, |q| q.min_offset()))
     }
 
     /// The max offset of a queue: the offset the next message will get.
     pub(crate) fn max_offset(&self, queue: &MessageQueue) -> Result<u64> {
-        self.check_open()?;
-        Ok(self
-            .queue(&queue.topic, queue.queue_id)
-            .map_or(0, |q| q.max_offset()))
+        Ok(self.queue_checked(queue)?.map_or(0, |q| q.max_offset()))
     }
 
     /// The queues of `topic` (its read queues).
@@ -237,11 +231,7 @@ impl Broker {
         offset: u64,
         max: usize,
     ) -> Result<GetResult> {
-        let Some(cq) = self.queue_checked(queue).or_else(|e| match e {
-            Error::TopicNotFound(_) | Error::QueueNotFound { .. } => Ok(None),
-            e => Err(e),
-        })?
-        else {
+        let Some(cq) = self.queue_checked(queue)? else {
             return Ok(GetResult {
                 messages: Vec::new(),
                 next_offset: offset,
@@ -336,7 +326,15 @@ impl Broker {
         queue: &MessageQueue,
         offset: u64,
     ) -> Result<()> {
-        self.check_open()?;
+        let max = self.max_offset(queue)?;
+        if offset > max {
+            return Err(Error::InvalidOffset {
+                topic: queue.topic.clone(),
+                queue_id: queue.queue_id,
+                offset,
+                max,
+            });
+        }
         self.offsets
             .set(group, &queue.topic, queue.queue_id, offset);
         Ok(())

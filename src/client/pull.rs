@@ -155,7 +155,10 @@ impl PullConsumer {
 
     /// Records `offset` as the next offset the group consumes from `queue`. Persisted to
     /// `config/consumerOffset.json` periodically and at close; after a crash a consumer may see
-    /// messages again (from the last persisted offset) but never skips one.
+    /// messages again (from the last persisted offset) but never skips one. An unknown topic
+    /// or queue, or an offset past the queue's max offset
+    /// ([`Error::InvalidOffset`](crate::Error::InvalidOffset)), is refused and nothing is
+    /// recorded.
     pub fn commit_offset(&self, queue: &MessageQueue, offset: u64) -> Result<()> {
         validate::group(&self.group)?;
         self.store.core().commit_offset(&self.group, queue, offset)

@@ -101,18 +101,22 @@ impl Store {
 
     /// Reads up to `max` messages of `queue` from queue offset `offset` on.
     ///
+    /// A queue that does not exist is an error, as for a pull.
     /// An offset below the queue's minimum starts at the minimum; at or past the max offset
     /// the result is empty. Under `FlushPolicy::Sync` only durable messages are visible.
     pub fn get_messages(&self, queue: &MessageQueue, offset: u64, max: usize) -> Result<GetResult> {
         self.core().get_messages(queue, offset, max)
     }
 
-    /// The smallest offset of a queue (0 for a queue that never had a message).
+    /// The smallest offset of a queue (0 for a queue that never had a message);
+    /// [`Error::TopicNotFound`](crate::Error::TopicNotFound) or
+    /// [`Error::QueueNotFound`](crate::Error::QueueNotFound) for a queue that does not exist.
     pub fn min_offset(&self, queue: &MessageQueue) -> Result<u64> {
         self.core().min_offset(queue)
     }
 
-    /// The max offset of a queue: the offset the next message will get.
+    /// The max offset of a queue: the offset the next message will get (errors as
+    /// [`Store::min_offset`]).
     pub fn max_offset(&self, queue: &MessageQueue) -> Result<u64> {
         self.core().max_offset(queue)
     }

@@ -25,6 +25,13 @@ impl Store {
     /// ```
     pub fn put(&self, msg: &Message, queue_id: u32) -> Result<PutResult> {
         crate::broker::validate::user_topic(&msg.topic)?;
+        // Reserved properties (`DELAY`, `REAL_TOPIC`, …) are the store's to set; a client id
+        // (`UNIQ_KEY`) may be given, and is checked when the record is built.
+        crate::broker::validate::user_properties(
+            msg.properties()
+                .map(|(k, _)| k)
+                .filter(|k| *k != crate::format::properties::keys::UNIQ_KEY),
+        )?;
         self.core().put(msg, queue_id)
     }
 }
