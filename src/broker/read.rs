@@ -83,12 +83,7 @@ impl Broker {
     /// The queues of `topic` (its read queues).
     pub(crate) fn queues_of(&self, topic: &str) -> Result<Vec<MessageQueue>> {
         self.check_open()?;
-        let cfg = self
-            .topic_config(topic)
-            .ok_or_else(|| Error::TopicNotFound(topic.to_owned()))?;
-        Ok((0..cfg.read_queue_nums)
-            .map(|q| MessageQueue::new(topic, q))
-            .collect())
+        self.read_queues(topic)
     }
 
     /// The group's committed offsets of `topic`, by queue id.
