@@ -27,14 +27,15 @@
 //!
 //! See the README for the durability contract and the on-disk layout.
 
-// Layers, bottom up; each depends only on those before it (and on the shared leaves
-// `error`, `config`, `clock`, `message`, `filter`).
+// Layers, bottom up: format ← storage ← log (the engine) ← broker ← client ← facade (`Store`).
+// Each imports only layers below it and the shared leaves `error`, `config`, `clock`,
+// `message`, `view` and `filter`.
 mod broker;
 mod client;
+mod facade;
 pub mod format;
 mod log;
 mod storage;
-mod store;
 
 mod clock;
 mod config;
@@ -53,12 +54,14 @@ pub use client::push::{
     ConsumeOrderlyContext, ConsumeStatus, MessageModel, OrderlyStatus, PushConsumer,
     PushConsumerBuilder,
 };
-pub use config::{FlushPolicy, RecoveryMode, StoreBuilder, StoreConfig};
+pub use config::{FlushPolicy, RecoveryMode, StoreConfig};
 pub use error::{Error, Result};
+pub use facade::{
+    GetResult, PutResult, PutStatus, Store, StoreBuilder, ToOffsetMessageId, TopicConfig,
+};
 pub use filter::TagFilter;
 pub use format::msg_id::{MessageId, OffsetMessageId};
 pub use message::{Message, MessageExt, MessageQueue};
-pub use store::{GetResult, PutResult, PutStatus, Store, ToOffsetMessageId, TopicConfig};
 pub use view::MessageView;
 
 #[doc = include_str!("../README.md")]

@@ -1,6 +1,8 @@
-//! The [`Store`]: the public facade over the layers below (broker, log engine, storage). A
-//! cheap `Clone + Send + Sync` handle; clients (producers, consumers) are made from it.
+//! The [`Store`] facade: the public entry point over the layers below (broker, log engine,
+//! storage): a cheap `Clone + Send + Sync` handle; clients (producers, consumers) are made from
+//! it. It is the top layer: it imports every layer below and nothing imports it.
 
+mod builder;
 mod clients;
 mod locks;
 mod put;
@@ -11,11 +13,12 @@ use std::sync::Arc;
 
 use crate::broker::Broker;
 use crate::broker::runtime::Runtime;
-use crate::config::{StoreBuilder, StoreConfig};
+use crate::config::StoreConfig;
 use crate::error::Result;
 use crate::format::msg_id::OffsetMessageId;
 use crate::message::{MessageExt, MessageQueue};
 use crate::storage::Fs;
+pub use builder::StoreBuilder;
 
 pub use crate::broker::put::{PutResult, PutStatus};
 pub use crate::broker::read::GetResult;
