@@ -104,8 +104,7 @@ fn cut_once(
     drop(store);
 }
 
-fn sync_power_cuts(rounds: u64, random_pages: bool) {
-    // (`random_pages: false` loses all unsynced data at every cut.)
+fn sync_power_cuts(rounds: u64) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
     let sim = SimStorage::new(tmp.path()).unwrap();
@@ -115,7 +114,7 @@ fn sync_power_cuts(rounds: u64, random_pages: bool) {
         let threads = [1, 2, 4, 8, 16][(round % 5) as usize];
         let target = rng.range(1, 40) as usize;
         cut_once(&dir, &sim, threads, target, &acked, round);
-        let keep = if random_pages && round % 2 == 1 {
+        let keep = if round % 2 == 1 {
             Keep::RandomPages {
                 seed: rng.next_u64(),
                 probability: 0.5,
@@ -137,7 +136,7 @@ fn sync_acknowledged_messages_survive_power_cuts() {
     // 210 cuts at random moments with 1 to 16 senders; every other restart keeps a random
     // half of the unsynced pages, as a disk writing back on its own would (this once left a
     // hole in a consume queue that an unclean open did not see).
-    sync_power_cuts(210, true);
+    sync_power_cuts(210);
 }
 
 #[test]

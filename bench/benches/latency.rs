@@ -17,6 +17,21 @@ use parking_lot::Mutex;
 
 const INTERVAL: Duration = Duration::from_micros(20);
 
+/// Calls `send` `n` times, one every [`INTERVAL`], with a 100-byte body that starts with the
+/// send time (ns since `base`, big-endian `u128`).
+fn paced(base: Instant, n: usize, mut send: impl FnMut(Vec<u8>)) {
+    let mut next = Instant::now();
+    for _ in 0..n {
+        while Instant::now() < next {
+            std::hint::spin_loop();
+        }
+        next += INTERVAL;
+        let mut body = base.elapsed().as_nanos().to_be_bytes().to_vec();
+        body.resize(100, b'x');
+        send(body);
+    }
+}
+
 /// Sends `n` paced messages and returns the one-way latencies observed by the consumer.
 fn run_window(store: &Store, base: Instant, n: usize, offset: &mut u64) -> Vec<Duration> {
     let q = MessageQueue::new("latency", 0);
@@ -45,18 +60,11 @@ fn run_window(store: &Store, base: Instant, n: usize, offset: &mut u64) -> Vec<D
             }
             got
         });
-        let mut next = Instant::now();
-        for _ in 0..n {
-            while Instant::now() < next {
-                std::hint::spin_loop();
-            }
-            next += INTERVAL;
-            let mut body = base.elapsed().as_nanos().to_be_bytes().to_vec();
-            body.resize(100, b'x');
+        paced(base, n, |body| {
             producer
                 .send_to(Message::new("latency", body), &q)
                 .expect("send");
-        }
+        });
         let l = receiver.join().expect("receiver");
         done.store(true, Ordering::Relaxed);
         l
@@ -81,16 +89,7 @@ fn crossbeam_window(base: Instant, n: usize) -> Vec<Duration> {
             }
             got
         });
-        let mut next = Instant::now();
-        for _ in 0..n {
-            while Instant::now() < next {
-                std::hint::spin_loop();
-            }
-            next += INTERVAL;
-            let mut body = base.elapsed().as_nanos().to_be_bytes().to_vec();
-            body.resize(100, b'x');
-            tx.send(body).expect("send");
-        }
+        paced(base, n, |body| tx.send(body).expect("send"));
         receiver.join().expect("receiver")
     })
 }
