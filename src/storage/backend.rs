@@ -132,6 +132,9 @@ pub(crate) trait Storage: Send + Sync + fmt::Debug {
     }
 }
 
+/// How much of a long flush is written back at a time ([`FileStorage::flush_mapped`]).
+const WRITEBACK_PIECE: usize = 256 << 10;
+
 /// The real backend: files on the local file system.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct FileStorage;
@@ -171,7 +174,22 @@ impl Storage for FileStorage {
         Ok((MmapOptions::new().len(map_len).map_raw(&file)?, len))
     }
 
-    fn flush_mapped(&self, _path: &Path, map: &MmapRaw, from: usize, len: usize) -> io::Result<()> {
+    fn flush_mapped(&self, path: &Path, map: &MmapRaw, from: usize, len: usize) -> io::Result<()> {
+        if len > WRITEBACK_PIECE {
+            // Write a long range back a piece at a time, waiting for each, before the one
+            // `msync` that makes it durable: the page-table work of writeback (write-protecting
+            // every page) then never keeps a writer or a tailing reader waiting for
+            // milliseconds (p999 at one message per 20 µs: 3-4.5 ms with one whole-range
+            // msync, 0.2-0.9 ms in pieces), and the disk cache is still flushed once.
+            let file = File::open(path)?;
+            let mut pos = from;
+            let end = from + len;
+            while pos < end {
+                let n = (end - pos).min(WRITEBACK_PIECE);
+                mmap::write_back(file.as_raw_fd(), pos as u64, n as u64)?;
+                pos += n;
+            }
+        }
         map.flush_range(from, len)
     }
 

@@ -15,12 +15,6 @@ use crate::error::Result;
 /// The page size flushes are rounded to.
 pub(crate) const PAGE_SIZE: u64 = 4096;
 
-/// The largest range one `msync` covers: a long flush is split into pieces of this size, so
-/// the page-table work of one call (write-protecting every page it writes back) never keeps a
-/// writer or a tailing reader waiting for milliseconds (p999 at one message per 20 µs went
-/// from 3-4.5 ms with whole-range flushes to 0.2-0.9 ms).
-pub(crate) const FLUSH_PIECE: usize = 256 << 10;
-
 /// How much of the appended data a flush covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FlushScope {
@@ -160,12 +154,7 @@ impl SegmentSet {
         for s in segs {
             let start = from.saturating_sub(s.base()) as usize;
             let end = (to - s.base()).min(self.segment_size) as usize;
-            let mut a = start;
-            while a < end {
-                let b = end.min(a.saturating_add(FLUSH_PIECE));
-                s.flush(a, b)?;
-                a = b;
-            }
+            s.flush(start, end)?;
         }
         Ok(())
     }
