@@ -263,7 +263,9 @@ fn a_damaged_offsets_file_falls_back_to_the_backup() {
         // ConsumeFrom rule.
         std::fs::remove_file(&file).unwrap();
         std::fs::remove_file(&bak).unwrap();
-        let store = small(tmp.path()).open().unwrap();
+        let store = small(tmp.path())
+            .open()
+            .unwrap_or_else(|e| panic!("damage {i}: reopen after removing both files: {e:?}"));
         let c = store.pull_consumer("billing");
         assert_eq!(c.committed_offset(&mq(0)).unwrap(), None, "damage {i}");
         assert_eq!(
@@ -275,7 +277,30 @@ fn a_damaged_offsets_file_falls_back_to_the_backup() {
 }
 
 #[test]
-fn offsets_past_a_queues_end_are_lowered_at_open() {
+fn offsets_past_a_queues_end_are_kept_after_a_clean_close() {
+    let tmp = tempfile::tempdir().unwrap();
+    filled(tmp.path(), 10).close().unwrap();
+    // As a broker may leave them: past the end of queue 0.
+    std::fs::write(
+        offsets_file(tmp.path()),
+        r#"{"offsetTable":{"orders@billing":{"0":1000,"1":4,"2":10}}}"#,
+    )
+    .unwrap();
+    let store = small(tmp.path()).open().unwrap();
+    let c = store.pull_consumer("billing");
+    assert_eq!(c.committed_offset(&mq(0)).unwrap(), Some(1000));
+    assert_eq!(c.committed_offset(&mq(1)).unwrap(), Some(4));
+    // A pull from there is told where to go on, as RocketMQ answers OFFSET_OVERFLOW_BADLY.
+    let r = c.pull(&mq(0), "*", 1000, 32).unwrap();
+    assert_eq!(r.status, PullStatus::OffsetIllegal);
+    assert_eq!(r.next_begin_offset, 0);
+    store.close().unwrap();
+    let text = std::fs::read_to_string(offsets_file(tmp.path())).unwrap();
+    assert!(text.contains("1000"), "{text}");
+}
+
+#[test]
+fn offsets_past_a_queues_end_are_lowered_after_crash_recovery() {
     let tmp = tempfile::tempdir().unwrap();
     filled(tmp.path(), 10).close().unwrap();
     std::fs::write(
@@ -283,6 +308,9 @@ fn offsets_past_a_queues_end_are_lowered_at_open() {
         r#"{"offsetTable":{"orders@billing":{"0":1000,"1":4,"2":10}}}"#,
     )
     .unwrap();
+    // The marker a crash leaves: the open recovers, and unflushed messages consumers had
+    // committed past may be gone.
+    std::fs::write(tmp.path().join("abort"), b"1").unwrap();
     let store = small(tmp.path()).open().unwrap();
     let c = store.pull_consumer("billing");
     assert_eq!(c.committed_offset(&mq(0)).unwrap(), Some(10));

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::{Rng, copy_dir, read_queue, seed, small};
-use mqlite::{Message, MessageExt, MessageQueue, PutResult, Store};
+use mqlite::{Message, MessageExt, MessageQueue, PutResult, RecoveryMode, Store};
 
 const SEG: u64 = 64 * 1024;
 /// Damage starts inside one of the last `K` records.
@@ -201,9 +201,29 @@ fn run(rng: &mut Rng, case: &Case, iteration: usize) {
             .count()
     );
 
-    let store = small(&dir)
-        .open()
-        .unwrap_or_else(|e| panic!("{ctx}: reopen failed: {e}"));
+    let store = if case.image == Image::ClosedClean {
+        // A cleanly closed store flushed every record its consume queues reference: damage
+        // there is not a torn tail, and the open refuses rather than cut acknowledged data.
+        let before = std::fs::read(dir.join("commitlog").join(format!("{seg_base:020}"))).unwrap();
+        match small(&dir).open() {
+            Err(mqlite::Error::Corrupted { file, .. }) => {
+                assert!(file.starts_with(dir.join("commitlog")), "{ctx}: {file:?}")
+            }
+            Err(e) => panic!("{ctx}: expected Corrupted, got {e}"),
+            Ok(_) => panic!("{ctx}: a cleanly closed store with damaged records opened"),
+        }
+        let after = std::fs::read(dir.join("commitlog").join(format!("{seg_base:020}"))).unwrap();
+        assert!(before == after, "{ctx}: a refused open changed the segment");
+        // Cutting is the operator's explicit choice.
+        small(&dir)
+            .recovery_mode(RecoveryMode::TruncateAtDamage)
+            .open()
+            .unwrap_or_else(|e| panic!("{ctx}: reopen with TruncateAtDamage failed: {e}"))
+    } else {
+        small(&dir)
+            .open()
+            .unwrap_or_else(|e| panic!("{ctx}: reopen failed: {e}"))
+    };
     assert_eq!(
         store.commitlog_max_offset(),
         start,

@@ -146,7 +146,19 @@ impl Broker {
         };
         let engine = log::open::open(fs.clone(), dir, config, lock, &mut loading)?;
         let offsets = offsets::ConsumerOffsets::load(&fs, &config_dir)?;
-        offsets.clamp(|topic, q| engine.queue(topic, q).map_or(0, |c| c.max_offset()));
+        if engine.crash_recovered() {
+            // The crash may have taken back unflushed messages that consumers had already
+            // committed past: lowered to the queue's end, they re-read what gets written there
+            // instead of skipping it. After a clean close offsets are kept as stored (a broker
+            // keeps them too; a pull past the end answers `OffsetIllegal`).
+            let lowered =
+                offsets.clamp(|topic, q| engine.queue(topic, q).map_or(0, |c| c.max_offset()));
+            if lowered > 0 {
+                ::log::warn!(
+                    "{lowered} committed consumer offsets pointed past their queue's end after crash recovery; lowered to the end"
+                );
+            }
+        }
         let broadcast_offsets =
             offsets::ConsumerOffsets::load_file(&fs, &config_dir, "broadcastOffset.json")?;
         Ok(Broker {

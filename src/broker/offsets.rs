@@ -119,17 +119,21 @@ impl ConsumerOffsets {
 
     /// Lowers offsets that point past a queue's end (the log lost its tail in a crash), so
     /// consumers re-read what gets written there instead of skipping it.
-    pub(crate) fn clamp(&self, max_offset: impl Fn(&str, u32) -> u64) {
+    /// Returns how many were lowered.
+    pub(crate) fn clamp(&self, max_offset: impl Fn(&str, u32) -> u64) -> usize {
+        let mut lowered = 0;
         let mut t = self.table.lock();
         for (topic, groups) in t.0.iter_mut() {
             for (q, off) in groups.values_mut().flat_map(|g| g.iter_mut()) {
                 let max = max_offset(topic, *q);
                 if *off > max {
                     *off = max;
+                    lowered += 1;
                     self.file.mark_dirty();
                 }
             }
         }
+        lowered
     }
 
     /// Writes the file if anything changed since the last write.

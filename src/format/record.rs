@@ -353,18 +353,28 @@ pub fn decode(buf: &[u8], check_crc: bool) -> Result<Decoded<'_>, DecodeError> {
             return Err(DecodeError::UnterminatedProperties);
         }
         let record = &buf[..total as usize];
-        if let Some(stored) = stored_record_crc(record) {
+        let whole = stored_record_crc(record).map(|stored| {
+            (
+                stored,
+                masked_crc32(&record[..record.len() - RECORD_CRC_LEN]),
+            )
+        });
+        if let Some((stored, computed)) = whole
+            && computed == stored
+        {
             // The whole-record CRC covers the body and its stored CRC too: one pass suffices.
-            let computed = masked_crc32(&record[..record.len() - RECORD_CRC_LEN]);
-            if computed != stored {
-                return Err(DecodeError::RecordCrcMismatch { stored, computed });
-            }
         } else {
+            // No whole-record CRC, or a stale one: a broker's retry and schedule copies keep
+            // the original's `__CRC32#` (RocketMQ neither strips nor checks it by default),
+            // so the body CRC decides, as it does for RocketMQ.
             let computed = masked_crc32(body);
             if computed != body_crc {
-                return Err(DecodeError::CrcMismatch {
-                    stored: body_crc,
-                    computed,
+                return Err(match whole {
+                    Some((stored, computed)) => DecodeError::RecordCrcMismatch { stored, computed },
+                    None => DecodeError::CrcMismatch {
+                        stored: body_crc,
+                        computed,
+                    },
                 });
             }
         }
@@ -403,6 +413,25 @@ fn read_host(r: &mut Reader<'_>, v6: bool) -> Result<SocketAddr, DecodeError> {
     let port = r.i32()?;
     // Java stores the port as an int; anything outside u16 is kept modulo 2^16.
     Ok(SocketAddr::new(ip, port as u16))
+}
+
+/// Whether `buf` starts with what looks like the header of a message record stored at
+/// commitlog offset `offset`: a known magic code, a positive length and the record's own
+/// physical offset in its place. Recovery uses it to tell records left behind a torn write
+/// (as a power cut leaves them) from bytes that never were records.
+pub fn looks_like_record_at(buf: &[u8], offset: u64) -> bool {
+    let (Some(size), Some(magic), Some(phys)) = (
+        buf.get(0..4),
+        buf.get(4..8),
+        buf.get(PHYSICAL_OFFSET_POS..PHYSICAL_OFFSET_POS + 8),
+    ) else {
+        return false;
+    };
+    let magic = u32::from_be_bytes([magic[0], magic[1], magic[2], magic[3]]);
+    let size = i32::from_be_bytes([size[0], size[1], size[2], size[3]]);
+    let mut p = [0u8; 8];
+    p.copy_from_slice(phys);
+    (magic == MAGIC_V1 || magic == MAGIC_V2) && size > 0 && u64::from_be_bytes(p) == offset
 }
 
 /// Writes the 8-byte blank end-of-segment record: TOTALSIZE = `remaining`, then the blank magic.

@@ -117,6 +117,8 @@ pub(crate) struct Region {
 /// The log engine.
 #[derive(Debug)]
 pub(crate) struct Engine {
+    /// The open ran crash recovery (the log may have lost an unflushed tail).
+    crash_recovered: bool,
     dir: PathBuf,
     config: StoreConfig,
     fs: Fs,
@@ -138,6 +140,12 @@ pub(crate) struct Engine {
 impl Engine {
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Whether the open ran crash recovery: the store was not closed cleanly, so messages
+    /// acknowledged under `Async` but never flushed may be gone.
+    pub(crate) fn crash_recovered(&self) -> bool {
+        self.crash_recovered
     }
 
     pub(crate) fn config(&self) -> &StoreConfig {

@@ -103,7 +103,11 @@ pub(crate) fn open(
         .max(log_min);
     let clean = match checkpoint {
         Some(cp) if !unclean && rebuild.is_empty() && !loading.trimmed => {
-            clean_end(&segs, seg_size, cp.confirm_phy_offset, max_cq_end, log_min)
+            // A RocketMQ broker that served the store and shut down cleanly may leave the
+            // checkpoint behind the end its consume queues reach: the queues, flushed at
+            // shutdown, say where the log ends.
+            let claimed = cp.confirm_phy_offset.max(max_cq_end);
+            clean_end(&segs, seg_size, claimed, max_cq_end, log_min)
                 .filter(|&end| loading.tail_is_intact(&segs, end))
         }
         _ => None,
@@ -115,7 +119,7 @@ pub(crate) fn open(
             let ts = checkpoint.map_or(0, |c| c.physic_msg_timestamp);
             (segs, end, ts)
         }
-        None => loading.recover(&log_dir, segs, checkpoint, log_min, rebuild)?,
+        None => loading.recover(&log_dir, segs, checkpoint, log_min, max_cq_end, rebuild)?,
     };
     for q in loading.queues.values_mut() {
         q.truncate_past(end)?;
@@ -181,6 +185,7 @@ pub(crate) fn open(
     // The checkpoint may be new: make its entry durable.
     fs.sync_dir(&dir)?;
     Ok(Engine {
+        crash_recovered: recovered,
         log,
         write: Mutex::new(WriteState {
             log: writer,
@@ -264,22 +269,11 @@ impl Loading<'_> {
             }
         }
         let mut rebuild = BTreeSet::new();
+        let mut suspects = Vec::new();
         for (topic, qid) in &found {
             let name: Arc<str> = Arc::from(topic.as_str());
-            let dir = ConsumeQueue::queue_dir(self.dir, topic, *qid);
-            let verify = |qoff: u64, unit: &CqUnit| {
-                recovery::unit_matches(segs, seg_size, topic, *qid, qoff, unit)
-            };
-            let cq = match load(
-                self.fs,
-                &dir,
-                name.clone(),
-                *qid,
-                cq_size,
-                log_min,
-                self.unclean,
-                &verify,
-            )? {
+            let loaded = self.load_queue(segs, &name, *qid, log_min, self.unclean)?;
+            let cq = match loaded {
                 Loaded::Ready(cq) => cq,
                 Loaded::Trimmed(cq) => {
                     self.trimmed = true;
@@ -292,9 +286,67 @@ impl Loading<'_> {
                     rebuild.insert((name.clone(), *qid));
                     cq
                 }
+                Loaded::Suspect {
+                    kept_end,
+                    claimed_end,
+                } => {
+                    suspects.push((name, *qid, kept_end, claimed_end));
+                    continue;
+                }
             };
             self.queues.insert((name, *qid), cq);
             self.hooks.queue_found(topic, *qid)?;
+        }
+        if !suspects.is_empty() {
+            // A cleanly closed store whose queues' last units do not match the log: if the
+            // log holds intact records up to where the units say, the units were damaged and
+            // are trimmed (then re-dispatched); otherwise the log lost records its queues
+            // reference, which is not a torn tail.
+            let capacity = segs.last().map_or(0, |s| s.base() + seg_size);
+            let referenced = suspects
+                .iter()
+                .map(|s| s.3)
+                .filter(|&e| e <= capacity)
+                .max()
+                .unwrap_or(0);
+            let from = suspects.iter().map(|s| s.2).min().unwrap_or(0).max(log_min);
+            let policy = ScanPolicy {
+                durable: None,
+                mode: crate::RecoveryMode::TruncateAtDamage,
+                tail_tolerance: 0,
+                referenced: 0,
+            };
+            let end = recovery::scan(segs, seg_size, from, &policy, |_| Ok(()))?.end;
+            if end < referenced
+                && self.config.recovery_mode != crate::RecoveryMode::TruncateAtDamage
+            {
+                let seg = crate::storage::segment_set::find_in(segs, seg_size, end)
+                    .or(segs.last())
+                    .ok_or_else(|| {
+                        Error::corrupted(self.dir.join("commitlog"), end, "no segments")
+                    })?;
+                return Err(Error::corrupted(
+                    seg.path(),
+                    end - seg.base(),
+                    format!(
+                        "commitlog offset {end}: damaged record, and the consume queues of this cleanly closed store reference records up to {referenced}"
+                    ),
+                ));
+            }
+            for (name, qid, _, _) in suspects {
+                let (Loaded::Ready(cq) | Loaded::Trimmed(cq) | Loaded::Rebuild(cq)) =
+                    self.load_queue(segs, &name, qid, log_min, true)?
+                else {
+                    // A load that may trim never reports a suspect tail.
+                    continue;
+                };
+                self.trimmed = true;
+                if cq.max_offset() == cq.min_offset() {
+                    rebuild.insert((name.clone(), qid));
+                }
+                self.hooks.queue_found(&name, qid)?;
+                self.queues.insert((name, qid), cq);
+            }
         }
         // Configured queues without a directory: created now; if the log holds data they may
         // have lost their files, so they are rebuilt.
@@ -315,6 +367,33 @@ impl Loading<'_> {
             }
         }
         Ok(rebuild)
+    }
+
+    /// Loads one queue's files, verifying its units against the loaded log.
+    fn load_queue(
+        &self,
+        segs: &[Segment],
+        topic: &Arc<str>,
+        qid: u32,
+        log_min: u64,
+        trim: bool,
+    ) -> Result<Loaded> {
+        let seg_size = self.config.commitlog_segment_size;
+        let dir = ConsumeQueue::queue_dir(self.dir, topic, qid);
+        let verify = |qoff: u64, unit: &CqUnit| {
+            recovery::unit_matches(segs, seg_size, topic, qid, qoff, unit)
+        };
+        load(
+            self.fs,
+            &dir,
+            topic.clone(),
+            qid,
+            self.config.consume_queue_segment_size,
+            log_min,
+            self.unclean,
+            trim,
+            &verify,
+        )
     }
 
     fn queue_for(&mut self, topic: &str, qid: u32) -> Result<Option<&ConsumeQueue>> {
@@ -353,6 +432,7 @@ impl Loading<'_> {
             durable: Some(end),
             mode: crate::RecoveryMode::TruncateAtDamage,
             tail_tolerance: 0,
+            referenced: 0,
         };
         let seg_size = self.config.commitlog_segment_size;
         // Every record there must also be in its queue.
@@ -420,6 +500,7 @@ impl Loading<'_> {
         segs: Vec<Segment>,
         checkpoint: Option<Checkpoint>,
         log_min: u64,
+        max_cq_end: u64,
         mut rebuild: BTreeSet<QueueKey>,
     ) -> Result<(Vec<Segment>, u64, u64)> {
         let seg_size = self.config.commitlog_segment_size;
@@ -443,12 +524,23 @@ impl Loading<'_> {
             durable: checkpoint.map(|c| c.confirm_phy_offset),
             mode: self.config.recovery_mode,
             tail_tolerance: self.config.tail_tolerance,
+            // After a clean close (by mqlite or a RocketMQ broker) every unit was flushed with
+            // its record: a record they reference is data, never a torn tail. After a crash
+            // the queues' pages may have reached the disk before the log's.
+            referenced: if self.unclean { 0 } else { max_cq_end },
         };
         let mut gaps = BTreeSet::new();
         self.partial_scan = from > log_min;
         let end = recovery::scan(&segs, seg_size, from, &policy, |rec| {
             self.dispatch(rec, None, &mut gaps)
         })?;
+        if policy.mode != crate::RecoveryMode::TruncateAtDamage {
+            let limit = self
+                .config
+                .tail_tolerance
+                .max(max_append(self.config.max_message_size) as u64);
+            recovery::check_past_end(self.fs, &segs, seg_size, end.end, limit)?;
+        }
         // Queues that turned out inconsistent are emptied and rebuilt from the whole log.
         if !gaps.is_empty() {
             for key in &gaps {

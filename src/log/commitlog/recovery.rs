@@ -118,6 +118,9 @@ pub(crate) struct ScanPolicy {
     pub(crate) durable: Option<u64>,
     pub(crate) mode: RecoveryMode,
     pub(crate) tail_tolerance: u64,
+    /// Where the consume queues' units end, when they are known to be consistent with the log
+    /// (the store was closed cleanly): damage before it is never a torn tail.
+    pub(crate) referenced: u64,
 }
 
 /// Where the scan stopped.
@@ -226,6 +229,17 @@ fn stop(
         }
     };
     let idx = segment_index(segs, segment_size, bad).unwrap_or(0);
+    if bad < policy.referenced {
+        let seg = &segs[idx];
+        return Err(Error::corrupted(
+            seg.path(),
+            bad - seg.base(),
+            format!(
+                "commitlog offset {bad}: {reason} (the consume queues of a cleanly closed store reference records up to {})",
+                policy.referenced
+            ),
+        ));
+    }
     // Valid records in a later segment mean the damage is mid-log, even when the checkpoint
     // cannot tell: the furthest such segment is the evidence.
     let later_data = segs[idx + 1..]
@@ -246,6 +260,57 @@ fn stop(
         end: bad,
         last_store_ts: last_ts,
     })
+}
+
+/// Checks that nothing but a torn tail lies past `end`, the end of the valid log: every
+/// non-zero byte there must be within `limit` bytes of `end` or of something that looks like
+/// a record header stored at its own offset (what a power cut leaves of writes that had not
+/// been flushed). Anything else (a segment overwritten with other data) is
+/// [`Error::Corrupted`]: cutting it would destroy data that recovery cannot explain.
+pub(crate) fn check_past_end(
+    fs: &Fs,
+    segs: &[Segment],
+    segment_size: u64,
+    end: u64,
+    limit: u64,
+) -> Result<()> {
+    let mut anchor = end;
+    for seg in segs.iter().filter(|s| s.base() + segment_size > end) {
+        let from = end.saturating_sub(seg.base());
+        let bytes = seg.read_from(0);
+        for (a, b) in fs.data_ranges(seg.path(), from, segment_size)? {
+            let (a, b) = (a as usize, (b as usize).min(bytes.len()));
+            let mut pos = a;
+            while pos < b {
+                // Whole zero blocks are skipped quickly.
+                let block_end = ((pos / 4096 + 1) * 4096).min(b);
+                if bytes[pos..block_end].iter().all(|&x| x == 0) {
+                    pos = block_end;
+                    continue;
+                }
+                for i in pos..block_end {
+                    let abs = seg.base() + i as u64;
+                    // The magic codes' first byte, before the full check.
+                    if bytes.get(i + 4) == Some(&0xDA)
+                        && record::looks_like_record_at(&bytes[i..], abs)
+                    {
+                        anchor = abs;
+                    } else if bytes[i] != 0 && abs - anchor > limit {
+                        return Err(Error::corrupted(
+                            seg.path(),
+                            i as u64,
+                            format!(
+                                "data that is not a torn tail past the end of the log at {end}: \
+                                 nothing that looks like a record within {limit} bytes before it"
+                            ),
+                        ));
+                    }
+                }
+                pos = block_end;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Truncates the loaded log at `end`: zeroes the rest of its segment when `zero_tail`, removes

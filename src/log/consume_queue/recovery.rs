@@ -24,6 +24,11 @@ pub(crate) enum Loaded {
     /// The files were damaged beyond trimming and have been removed; the queue must be
     /// rebuilt from the CommitLog. Holds the (now empty) queue.
     Rebuild(ConsumeQueue),
+    /// After a clean close (`trim` off): the last units do not match the log, and nothing was
+    /// changed. Either the units or the records they reference are damaged; the caller checks
+    /// the log between `kept_end` (where the last matching unit's record ends, 0 if none)
+    /// and `claimed_end` (where the last unit says its record ends).
+    Suspect { kept_end: u64, claimed_end: u64 },
 }
 
 fn read_unit(segs: &[Segment], file_size: u64, offset: u64) -> Option<CqUnit> {
@@ -46,7 +51,8 @@ const HOLE_SCAN_FILES: usize = 3;
 /// matching CommitLog record; `log_min` is the CommitLog's smallest offset. After an unclean
 /// shutdown (`unclean`), the last files are also scanned for a zero unit before the end: a
 /// power cut can keep a later page of units and lose an earlier one, and the queue then ends
-/// at the hole (the records past it are re-dispatched from the CommitLog).
+/// at the hole (the records past it are re-dispatched from the CommitLog). Without `trim`,
+/// a tail that would be trimmed is reported as [`Loaded::Suspect`] and nothing is changed.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn load(
     fs: &Fs,
@@ -56,6 +62,7 @@ pub(crate) fn load(
     file_size: u64,
     log_min: u64,
     unclean: bool,
+    trim: bool,
     verify: &dyn Fn(u64, &CqUnit) -> bool,
 ) -> Result<Loaded> {
     let files = fs.list_segments(dir)?;
@@ -149,6 +156,11 @@ pub(crate) fn load(
             }
         }
     }
+    let claimed_end = if max > min {
+        read_unit(&segs, file_size, max - 1).map_or(0, |u| u.physical_offset + u64::from(u.size))
+    } else {
+        0
+    };
     // Trim the tail back to the last unit that points at its record.
     let mut trimmed = 0;
     while max > min {
@@ -158,6 +170,12 @@ pub(crate) fn load(
                 max -= 1;
                 trimmed += 1;
                 if trimmed > MAX_TAIL_TRIM {
+                    if !trim {
+                        return Ok(Loaded::Suspect {
+                            kept_end: 0,
+                            claimed_end,
+                        });
+                    }
                     return rebuild(&files, topic);
                 }
             }
@@ -168,6 +186,12 @@ pub(crate) fn load(
     } else {
         0
     };
+    if trimmed > 0 && !trim {
+        return Ok(Loaded::Suspect {
+            kept_end: max_phys_end,
+            claimed_end,
+        });
+    }
     let mut cq = ConsumeQueue::empty(fs.clone(), topic, queue_id, dir.to_path_buf(), file_size);
     cq.set_bounds(min, max, max_phys_end);
     cq.install(segs, old_end_bytes)?;
