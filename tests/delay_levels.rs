@@ -182,8 +182,18 @@ fn check_on_time(
             bound(p.due) - p.due
         );
         assert_eq!(m.property("DELAY"), None);
-        assert_eq!(m.property("REAL_TOPIC"), None);
-        assert_eq!(m.property("TIMER_DELIVER_MS"), None);
+        assert_eq!(m.property("WAIT"), Some("false"));
+        if p.body.contains("-level") {
+            // RocketMQ's messageTimeUp keeps the real destination and clears the timer keys.
+            assert_eq!(m.property("REAL_TOPIC"), Some("t"));
+            assert_eq!(m.property("REAL_QID"), Some("0"));
+            assert_eq!(m.property("TIMER_DELIVER_MS"), None);
+        } else {
+            // TimerMessageStore.convertMessage clears the real destination, keeps the rest.
+            assert_eq!(m.property("REAL_TOPIC"), None);
+            assert_eq!(m.property("REAL_QID"), None);
+            assert!(m.property("TIMER_OUT_MS").is_some());
+        }
     }
 }
 
@@ -216,6 +226,10 @@ fn send_mix(store: &Store, tag: &str, levels: &[usize], at_ms: &[i64]) -> Vec<Pe
         let timed = store.view_message(&r.offset_msg_id.to_string()).unwrap();
         assert_eq!(timed.topic(), TIMER);
         assert_eq!(timed.property("REAL_TOPIC"), Some("t"));
+        assert_eq!(
+            timed.property("TIMER_OUT_MS"),
+            Some(due.to_string().as_str())
+        );
         out.push(Pending { due, body });
     }
     out

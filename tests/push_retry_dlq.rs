@@ -190,7 +190,9 @@ fn walk_levels(levels: &str, max: Option<u32>) -> Vec<Seen> {
         assert_eq!(r.topic(), "%RETRY%g");
         assert_eq!(r.reconsume_times(), k as i32 + 1);
         assert_eq!(r.property("DELAY"), None);
-        assert_eq!(r.property("REAL_TOPIC"), None);
+        // As RocketMQ's messageTimeUp: the delivered copy keeps the real destination.
+        assert_eq!(r.property("REAL_TOPIC"), Some("%RETRY%g"));
+        assert_eq!(r.property("WAIT"), Some("false"));
         assert_eq!(r.property("RETRY_TOPIC"), Some("t"));
         assert_eq!(r.property("ORIGIN_MESSAGE_ID"), Some(msg_id.as_str()));
         assert_eq!(r.msg_id(), msg_id);

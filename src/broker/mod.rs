@@ -13,6 +13,7 @@ pub(crate) mod retry;
 pub(crate) mod runtime;
 pub(crate) mod schedule;
 pub(crate) mod schedule_service;
+mod timer;
 pub(crate) mod topics;
 pub(crate) mod validate;
 

@@ -13,7 +13,6 @@ use crate::log::group_commit::Durability;
 use crate::log::{Placement, Record, Region};
 use crate::message::{Delay, Message};
 
-pub(crate) use crate::format::properties::keys::TIMER_DELIVER_MS;
 pub(crate) use crate::format::system::{SCHEDULE_TOPIC, TIMER_TOPIC};
 
 /// Whether a stored message is known durable (RocketMQ `PutMessageStatus` / `SendStatus`).
@@ -79,7 +78,8 @@ struct Prepared<'a> {
     topic: &'a str,
     /// The queue written.
     queue_id: u32,
-    /// Properties a delayed message gets (DELAY / TIMER_DELIVER_MS, REAL_TOPIC, REAL_QID).
+    /// Properties a delayed message gets (DELAY, or TIMER_DELIVER_MS and TIMER_OUT_MS; then
+    /// REAL_TOPIC, REAL_QID).
     delay_props: Vec<(&'static str, String)>,
     /// For a delay level: the delay added to the store time to make the tag code.
     schedule_delay: Option<u64>,
@@ -215,18 +215,21 @@ impl Broker {
                 (SCHEDULE_TOPIC, level - 1, props, Some(delay))
             }
             Delay::At(at) if delayable && at > now => {
+                // RocketMQ 5's transformTimerMessage: the client's TIMER_DELIVER_MS stays, the
+                // broker's delivery time goes to TIMER_OUT_MS (kept at mqlite's 1 ms precision
+                // rather than rounded down to a wheel slot, so nothing is delivered early), the
+                // real destination to REAL_TOPIC / REAL_QID, and the tag code stays the tag's
+                // hash.
+                let at = at.to_string();
                 let props = vec![
-                    (TIMER_DELIVER_MS, at.to_string()),
+                    (keys::TIMER_DELIVER_MS, at.clone()),
+                    (keys::TIMER_OUT_MS, at),
                     (keys::REAL_TOPIC, msg.topic.clone()),
                     (keys::REAL_QUEUE_ID, queue_id.to_string()),
                 ];
                 (TIMER_TOPIC, 0, props, None)
             }
             _ => (msg.topic.as_str(), queue_id, Vec::new(), None),
-        };
-        let timer_tag = match msg.delay {
-            Delay::At(at) if topic == TIMER_TOPIC => Some(at as i64),
-            _ => None,
         };
         let user_uniq = msg
             .property(keys::UNIQ_KEY)
@@ -245,7 +248,6 @@ impl Broker {
             len: 0,
             tag: opts
                 .tag_code
-                .or(timer_tag)
                 .unwrap_or_else(|| tag_code(msg.tags.as_deref())),
             born: opts.born_timestamp.unwrap_or(now),
             record_crc: self.config().record_crc,

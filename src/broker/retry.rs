@@ -2,7 +2,7 @@
 //! `%RETRY%{group}` through the delay levels, or to `%DLQ%{group}` after the last try.
 
 use super::Broker as Core;
-use super::put::{PutOptions, TIMER_DELIVER_MS};
+use super::put::PutOptions;
 use super::schedule::SCHEDULE_SRC;
 use crate::error::Result;
 use crate::format::properties::keys;
@@ -18,7 +18,7 @@ const NOT_INHERITED: &[&str] = &[
     keys::REAL_QUEUE_ID,
     keys::RETRY_TOPIC,
     keys::ORIGIN_MESSAGE_ID,
-    TIMER_DELIVER_MS,
+    keys::TIMER_DELIVER_MS,
     SCHEDULE_SRC,
     RECORD_CRC_KEY,
     keys::DLQ_ORIGIN_TOPIC,

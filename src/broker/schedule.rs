@@ -5,9 +5,17 @@
 //! persisted in `config/delayOffset.json` (`{"offsetTable":{"1":0,…}}`, keyed by level).
 //!
 //! Arbitrary delivery times use the timer topic (`rmq_sys_wheel_timer`, queue 0), which is in
-//! arrival order: pending entries are kept in a min-heap by delivery time, and progress is a
-//! watermark (every entry below it delivered) plus the delivered offsets above it, persisted in
-//! the same file under `"timer"`.
+//! arrival order, and whose consume queue tag code is the tag's hash (as in RocketMQ 5): the
+//! delivery time is read from each record's `TIMER_OUT_MS` when the service first sees it, and
+//! pending entries are kept in a min-heap by delivery time. Progress is a watermark (the lowest
+//! queue offset not yet delivered) plus the delivered offsets above it, persisted in the same
+//! file under `"timer"` (`{"watermark":N,"delivered":[…]}`; RocketMQ ignores the field).
+//! The watermark also goes to RocketMQ 5's own timer checkpoint, `config/timercheck`, as
+//! `lastTimerQueueOffset` (see [`crate::format::timer_checkpoint`]): a RocketMQ broker taking
+//! the store over re-reads the timer queue from there, delivering every pending message at
+//! least once (those above the watermark already delivered, again). mqlite itself never reads
+//! `timercheck`: written by a RocketMQ broker, it counts messages moved into its `timerlog/`,
+//! not delivered ones.
 //!
 //! Never twice: each delivered record carries a `SCHEDULE_SRC` property naming its source entry.
 //! Progress is persisted only after the deliveries it counts are flushed, and after a crash the
@@ -23,8 +31,15 @@ use serde_json::{Map, Value, json};
 
 use super::json_file::JsonFile;
 use super::topics::{data_version, parse_lenient_json};
+use crate::clock::now_ms;
 use crate::error::Result;
+use crate::format::timer_checkpoint::TimerCheckpoint;
 use crate::storage::Fs;
+
+/// RocketMQ's timer checkpoint file, in the config directory.
+pub(crate) const TIMER_CHECK_FILE: &str = "timercheck";
+/// RocketMQ's default `timerPrecisionMs` (the wheel's slot).
+const TIMER_PRECISION_MS: u64 = 1000;
 
 /// Property naming the schedule entry a delivered message came from: `L{level}:{offset}` or
 /// `T:{offset}` (timer).
@@ -102,6 +117,10 @@ impl Progress {
 pub(crate) struct ScheduleState {
     file: JsonFile,
     pub(crate) progress: Mutex<Progress>,
+    fs: Fs,
+    timer_check: std::path::PathBuf,
+    /// The watermark `timercheck` holds, once written by this process.
+    timer_check_written: Mutex<Option<u64>>,
 }
 
 fn parse(bytes: &[u8]) -> Option<Progress> {
@@ -131,10 +150,21 @@ impl ScheduleState {
     pub(crate) fn load(fs: &Fs, config_dir: &Path) -> Result<ScheduleState> {
         let path = config_dir.join("delayOffset.json");
         let progress = fs.read_with_backup(&path, parse)?.unwrap_or_default();
-        Ok(ScheduleState {
+        let timer_check = config_dir.join(TIMER_CHECK_FILE);
+        // A store written before `timercheck` existed: write it at the next persist.
+        let missing = (progress.timer_watermark > 0 || !progress.timer_delivered.is_empty())
+            && !fs.exists(&timer_check)?;
+        let state = ScheduleState {
             file: JsonFile::new(fs.clone(), path),
             progress: Mutex::new(progress),
-        })
+            fs: fs.clone(),
+            timer_check,
+            timer_check_written: Mutex::new(None),
+        };
+        if missing {
+            state.mark_dirty();
+        }
+        Ok(state)
     }
 
     pub(crate) fn is_dirty(&self) -> bool {
@@ -148,9 +178,11 @@ impl ScheduleState {
     /// Writes the file if the progress changed. The caller flushes the log first, so the
     /// file never counts a delivery that a crash could take back.
     pub(crate) fn persist_if_dirty(&self) -> Result<()> {
+        let mut snapshot = None;
         self.file.persist_if_dirty(|| {
             let mut p = self.progress.lock();
             p.counter += 1;
+            snapshot = Some((p.timer_watermark, p.counter));
             let table: Map<String, Value> = p
                 .levels
                 .iter()
@@ -164,6 +196,40 @@ impl ScheduleState {
                 },
                 "dataVersion": data_version(p.counter),
             })
-        })
+        })?;
+        let Some((watermark, counter)) = snapshot else {
+            return Ok(());
+        };
+        let written = self.write_timer_check(watermark, counter);
+        if written.is_err() {
+            // Try both files again at the next persist.
+            self.mark_dirty();
+        }
+        written
+    }
+
+    /// Writes `config/timercheck` with `watermark` as the next timer queue offset to read,
+    /// unless it already holds that watermark or a later one.
+    fn write_timer_check(&self, watermark: u64, counter: u64) -> Result<()> {
+        let mut written = self.timer_check_written.lock();
+        if written.is_some_and(|w| w >= watermark) {
+            return Ok(());
+        }
+        let now = now_ms();
+        let cp = TimerCheckpoint {
+            // Where a broker's wheel would be read up to by now; anything pending before it
+            // is delivered at once when the broker re-reads it.
+            last_read_time_ms: now / TIMER_PRECISION_MS * TIMER_PRECISION_MS,
+            last_timer_log_flush_pos: 0,
+            last_timer_queue_offset: watermark,
+            // A broker starts at the smaller of the two.
+            master_timer_queue_offset: watermark,
+            state_version: 0,
+            version_timestamp: now,
+            version_counter: counter,
+        };
+        self.fs.write_atomic(&self.timer_check, &cp.encode())?;
+        *written = Some(watermark);
+        Ok(())
     }
 }

@@ -10,21 +10,35 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use super::Broker as Core;
-use super::put::{PutOptions, SCHEDULE_TOPIC, TIMER_DELIVER_MS, TIMER_TOPIC};
+use super::put::{PutOptions, SCHEDULE_TOPIC, TIMER_TOPIC};
 use super::schedule::{SCHEDULE_SRC, Source};
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::format::cq_unit::CqUnit;
 use crate::format::properties::keys;
+use crate::format::record::sys_flag;
+use crate::message::MessageExt;
 
 /// Longest sleep between passes.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
-/// Properties of the scheduled copy that the delivered message does not keep.
-const DROPPED: &[&str] = &[
+/// Properties of a delay level's scheduled copy that the delivered message does not keep
+/// (RocketMQ's `messageTimeUp` clears the first three and keeps REAL_TOPIC / REAL_QID; the
+/// others are written afresh).
+const DROPPED_LEVEL: &[&str] = &[
     keys::DELAY,
-    keys::TAGS,
-    keys::KEYS,
-    TIMER_DELIVER_MS,
+    keys::TIMER_DELIVER_MS,
+    keys::TIMER_DELAY_SEC,
+    keys::WAIT,
+    SCHEDULE_SRC,
+    keys::RECORD_CRC,
+];
+/// Properties of a timer record that the delivered message does not keep (RocketMQ's
+/// `TimerMessageStore.convertMessage` clears REAL_TOPIC / REAL_QID and keeps the `TIMER_*`
+/// ones; the others are written afresh).
+const DROPPED_TIMER: &[&str] = &[
+    keys::REAL_TOPIC,
+    keys::REAL_QUEUE_ID,
+    keys::WAIT,
     SCHEDULE_SRC,
     keys::RECORD_CRC,
 ];
@@ -116,16 +130,8 @@ impl Core {
 
     fn timer_pass(&self, now: u64) -> Option<u64> {
         let cq = self.queue(TIMER_TOPIC, 0)?;
+        self.load_timer_entries(&cq);
         let mut p = self.schedule.progress.lock();
-        // Load entries written since the last pass.
-        let mut off = p.timer_loaded.max(p.timer_watermark).max(cq.min_offset());
-        while let Some(unit) = cq.get(off) {
-            if !p.timer_done(off) {
-                p.heap.push(Reverse((unit.tag_code.max(0) as u64, off)));
-            }
-            off += 1;
-        }
-        p.timer_loaded = off;
         loop {
             let &Reverse((due, off)) = p.heap.peek()?;
             if due > now {
@@ -147,9 +153,16 @@ impl Core {
         }
     }
 
-    /// Puts the scheduled message at `unit` to its real topic and queue.
+    /// Puts the scheduled message at `unit` to its real topic and queue, as RocketMQ does:
+    /// the stored body and its compression flags as they are, `WAIT=false`; a delay level's
+    /// copy keeps REAL_TOPIC / REAL_QID, a timer's does not.
     fn deliver(&self, unit: &CqUnit, src: Source) -> Result<()> {
-        let m = self.message_at(unit.physical_offset)?;
+        let compression = sys_flag::COMPRESSED | sys_flag::COMPRESSION_TYPE_MASK;
+        let (m, raw_body, flags) = self.with_record(unit.physical_offset, |rec, _| {
+            let m = MessageExt::from_record(rec, std::sync::Arc::from(rec.topic));
+            let flags = rec.meta.sys_flag & compression;
+            (m, (flags != 0).then(|| rec.body.to_vec()), flags)
+        })?;
         let Some(topic) = m.property(keys::REAL_TOPIC).map(str::to_owned) else {
             // Nothing to deliver to: skip it rather than block the queue.
             return Ok(());
@@ -158,12 +171,16 @@ impl Core {
             .property(keys::REAL_QUEUE_ID)
             .and_then(|q| q.parse().ok())
             .unwrap_or(0);
-        let msg = m.copy_to(topic, |k| {
-            !DROPPED.contains(&k) && k != keys::REAL_TOPIC && k != keys::REAL_QUEUE_ID
-        });
+        let dropped = match src {
+            Source::Level(..) => DROPPED_LEVEL,
+            Source::Timer(_) => DROPPED_TIMER,
+        };
+        let msg = m.copy_to(topic, |k| !dropped.contains(&k));
         let src = src.encode();
-        let extra = [(SCHEDULE_SRC, src.as_str())];
+        let extra = [(keys::WAIT, "false"), (SCHEDULE_SRC, src.as_str())];
         let opts = PutOptions {
+            body: raw_body.as_deref(),
+            sys_flag: flags,
             extra_properties: &extra,
             reconsume_times: m.reconsume_times(),
             born_timestamp: Some(m.born_timestamp().max(0) as u64),

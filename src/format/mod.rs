@@ -10,6 +10,7 @@ pub mod msg_id;
 pub mod properties;
 pub mod record;
 pub mod system;
+pub mod timer_checkpoint;
 
 /// Why a byte sequence could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -36,8 +36,18 @@ pub mod keys {
     pub const CONSUME_START_TIME: &str = "CONSUME_START_TIME";
     /// Transaction id.
     pub const TRANSACTION_ID: &str = "__transactionId__";
-    /// Delivery time of a message sent with a delivery time, ms since the Unix epoch.
+    /// Delivery time the producer asked for, ms since the Unix epoch (set by the client;
+    /// kept in the timer record).
     pub const TIMER_DELIVER_MS: &str = "TIMER_DELIVER_MS";
+    /// Delay the producer asked for, in seconds (a client alternative to
+    /// [`TIMER_DELIVER_MS`]).
+    pub const TIMER_DELAY_SEC: &str = "TIMER_DELAY_SEC";
+    /// Delay the producer asked for, in ms (a client alternative to [`TIMER_DELIVER_MS`]).
+    pub const TIMER_DELAY_MS: &str = "TIMER_DELAY_MS";
+    /// Delivery time the broker settled on for a timer message, ms since the Unix epoch:
+    /// written by the broker into the `rmq_sys_wheel_timer` record, and read back from it
+    /// when the message is due (never from the consume queue).
+    pub const TIMER_OUT_MS: &str = "TIMER_OUT_MS";
     /// Marks a message delivered by the schedule service: where its scheduled copy was.
     pub const SCHEDULE_SRC: &str = "SCHEDULE_SRC";
     /// Original topic of a dead-lettered message.

@@ -23,7 +23,7 @@ use crate::format::checkpoint::Checkpoint;
 use crate::format::cq_unit::CqUnit;
 use crate::format::properties::{self, keys};
 use crate::format::record::{Decoded, RecordView, decode, sys_flag};
-use crate::format::system::{SCHEDULE_TOPIC, TIMER_TOPIC};
+use crate::format::system::SCHEDULE_TOPIC;
 use crate::storage::lock::DirLock;
 use crate::storage::{Fs, Segment, SegmentSet};
 
@@ -578,18 +578,13 @@ impl Loading<'_> {
 }
 
 /// The consume queue tag code of a stored record, as dispatch computes it: the delivery time
-/// for the schedule and timer topics, the tag's hash otherwise.
+/// for the schedule topic (RocketMQ does that only there), the tag's hash otherwise, the
+/// timer topic included (a timer message's delivery time is its record's `TIMER_OUT_MS`).
 pub(crate) fn dispatch_tag_code(rec: &RecordView<'_>, delay_levels: &[u64]) -> i64 {
     if rec.topic == SCHEDULE_TOPIC {
         let level = (rec.meta.queue_id as usize).min(delay_levels.len().saturating_sub(1));
         let delay = delay_levels.get(level).copied().unwrap_or(1000);
         return rec.meta.store_timestamp.saturating_add(delay as i64);
-    }
-    if rec.topic == TIMER_TOPIC
-        && let Some(at) =
-            properties::get(rec.properties, keys::TIMER_DELIVER_MS).and_then(|v| v.parse().ok())
-    {
-        return at;
     }
     crate::format::hash::tag_code(properties::get(rec.properties, keys::TAGS))
 }
