@@ -88,7 +88,7 @@ impl OpenHooks for Loading<'_> {
     }
 
     fn valid_topic(&self, topic: &str) -> bool {
-        validate::topic_syntax(topic).is_ok()
+        validate::stored_topic(topic)
     }
 
     fn queue_found(&mut self, topic: &str, queue_id: u32) -> Result<()> {

@@ -51,6 +51,19 @@ pub(crate) fn topic_syntax(topic: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether `topic`, found on disk (a consume queue directory or a record in the log), names a
+/// topic the store can serve. A RocketMQ broker writes names the client rules refuse (topics
+/// over 127 bytes as v2 records, pop-retry topics `%RETRY%{group}+{topic}`), so anything that
+/// can be a directory name is accepted: not empty, not `.` or `..`, no `/` or NUL, and no
+/// longer than a v2 record's topic field.
+pub(crate) fn stored_topic(topic: &str) -> bool {
+    !topic.is_empty()
+        && topic != "."
+        && topic != ".."
+        && !topic.bytes().any(|b| b == b'/' || b == 0)
+        && topic.len() <= i16::MAX as usize
+}
+
 /// Checks a topic a user writes to: valid syntax and not one of [`RESERVED_TOPICS`].
 pub(crate) fn user_topic(topic: &str) -> Result<()> {
     topic_syntax(topic)?;

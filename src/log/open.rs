@@ -257,15 +257,33 @@ impl Loading<'_> {
         let root = self.dir.join("consumequeue");
         let mut found: BTreeSet<(String, u32)> = BTreeSet::new();
         for t in self.fs.list(&root)? {
-            if !t.is_dir || !self.hooks.valid_topic(&t.name) {
+            if !t.is_dir {
                 continue;
             }
+            if !self.hooks.valid_topic(&t.name) {
+                return Err(Error::corrupted(
+                    root.join(&t.name),
+                    0,
+                    "a consume queue directory whose name cannot be a topic",
+                ));
+            }
             for q in self.fs.list(&root.join(&t.name))? {
-                if let Some(qid) = q.name.parse::<u32>().ok().filter(|_| q.is_dir)
-                    && qid < crate::config::MAX_QUEUES_PER_TOPIC
-                {
-                    found.insert((t.name.clone(), qid));
+                // Anything else in a topic's directory is not a queue, and is left alone.
+                let Some(qid) = q.name.parse::<u32>().ok().filter(|_| q.is_dir) else {
+                    continue;
+                };
+                if qid >= crate::config::MAX_QUEUES_PER_TOPIC {
+                    return Err(Error::corrupted(
+                        root.join(&t.name).join(&q.name),
+                        0,
+                        format!(
+                            "queue id {qid} of topic {} is beyond the {} queues a topic can have",
+                            t.name,
+                            crate::config::MAX_QUEUES_PER_TOPIC
+                        ),
+                    ));
                 }
+                found.insert((t.name.clone(), qid));
             }
         }
         let mut rebuild = BTreeSet::new();
@@ -400,7 +418,15 @@ impl Loading<'_> {
         let key: QueueKey = (Arc::from(topic), qid);
         if !self.queues.contains_key(&key) {
             if !self.hooks.valid_topic(topic) || qid >= crate::config::MAX_QUEUES_PER_TOPIC {
-                return Ok(None);
+                // Never skipped silently: the record would be stored but never served.
+                return Err(Error::corrupted(
+                    self.dir.join("commitlog"),
+                    0,
+                    format!(
+                        "a record for topic {topic:?} queue {qid}, which the store cannot serve (queue ids stop at {})",
+                        crate::config::MAX_QUEUES_PER_TOPIC
+                    ),
+                ));
             }
             let cq = ConsumeQueue::create(
                 self.fs,
@@ -486,10 +512,16 @@ impl Loading<'_> {
             gaps.insert(key);
             return Ok(());
         }
-        if cq.put(rec.meta.queue_offset, unit).is_err() {
-            gaps.insert(key);
+        // A record past the queue's end leaves a gap: the queue is rebuilt from the whole log.
+        // Anything else (no space, an I/O error) fails the open as it is.
+        match cq.put(rec.meta.queue_offset, unit) {
+            Ok(()) => Ok(()),
+            Err(Error::Corrupted { .. }) => {
+                gaps.insert(key);
+                Ok(())
+            }
+            Err(e) => Err(e),
         }
-        Ok(())
     }
 
     /// The recovery path: scan from the checkpoint (or earlier, for lagging or rebuilt queues)

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::{ConsumeQueue, UNIT};
-use crate::error::Result;
+use std::io::ErrorKind;
+
+use crate::error::{Error, Result};
 use crate::format::cq_unit::{CQ_UNIT_SIZE, CqUnit};
 use crate::storage::segment_set::remove_trailing;
 use crate::storage::{Fs, Segment};
@@ -93,14 +95,20 @@ pub(crate) fn load(
     for (i, (base, path)) in files.iter().enumerate() {
         let aligned = base % file_size == 0;
         let contiguous = i == 0 || *base == files[i - 1].0 + file_size;
-        let seg = if aligned && contiguous {
-            fs.open_segment(path, *base, file_size).ok()
-        } else {
-            None
-        };
-        match seg {
-            Some(s) => segs.push(s),
-            None => return rebuild(&files, topic),
+        if !(aligned && contiguous) {
+            return rebuild(&files, topic);
+        }
+        match fs.open_segment(path, *base, file_size) {
+            Ok(s) => segs.push(s),
+            // A file of the wrong size or an empty one (its creation was cut short): damage
+            // the log can repair.
+            Err(Error::Corrupted { .. }) => return rebuild(&files, topic),
+            Err(Error::Io { source, .. }) if source.kind() == ErrorKind::InvalidData => {
+                return rebuild(&files, topic);
+            }
+            // Anything else (EACCES, ENOMEM, too many mappings) is not damage: the files
+            // stay, and the open fails saying why.
+            Err(e) => return Err(e),
         }
     }
     let units_per_file = (file_size / UNIT) as usize;
