@@ -148,8 +148,12 @@ impl Core {
             .max(cq.min_offset());
             let start = off;
             while let Some(unit) = cq.get(off) {
-                // RocketMQ's clock-skew guard: a time further out than the level's delay is due now.
-                let due = (unit.tag_code.max(0) as u64).min(now + delay);
+                // RocketMQ's clock-skew guard (`correctDeliverTimestamp`): a time further out
+                // than the level's delay is due now.
+                let due = match unit.tag_code.max(0) as u64 {
+                    t if t > now.saturating_add(delay) => now,
+                    t => t,
+                };
                 if due > now {
                     note(due);
                     break;
