@@ -8,7 +8,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mqlite::{ConsumeFrom, ConsumeStatus, Error, FlushPolicy, Message, MessageQueue, OrderlyStatus, Store};
+use mqlite::{
+    ConsumeFrom, ConsumeStatus, Error, FlushPolicy, Message, MessageQueue, OrderlyStatus, Store,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -80,11 +82,21 @@ fn close_stops_running_push_consumers_and_commits_what_they_consumed() {
     release_tx.send(()).unwrap();
     closer.join().unwrap().unwrap();
     let at_close: HashSet<String> = consumed.lock().unwrap().clone();
-    assert!(at_close.contains("1000"), "the call in flight finished before close returned");
-    assert!(at_close.len() < N, "the test needs consumers still busy at close");
+    assert!(
+        at_close.contains("1000"),
+        "the call in flight finished before close returned"
+    );
+    assert!(
+        at_close.len() < N,
+        "the test needs consumers still busy at close"
+    );
     a.shutdown().unwrap();
     b.shutdown().unwrap();
-    assert_eq!(consumed.lock().unwrap().len(), at_close.len(), "a listener ran after close");
+    assert_eq!(
+        consumed.lock().unwrap().len(),
+        at_close.len(),
+        "a listener ran after close"
+    );
     drop(store);
 
     let store = Store::open(dir.path()).unwrap();
@@ -99,11 +111,17 @@ fn close_stops_running_push_consumers_and_commits_what_they_consumed() {
             ConsumeStatus::Success
         })
         .unwrap();
-    wait_until("the rest of the messages", || again.lock().unwrap().len() >= N - at_close.len());
+    wait_until("the rest of the messages", || {
+        again.lock().unwrap().len() >= N - at_close.len()
+    });
     c.shutdown().unwrap();
     let again = again.lock().unwrap().clone();
     let redelivered: Vec<&String> = again.iter().filter(|b| at_close.contains(*b)).collect();
-    assert!(redelivered.is_empty(), "{} consumed messages came again: {redelivered:?}", redelivered.len());
+    assert!(
+        redelivered.is_empty(),
+        "{} consumed messages came again: {redelivered:?}",
+        redelivered.len()
+    );
     let all: HashSet<&String> = at_close.iter().chain(&again).collect();
     assert_eq!(all.len(), N);
     store.close().unwrap();
@@ -131,19 +149,30 @@ fn close_drains_pending_async_sends_with_their_real_results() {
     }
     store.clone().close().unwrap();
     let results = std::mem::take(&mut *results.lock().unwrap());
-    assert_eq!(results.len(), N, "every accepted send was called back before close returned");
+    assert_eq!(
+        results.len(),
+        N,
+        "every accepted send was called back before close returned"
+    );
     let failed: Vec<String> = results
         .iter()
         .filter_map(|r| r.as_ref().err().map(ToString::to_string))
         .collect();
-    assert!(failed.is_empty(), "{} sends failed: {:?}", failed.len(), &failed[..failed.len().min(3)]);
+    assert!(
+        failed.is_empty(),
+        "{} sends failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
     assert!(
         results
             .iter()
             .all(|r| r.as_ref().unwrap().status == mqlite::SendStatus::SendOk)
     );
     let err = p
-        .send_async(Message::new("t", "late"), |_| panic!("a refused send is not called back"))
+        .send_async(Message::new("t", "late"), |_| {
+            panic!("a refused send is not called back")
+        })
         .unwrap_err();
     assert!(matches!(err.error(), Error::Closed));
     assert_eq!(err.into_message().body(), b"late");
@@ -178,13 +207,22 @@ fn clients_get_closed_errors_after_close() {
     let handle = store.clone();
     store.close().unwrap();
 
-    assert!(matches!(producer.send(Message::new("t", "y")).map_err(|e| e.into_parts().0), Err(Error::Closed)));
-    let e = producer.send_async(Message::new("t", "z"), |_| {}).unwrap_err();
+    assert!(matches!(
+        producer
+            .send(Message::new("t", "y"))
+            .map_err(|e| e.into_parts().0),
+        Err(Error::Closed)
+    ));
+    let e = producer
+        .send_async(Message::new("t", "z"), |_| {})
+        .unwrap_err();
     assert!(matches!(e.error(), Error::Closed));
     assert!(is_closed(pull.pull(&q, "*", 0, 32)));
     assert!(is_closed(pull.commit_offset(&q, 1)));
     assert!(is_closed(pull.committed_offset(&q)));
-    assert!(is_closed(builder.start_concurrently(|_| ConsumeStatus::Success)));
+    assert!(is_closed(
+        builder.start_concurrently(|_| ConsumeStatus::Success)
+    ));
     assert!(is_closed(
         handle
             .push_consumer("g4")
@@ -234,7 +272,11 @@ fn shutdown_timeout_does_not_wait_for_a_stuck_listener() {
             ConsumeStatus::Success
         })
         .unwrap();
-    assert_eq!(got_rx.recv_timeout(WAIT).unwrap(), "slow", "the message in flight comes again");
+    assert_eq!(
+        got_rx.recv_timeout(WAIT).unwrap(),
+        "slow",
+        "the message in flight comes again"
+    );
     release_tx.send(()).unwrap();
     // An idle consumer stops within any reasonable timeout.
     assert!(next.shutdown_timeout(WAIT).unwrap());
@@ -267,12 +309,18 @@ fn orderly_shutdown_timeout_keeps_the_queue_lock_until_the_listener_returns() {
     entered_rx.recv_timeout(WAIT).unwrap();
     assert!(!c.shutdown_timeout(Duration::from_millis(20)).unwrap());
     assert!(
-        store.lock_queues("g", "probe", std::slice::from_ref(&q)).unwrap().is_empty(),
+        store
+            .lock_queues("g", "probe", std::slice::from_ref(&q))
+            .unwrap()
+            .is_empty(),
         "the queue is still locked by the stopped consumer's running listener"
     );
     release_tx.send(()).unwrap();
     wait_until("the lock to be given back", || {
-        store.lock_queues("g", "probe", std::slice::from_ref(&q)).unwrap() == vec![q.clone()]
+        store
+            .lock_queues("g", "probe", std::slice::from_ref(&q))
+            .unwrap()
+            == vec![q.clone()]
     });
     store.unlock_queues("g", "probe", &[q]).unwrap();
     store.close().unwrap();

@@ -55,13 +55,16 @@ fn a_damaged_record_stalls_the_queue_visibly() {
         .subscribe("t", "*")
         .consume_from(ConsumeFrom::FirstOffset)
         .start_concurrently(move |msgs| {
-            g.lock()
-                .unwrap()
-                .extend(msgs.iter().map(|m| String::from_utf8_lossy(&m.body()[..12]).into_owned()));
+            g.lock().unwrap().extend(
+                msgs.iter()
+                    .map(|m| String::from_utf8_lossy(&m.body()[..12]).into_owned()),
+            );
             ConsumeStatus::Success
         })
         .unwrap();
-    wait_until("the queue to be reported stalled", || !c.stats().stalled.is_empty());
+    wait_until("the queue to be reported stalled", || {
+        !c.stats().stalled.is_empty()
+    });
     let stats = c.stats();
     assert_eq!(stats.stalled.len(), 1);
     let stall = &stats.stalled[0];
@@ -71,10 +74,15 @@ fn a_damaged_record_stalls_the_queue_visibly() {
     // It keeps retrying: wait for more failed attempts, then check it warned only once.
     wait_until("retries", || c.stats().pull_errors >= 3);
     let warnings = capture_log::lines(log::Level::Warn, "cannot fetch queue t:0 at offset 10");
-    assert_eq!(warnings.len(), 1, "one warning per queue and condition: {warnings:?}");
-    wait_until("the messages before the damage to be consumed and committed", || {
-        got.lock().unwrap().len() >= 10 && store.consumer_lag("g", "t").unwrap() == 990
-    });
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning per queue and condition: {warnings:?}"
+    );
+    wait_until(
+        "the messages before the damage to be consumed and committed",
+        || got.lock().unwrap().len() >= 10 && store.consumer_lag("g", "t").unwrap() == 990,
+    );
     let got = got.lock().unwrap().clone();
     let expected: Vec<String> = (0..10).map(|i| format!("message-{i:04}")).collect();
     let mut sorted = got.clone();

@@ -28,11 +28,23 @@ fn a_failed_thread_spawn_stops_what_start_started() {
         .fail_thread_spawn(3)
         .start_concurrently(|_| ConsumeStatus::Success)
         .unwrap_err();
-    assert!(matches!(err, Error::Io { op: "spawn consumer thread", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Io {
+                op: "spawn consumer thread",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(store.consumer_ids("g").is_empty(), "not in the group");
     let deadline = Instant::now() + Duration::from_secs(60);
     while threads_named("mqlite-fetch") + threads_named("mqlite-consume") > 0 {
-        assert!(Instant::now() < deadline, "the started threads are still running");
+        assert!(
+            Instant::now() < deadline,
+            "the started threads are still running"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     // The group works normally afterwards.

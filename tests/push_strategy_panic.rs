@@ -38,9 +38,10 @@ fn a_panicking_strategy_falls_back_to_averaging() {
             b
         };
         b.start_concurrently(move |msgs| {
-            got.lock()
-                .unwrap()
-                .extend(msgs.iter().map(|m| String::from_utf8_lossy(m.body()).into_owned()));
+            got.lock().unwrap().extend(
+                msgs.iter()
+                    .map(|m| String::from_utf8_lossy(m.body()).into_owned()),
+            );
             ConsumeStatus::Success
         })
         .unwrap()
@@ -49,12 +50,18 @@ fn a_panicking_strategy_falls_back_to_averaging() {
     let good = start("good", false);
     assert_eq!(store.consumer_ids("g").len(), 2, "both in the group");
     let topic_queues = |c: &mqlite::PushConsumer| -> Vec<MessageQueue> {
-        c.assigned_queues().into_iter().filter(|q| q.topic == "t").collect()
+        c.assigned_queues()
+            .into_iter()
+            .filter(|q| q.topic == "t")
+            .collect()
     };
     wait_until("the queues to be shared 2/2", || {
         topic_queues(&bad).len() == 2 && topic_queues(&good).len() == 2
     });
-    let all: BTreeSet<MessageQueue> = topic_queues(&bad).into_iter().chain(topic_queues(&good)).collect();
+    let all: BTreeSet<MessageQueue> = topic_queues(&bad)
+        .into_iter()
+        .chain(topic_queues(&good))
+        .collect();
     assert_eq!(all.len(), 4, "every queue has one owner");
     let p = store.producer("p");
     for i in 0..40 {
@@ -62,7 +69,11 @@ fn a_panicking_strategy_falls_back_to_averaging() {
     }
     wait_until("every message", || got.lock().unwrap().len() == 40);
     let warnings = capture_log::lines(log::Level::Warn, "allocation strategy panicked");
-    assert_eq!(warnings.len(), 1, "warned once for the consumer: {warnings:?}");
+    assert_eq!(
+        warnings.len(),
+        1,
+        "warned once for the consumer: {warnings:?}"
+    );
     bad.shutdown().unwrap();
     good.shutdown().unwrap();
     store.close().unwrap();

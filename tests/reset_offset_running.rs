@@ -7,7 +7,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mqlite::{ConsumeFrom, ConsumeStatus, Message, MessageModel, MessageQueue, OrderlyStatus, Store};
+use mqlite::{
+    ConsumeFrom, ConsumeStatus, Message, MessageModel, MessageQueue, OrderlyStatus, Store,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -69,13 +71,20 @@ fn a_running_push_consumer_follows_a_reset_and_does_not_overwrite_it() {
         })
         .unwrap();
     let pull = store.pull_consumer("g");
-    assert_eq!(entered_rx.recv_timeout(WAIT).unwrap(), (1, format!("{}", N - 1)));
+    assert_eq!(
+        entered_rx.recv_timeout(WAIT).unwrap(),
+        (1, format!("{}", N - 1))
+    );
     wait_until("messages before the last to be committed", || {
         pull.committed_offset(&q).unwrap() == Some(N as u64 - 1)
     });
 
     store.reset_offset_by_time("g", "t", 0).unwrap();
-    assert_eq!(pull.committed_offset(&q).unwrap(), Some(0), "pull consumers see the reset");
+    assert_eq!(
+        pull.committed_offset(&q).unwrap(),
+        Some(0),
+        "pull consumers see the reset"
+    );
     // The consumer starts over: the first message reaches the gate on the free thread.
     assert_eq!(entered_rx.recv_timeout(WAIT).unwrap(), (2, "0".to_owned()));
     // The call in flight returns; its thread then takes the next message (so its stale
@@ -134,19 +143,32 @@ fn orderly_and_broadcasting_consumers_follow_resets() {
             ConsumeStatus::Success
         })
         .unwrap();
-    wait_until("first pass", || got.lock().unwrap().len() == 20 && b_got.lock().unwrap().len() == 20);
-    wait_until("orderly commits", || store.consumer_lag("o", "t").unwrap() == 0);
+    wait_until("first pass", || {
+        got.lock().unwrap().len() == 20 && b_got.lock().unwrap().len() == 20
+    });
+    wait_until("orderly commits", || {
+        store.consumer_lag("o", "t").unwrap() == 0
+    });
     store.reset_offset_by_time("o", "t", 0).unwrap();
     store.reset_offset_by_time("b", "t", 0).unwrap();
-    wait_until("second pass", || got.lock().unwrap().len() == 40 && b_got.lock().unwrap().len() == 40);
+    wait_until("second pass", || {
+        got.lock().unwrap().len() == 40 && b_got.lock().unwrap().len() == 40
+    });
     let got = got.lock().unwrap().clone();
     for key in 0..2 {
         let second: Vec<&String> = got[20..]
             .iter()
             .filter(|b| b.parse::<usize>().unwrap() % 2 == key)
             .collect();
-        let expected: Vec<String> = (0..20).filter(|i| i % 2 == key).map(|i| i.to_string()).collect();
-        assert_eq!(second, expected.iter().collect::<Vec<_>>(), "queue of key {key} in order");
+        let expected: Vec<String> = (0..20)
+            .filter(|i| i % 2 == key)
+            .map(|i| i.to_string())
+            .collect();
+        assert_eq!(
+            second,
+            expected.iter().collect::<Vec<_>>(),
+            "queue of key {key} in order"
+        );
     }
     let mut again = b_got.lock().unwrap()[20..].to_vec();
     again.sort_by_key(|b| b.parse::<usize>().unwrap());

@@ -42,9 +42,12 @@ fn an_undeliverable_delayed_message_stays_pending_and_goes_out_later() {
         store.create_topic("t", 1).unwrap();
         store.create_topic("u", 1).unwrap();
         let p = store.producer("p");
-        p.send(Message::new("t", big.clone()).with_delay_level(1)).unwrap();
-        p.send(Message::new("t", "small").with_delay_level(1)).unwrap();
-        p.send(Message::new("u", "other level").with_delay_level(2)).unwrap();
+        p.send(Message::new("t", big.clone()).with_delay_level(1))
+            .unwrap();
+        p.send(Message::new("t", "small").with_delay_level(1))
+            .unwrap();
+        p.send(Message::new("u", "other level").with_delay_level(2))
+            .unwrap();
         store.close().unwrap();
     }
     {
@@ -55,7 +58,9 @@ fn an_undeliverable_delayed_message_stays_pending_and_goes_out_later() {
             .max_message_size(100)
             .open()
             .unwrap();
-        wait_until("level 2 to be delivered", || store.max_offset(&u).unwrap() == 1);
+        wait_until("level 2 to be delivered", || {
+            store.max_offset(&u).unwrap() == 1
+        });
         wait_until("the failure to be reported", || {
             !capture_log::lines(log::Level::Warn, "delay level 1 at offset 0").is_empty()
         });
@@ -65,18 +70,34 @@ fn an_undeliverable_delayed_message_stays_pending_and_goes_out_later() {
             .producer("p")
             .send(Message::new("u", "later").with_delay_level(2))
             .unwrap();
-        wait_until("the later level-2 message", || store.max_offset(&u).unwrap() == 2);
+        wait_until("the later level-2 message", || {
+            store.max_offset(&u).unwrap() == 2
+        });
         let warnings = capture_log::lines(log::Level::Warn, "delay level 1 at offset 0");
-        assert_eq!(warnings.len(), 1, "reported once, not per retry: {warnings:?}");
-        assert!(warnings[0].contains("exceeds the maximum"), "{}", warnings[0]);
-        assert_eq!(store.max_offset(&t).unwrap(), 0, "neither level-1 message went out");
+        assert_eq!(
+            warnings.len(),
+            1,
+            "reported once, not per retry: {warnings:?}"
+        );
+        assert!(
+            warnings[0].contains("exceeds the maximum"),
+            "{}",
+            warnings[0]
+        );
+        assert_eq!(
+            store.max_offset(&t).unwrap(),
+            0,
+            "neither level-1 message went out"
+        );
         store.close().unwrap();
     }
     let store = Store::builder(dir.path())
         .message_delay_level("1s 1s")
         .open()
         .unwrap();
-    wait_until("both level-1 messages", || store.max_offset(&t).unwrap() == 2);
+    wait_until("both level-1 messages", || {
+        store.max_offset(&t).unwrap() == 2
+    });
     assert_eq!(bodies(&store, &t), vec![big, b"small".to_vec()]);
     store.close().unwrap();
     // Delivered once each, never twice: a further reopen delivers nothing more.

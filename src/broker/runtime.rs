@@ -129,7 +129,10 @@ impl Runtime {
         let mut first_error = None;
         for client in consumers.iter().chain(&senders).filter_map(Weak::upgrade) {
             if let Err(e) = client.close() {
-                log::warn!("closing {}: a client failed to stop cleanly: {e}", self.dir().display());
+                log::warn!(
+                    "closing {}: a client failed to stop cleanly: {e}",
+                    self.dir().display()
+                );
                 first_error.get_or_insert(e);
             }
         }

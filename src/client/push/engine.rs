@@ -299,9 +299,9 @@ impl Engine {
             let waiting = core.arrivals().register();
             if self.stopping.load(Ordering::Acquire)
                 || core.groups.topic_epoch() != epoch
-                || pqs.iter().any(|pq| {
-                    !pq.flow_controlled(&limits) && pq.has_new() && pq.stall().is_none()
-                })
+                || pqs
+                    .iter()
+                    .any(|pq| !pq.flow_controlled(&limits) && pq.has_new() && pq.stall().is_none())
             {
                 continue;
             }

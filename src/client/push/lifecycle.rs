@@ -31,13 +31,16 @@ impl Engine {
     /// the group. On any failure, stops what was started (threads, registration) and returns
     /// the error: nothing keeps running.
     pub(super) fn launch(self: &Arc<Self>) -> Result<()> {
-        let launched = self.attach().and_then(|()| self.spawn_threads()).and_then(|()| {
-            let core = self.core().clone();
-            let member: Arc<dyn Member> = self.clone();
-            core.groups.join(&core, &self.options().group, member)?;
-            self.joined.store(true, Ordering::Release);
-            Ok(())
-        });
+        let launched = self
+            .attach()
+            .and_then(|()| self.spawn_threads())
+            .and_then(|()| {
+                let core = self.core().clone();
+                let member: Arc<dyn Member> = self.clone();
+                core.groups.join(&core, &self.options().group, member)?;
+                self.joined.store(true, Ordering::Release);
+                Ok(())
+            });
         if let Err(e) = launched {
             // Not in the group: stop without leaving (a member with the same id stays).
             let _ = self.shutdown(None);

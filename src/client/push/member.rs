@@ -128,7 +128,8 @@ impl Member for Engine {
     fn reset_begin(&self, topic: &str) {
         let dropped: Vec<Arc<ProcessQueue>> = {
             let mut pqs = self.pqs.lock();
-            let gone: Vec<MessageQueue> = pqs.keys().filter(|q| q.topic == topic).cloned().collect();
+            let gone: Vec<MessageQueue> =
+                pqs.keys().filter(|q| q.topic == topic).cloned().collect();
             gone.iter().filter_map(|q| pqs.remove(q)).collect()
         };
         for pq in &dropped {
