@@ -64,6 +64,8 @@ pub(crate) struct Engine {
     pub(super) strategy_panicked: AtomicBool,
     /// Fetches that failed (damaged records, I/O errors), over the consumer's life.
     pub(super) pull_errors: AtomicU64,
+    /// Testing hook (`sim` feature): the fetch thread panics at its next turn.
+    pub(super) kill_fetch: AtomicBool,
 }
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
@@ -144,6 +146,7 @@ impl Engine {
             resetting: Mutex::new(Vec::new()),
             strategy_panicked: AtomicBool::new(false),
             pull_errors: AtomicU64::new(0),
+            kill_fetch: AtomicBool::new(false),
         });
         engine.launch()?;
         Ok(engine)
@@ -274,6 +277,10 @@ impl Engine {
         let mut last_rebalance = Instant::now();
         let mut last_lock_round = None;
         while !self.stopping.load(Ordering::Acquire) {
+            assert!(
+                !self.kill_fetch.load(Ordering::Acquire),
+                "injected: the fetch thread dies (testing hook)"
+            );
             let now_epoch = core.groups.topic_epoch();
             let releasing = self.pqs.lock().values().any(|pq| pq.is_releasing());
             if now_epoch != epoch

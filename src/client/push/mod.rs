@@ -463,6 +463,18 @@ impl PushConsumer {
             .map_or_else(ConsumerStats::default, |e| e.stats())
     }
 
+    /// Testing hook: makes the consumer's fetch thread panic at its next turn, as a bug would,
+    /// so that the group's handling of a consumer whose thread died can be tested.
+    #[cfg(feature = "sim")]
+    #[doc(hidden)]
+    pub fn kill_fetch_thread(&self) {
+        if let Some(e) = &self.engine {
+            e.kill_fetch
+                .store(true, std::sync::atomic::Ordering::Release);
+            e.core().arrivals().kick();
+        }
+    }
+
     /// Stops the consumer (see the type's docs), waiting for every listener call in flight
     /// however long it takes, and reports whether committing went well.
     pub fn shutdown(mut self) -> Result<()> {
