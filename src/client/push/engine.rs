@@ -53,6 +53,12 @@ pub(crate) struct Engine {
     pub(super) live: Mutex<usize>,
     pub(super) exited: Condvar,
     pub(super) shut: AtomicBool,
+    /// Set when a shutdown has finished (committed and left), for a concurrent second one
+    /// to wait for.
+    pub(super) stopped: Mutex<bool>,
+    pub(super) stopped_cv: Condvar,
+    /// Ids of the consumer's threads (a stop called from one cannot wait for it).
+    pub(super) thread_ids: Mutex<Vec<std::thread::ThreadId>>,
     offset_group: String,
     /// True once the consumer is in its group (it leaves it when stopping).
     pub(super) joined: AtomicBool,
@@ -143,6 +149,9 @@ impl Engine {
             live: Mutex::new(0),
             exited: Condvar::new(),
             shut: AtomicBool::new(false),
+            stopped: Mutex::new(false),
+            stopped_cv: Condvar::new(),
+            thread_ids: Mutex::new(Vec::new()),
             resetting: Mutex::new(Vec::new()),
             strategy_panicked: AtomicBool::new(false),
             pull_errors: AtomicU64::new(0),

@@ -89,6 +89,7 @@ impl Engine {
         });
         match spawned {
             Ok(h) => {
+                self.thread_ids.lock().push(h.thread().id());
                 self.threads.lock().push(h);
                 Ok(())
             }
@@ -123,10 +124,45 @@ impl Engine {
     /// locks and leaves the group. Returns whether every listener call finished in time; a call
     /// still running then finishes on its own thread, and what it consumed is not committed
     /// (it is delivered again, to this group's next owner of the queue).
+    ///
+    /// A second call (say `Store::close` while the user's `shutdown` runs) waits for the
+    /// first to finish, within its own timeout, unless it comes from one of the consumer's
+    /// threads.
     pub(crate) fn shutdown(&self, timeout: Option<Duration>) -> Result<bool> {
         if self.shut.swap(true, Ordering::AcqRel) {
-            return Ok(true);
+            return Ok(self.wait_stopped(timeout));
         }
+        let result = self.stop(timeout);
+        *self.stopped.lock() = true;
+        self.stopped_cv.notify_all();
+        result
+    }
+
+    /// Waits for a shutdown in progress elsewhere; whether it finished in time.
+    fn wait_stopped(&self, timeout: Option<Duration>) -> bool {
+        if self
+            .thread_ids
+            .lock()
+            .contains(&std::thread::current().id())
+        {
+            return true;
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut stopped = self.stopped.lock();
+        while !*stopped {
+            match deadline {
+                Some(d) => {
+                    if self.stopped_cv.wait_until(&mut stopped, d).timed_out() {
+                        return *stopped;
+                    }
+                }
+                None => self.stopped_cv.wait(&mut stopped),
+            }
+        }
+        true
+    }
+
+    fn stop(&self, timeout: Option<Duration>) -> Result<bool> {
         let core = self.core().clone();
         self.stopping.store(true, Ordering::Release);
         core.arrivals().kick();
