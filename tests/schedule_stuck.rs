@@ -4,7 +4,7 @@
 #[path = "common/capture_log.rs"]
 mod capture_log;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use mqlite::{Message, MessageQueue, Store};
 
@@ -106,5 +106,60 @@ fn an_undeliverable_delayed_message_stays_pending_and_goes_out_later() {
         .open()
         .unwrap();
     assert_eq!(store.max_offset(&t).unwrap(), 2);
+    store.close().unwrap();
+}
+
+/// The same for a delivery time (`with_deliver_at`, the timer queue): the stuck entry stays
+/// pending while later timer entries go out, and it goes out once delivery works again.
+#[test]
+fn an_undeliverable_timer_message_stays_pending_while_others_go_out() {
+    capture_log::install();
+    let dir = tempfile::tempdir().unwrap();
+    let t = MessageQueue::new("timed", 0);
+    let big = vec![b'b'; 200];
+    let in_ms = |ms: u64| SystemTime::now() + Duration::from_millis(ms);
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.create_topic("timed", 1).unwrap();
+        store
+            .producer("p")
+            .send(Message::new("timed", big.clone()).with_deliver_at(in_ms(3000)))
+            .unwrap();
+        store.close().unwrap();
+    }
+    {
+        let store = Store::builder(dir.path())
+            .max_message_size(100)
+            .open()
+            .unwrap();
+        if store.max_offset(&t).unwrap() > 0 {
+            // Only on a machine so slow that the first store stayed open 3 s: nothing to test.
+            return;
+        }
+        wait_until("the failure to be reported", || {
+            !capture_log::lines(log::Level::Warn, "timer entry at offset 0").is_empty()
+        });
+        let p = store.producer("p");
+        p.send(Message::new("timed", "now").with_deliver_at(in_ms(0)))
+            .unwrap();
+        wait_until("the later timer entry", || {
+            store.max_offset(&t).unwrap() == 1
+        });
+        // Outlive at least one retry of the stuck entry (every second).
+        p.send(Message::new("timed", "later").with_deliver_at(in_ms(1500)))
+            .unwrap();
+        wait_until("the last timer entry", || {
+            store.max_offset(&t).unwrap() == 2
+        });
+        let warnings = capture_log::lines(log::Level::Warn, "timer entry at offset 0");
+        assert_eq!(warnings.len(), 1, "reported once: {warnings:?}");
+        store.close().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    wait_until("the stuck entry", || store.max_offset(&t).unwrap() == 3);
+    assert_eq!(
+        bodies(&store, &t),
+        vec![b"now".to_vec(), b"later".to_vec(), big]
+    );
     store.close().unwrap();
 }
