@@ -51,8 +51,8 @@ pub use client::allocate::{AllocateStrategy, Averagely, AveragelyByCircle, Consi
 pub use client::producer::{Producer, SendError, SendResult, SendStatus};
 pub use client::pull::{ConsumeFrom, PullConsumer, PullResult, PullStatus};
 pub use client::push::{
-    ConsumeOrderlyContext, ConsumeStatus, MessageModel, OrderlyStatus, PushConsumer,
-    PushConsumerBuilder,
+    ConsumeOrderlyContext, ConsumeStatus, ConsumerStats, MessageModel, OrderlyStatus, PushConsumer,
+    PushConsumerBuilder, StalledQueue,
 };
 pub use config::{FlushPolicy, RecoveryMode, StoreConfig};
 pub use error::{Error, Result};

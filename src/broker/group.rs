@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -31,6 +31,13 @@ pub(crate) trait Member: Send + Sync {
     fn release(&self, keep: &BTreeSet<MessageQueue>);
     /// Starts consuming the queues of `queues` it does not have yet.
     fn assign(&self, queues: &BTreeSet<MessageQueue>);
+    /// An offset reset of `topic` is coming: forgets its progress in the topic's queues
+    /// (drops their process queues without committing), so nothing it had in flight commits
+    /// over the reset.
+    fn reset_begin(&self, topic: &str);
+    /// The reset offsets (`queue id -> offset`) are committed: consumes the queues dropped by
+    /// [`Member::reset_begin`] again, from there.
+    fn reset_finish(&self, topic: &str, offsets: &BTreeMap<u32, u64>);
 }
 
 /// All groups of a store.
@@ -40,6 +47,8 @@ pub(crate) struct Groups {
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Bumped when a topic's queue count changes; consumers rebalance when they see it move.
     topic_epoch: AtomicU64,
+    /// The store is closing: no joins, no rebalances (each member stops with what it has).
+    closed: AtomicBool,
 }
 
 impl std::fmt::Debug for Groups {
@@ -63,10 +72,28 @@ impl Groups {
             .clone()
     }
 
+    /// The store is closing: later joins fail with [`Error::Closed`] and rebalances do
+    /// nothing, so members stopping one after another do not hand queues to each other.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        // Wait for a rebalance in progress: take every group's lock once.
+        let locks: Vec<Arc<Mutex<()>>> = self.locks.lock().values().cloned().collect();
+        for l in locks {
+            drop(l.lock());
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     /// Adds a consumer and rebalances its group.
     pub(crate) fn join(&self, core: &Broker, group: &str, member: Arc<dyn Member>) -> Result<()> {
         {
             let mut all = self.members.lock();
+            if self.is_closed() {
+                return Err(Error::Closed);
+            }
             let list = all.entry(group.to_owned()).or_default();
             if list.iter().any(|m| m.id() == member.id()) {
                 return Err(Error::InvalidConfig(format!(
@@ -126,6 +153,9 @@ impl Groups {
     pub(crate) fn rebalance(&self, core: &Broker, group: &str) {
         let lock = self.lock_of(group);
         let _serial = lock.lock();
+        if self.is_closed() {
+            return;
+        }
         let members: Vec<Arc<dyn Member>> = {
             let mut all = self.members.lock();
             let Some(list) = all.get_mut(group) else {
@@ -177,5 +207,40 @@ impl Groups {
         for m in &members {
             m.assign(&alloc[m.id()]);
         }
+    }
+
+    /// Resets `group`'s offsets of `topic` while its consumers run (RocketMQ's reset offset,
+    /// which notifies the group's consumers): under the group's lock (no rebalance meanwhile),
+    /// every member subscribed to `topic` first drops its progress in the topic's queues, then
+    /// `commit` writes the new offsets, then the members resume from `offsets`. Nothing a
+    /// member had in flight can commit over the reset.
+    pub(crate) fn reset_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        offsets: &BTreeMap<u32, u64>,
+        commit: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        let lock = self.lock_of(group);
+        let _serial = lock.lock();
+        let members: Vec<Arc<dyn Member>> = self
+            .members
+            .lock()
+            .get(group)
+            .map(|l| {
+                l.iter()
+                    .filter(|m| m.topics().iter().any(|t| t == topic))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for m in &members {
+            m.reset_begin(topic);
+        }
+        let committed = commit();
+        for m in &members {
+            m.reset_finish(topic, offsets);
+        }
+        committed
     }
 }

@@ -1,8 +1,9 @@
-//! The running store: the broker plus its background threads (flusher, schedule service).
+//! The running store: the broker plus its background threads (flusher, schedule service), and
+//! the clients started from it that [`Runtime::shutdown`] stops first.
 //! Every `Store` handle and client handle shares one; dropping the last one closes the store.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
@@ -19,11 +20,44 @@ struct Background {
     thread: JoinHandle<()>,
 }
 
+/// A client running background work on the store (a push consumer, a producer's
+/// asynchronous sender): the store stops it before it closes the engine.
+pub(crate) trait Attached: Send + Sync {
+    /// Stops the client's background work, finishing what it had accepted (a consumer commits
+    /// what its listener consumed; a sender completes the sends it queued).
+    fn close(&self) -> Result<()>;
+}
+
+/// Which clients are stopped first at close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClientKind {
+    /// Push consumers: stopped first (they may send retries).
+    Consumer,
+    /// Asynchronous senders: drained after the consumers.
+    Sender,
+}
+
+#[derive(Default)]
+struct Clients {
+    /// Set when the store starts closing: no client may attach any more.
+    closing: bool,
+    consumers: Vec<Weak<dyn Attached>>,
+    senders: Vec<Weak<dyn Attached>>,
+}
+
 /// The broker and its threads.
-#[derive(Debug)]
 pub(crate) struct Runtime {
     core: Arc<Broker>,
     background: Mutex<Vec<Background>>,
+    clients: Mutex<Clients>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("dir", &self.dir())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Runtime {
@@ -39,6 +73,7 @@ impl Runtime {
         let rt = Arc::new(Runtime {
             core,
             background: Mutex::new(background),
+            clients: Mutex::new(Clients::default()),
         });
         if let Err(e) = spawned {
             let _ = rt.shutdown();
@@ -55,15 +90,59 @@ impl Runtime {
         self.core.dir()
     }
 
-    /// Stops the threads (the schedule service, last started, first: it writes through the
-    /// store) and closes the broker.
+    /// Registers a client for [`Runtime::shutdown`] to stop; [`Error::Closed`] once the store
+    /// is closing (the client must not start).
+    pub(crate) fn attach(&self, kind: ClientKind, client: Weak<dyn Attached>) -> Result<()> {
+        let mut c = self.clients.lock();
+        if c.closing {
+            return Err(Error::Closed);
+        }
+        let list = match kind {
+            ClientKind::Consumer => &mut c.consumers,
+            ClientKind::Sender => &mut c.senders,
+        };
+        list.retain(|w| w.strong_count() > 0);
+        list.push(client);
+        Ok(())
+    }
+
+    /// Whether the store is closing or closed (no client may start).
+    pub(crate) fn is_closing(&self) -> bool {
+        self.clients.lock().closing
+    }
+
+    /// Closes the store: stops the push consumers started from it (no more rebalancing;
+    /// each stops fetching, waits for its listener calls and commits), drains the asynchronous
+    /// sends (their callbacks get their real results), stops the threads (the schedule
+    /// service, last started, first: it writes through the store) and closes the broker.
+    /// Returns the broker's error if any, else the first client's.
     pub(crate) fn shutdown(&self) -> Result<()> {
+        let (consumers, senders) = {
+            let mut c = self.clients.lock();
+            c.closing = true;
+            (
+                std::mem::take(&mut c.consumers),
+                std::mem::take(&mut c.senders),
+            )
+        };
+        self.core.groups.close();
+        let mut first_error = None;
+        for client in consumers.iter().chain(&senders).filter_map(Weak::upgrade) {
+            if let Err(e) = client.close() {
+                log::warn!(
+                    "closing {}: a client failed to stop cleanly: {e}",
+                    self.dir().display()
+                );
+                first_error.get_or_insert(e);
+            }
+        }
         let threads: Vec<Background> = self.background.lock().drain(..).rev().collect();
         for bg in threads {
             let _ = bg.stop.send(());
             let _ = bg.thread.join();
         }
-        self.core.shutdown()
+        self.core.shutdown()?;
+        first_error.map_or(Ok(()), Err)
     }
 }
 

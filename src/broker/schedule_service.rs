@@ -1,8 +1,15 @@
 //! The schedule service thread: walks the delay-level queues and the timer queue, delivering
 //! what is due to the real topic, and sleeps until the next delivery time or a new delayed
 //! message.
+//!
+//! A delayed message that cannot be delivered (its record cannot be read, its copy is refused,
+//! the store cannot write) is never dropped: it stays pending, its progress does not move past
+//! it (a delay level's later messages wait behind it, as the level is delivered in order; other
+//! timer entries go on), and it is retried every [`FAILED_RETRY`]. Each such entry is reported
+//! once per error through `log::warn!`, and once more (`log::info!`) when it finally goes out.
 
 use std::cmp::Reverse;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -21,6 +28,8 @@ use crate::message::MessageExt;
 
 /// Longest sleep between passes.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
+/// How long an entry whose delivery failed waits before the next try.
+pub(crate) const FAILED_RETRY: Duration = Duration::from_secs(1);
 /// Properties of a delay level's scheduled copy that the delivered message does not keep
 /// (RocketMQ's `messageTimeUp` clears the first three and keeps REAL_TOPIC / REAL_QID; the
 /// others are written afresh).
@@ -52,8 +61,9 @@ pub(crate) fn start(
     let thread = std::thread::Builder::new()
         .name("mqlite-schedule".into())
         .spawn(move || {
+            let mut stuck = Stuck::default();
             loop {
-                let next = core.schedule_pass();
+                let next = core.schedule_pass(&mut stuck);
                 let wait = next
                     .map_or(MAX_SLEEP, |at| {
                         Duration::from_millis(at.saturating_sub(now_ms()))
@@ -75,9 +85,64 @@ pub(crate) fn start(
     Ok((stop_tx, thread))
 }
 
+/// Entries whose delivery failed: the error last reported and when to try again (ms).
+#[derive(Debug, Default)]
+pub(crate) struct Stuck {
+    entries: BTreeMap<(u32, u64), (String, u64)>,
+}
+
+impl Stuck {
+    fn key(src: Source) -> (u32, u64) {
+        match src {
+            Source::Level(level, off) => (level, off),
+            Source::Timer(off) => (0, off),
+        }
+    }
+
+    fn describe(src: Source) -> String {
+        match src {
+            Source::Level(level, off) => format!("delay level {level} at offset {off}"),
+            Source::Timer(off) => format!("timer entry at offset {off}"),
+        }
+    }
+
+    /// When a failed entry may be tried again (`None`: it has not failed).
+    fn retry_at(&self, src: Source) -> Option<u64> {
+        self.entries.get(&Self::key(src)).map(|(_, at)| *at)
+    }
+
+    /// Records a failed delivery, warning once per entry and error; returns the next try.
+    fn failed(&mut self, src: Source, e: &Error, now: u64) -> u64 {
+        let at = now + FAILED_RETRY.as_millis() as u64;
+        let error = e.to_string();
+        let previous = self.entries.insert(Self::key(src), (error.clone(), at));
+        if previous.is_none_or(|(before, _)| before != error) && !matches!(e, Error::Closed) {
+            log::warn!(
+                "schedule service: cannot deliver the delayed message of {}: {error}; it stays \
+                 pending and is retried every {FAILED_RETRY:?}",
+                Self::describe(src)
+            );
+        }
+        at
+    }
+
+    /// A delivery went out: an entry that had failed is reported recovered.
+    fn delivered(&mut self, src: Source) {
+        if self.entries.is_empty() {
+            return;
+        }
+        if self.entries.remove(&Self::key(src)).is_some() {
+            log::info!(
+                "schedule service: the delayed message of {} was delivered after failing",
+                Self::describe(src)
+            );
+        }
+    }
+}
+
 impl Core {
     /// One pass over every delay queue; returns the next delivery time known to be pending.
-    pub(crate) fn schedule_pass(&self) -> Option<u64> {
+    pub(crate) fn schedule_pass(&self, stuck: &mut Stuck) -> Option<u64> {
         if self.is_poisoned() || self.check_open().is_err() {
             return None;
         }
@@ -97,16 +162,27 @@ impl Core {
             .max(cq.min_offset());
             let start = off;
             while let Some(unit) = cq.get(off) {
-                // RocketMQ's clock-skew guard: a time further out than the level's delay is due now.
-                let due = (unit.tag_code.max(0) as u64).min(now + delay);
+                // RocketMQ's clock-skew guard (`correctDeliverTimestamp`): a time further out
+                // than the level's delay is due now.
+                let due = match unit.tag_code.max(0) as u64 {
+                    t if t > now.saturating_add(delay) => now,
+                    t => t,
+                };
                 if due > now {
                     note(due);
                     break;
                 }
-                if self.deliver(&unit, Source::Level(level, off)).is_err() {
-                    note(now + MAX_SLEEP.as_millis() as u64);
+                let src = Source::Level(level, off);
+                if let Some(at) = stuck.retry_at(src).filter(|&at| at > now) {
+                    note(at);
                     break;
                 }
+                // Not delivered: the level stays at this entry (its later ones wait behind it).
+                if let Err(e) = self.deliver(&unit, src) {
+                    note(stuck.failed(src, &e, now));
+                    break;
+                }
+                stuck.delivered(src);
                 off += 1;
             }
             if off != start {
@@ -116,7 +192,7 @@ impl Core {
                 self.schedule.mark_dirty();
             }
         }
-        if let Some(t) = self.timer_pass(now) {
+        if let Some(t) = self.timer_pass(now, stuck) {
             note(t);
         }
         // Deliveries do not wait for the flush one by one; under Sync, one flush makes them
@@ -128,29 +204,53 @@ impl Core {
         next
     }
 
-    fn timer_pass(&self, now: u64) -> Option<u64> {
+    fn timer_pass(&self, now: u64, stuck: &mut Stuck) -> Option<u64> {
         let cq = self.queue(TIMER_TOPIC, 0)?;
         self.load_timer_entries(&cq);
         let mut p = self.schedule.progress.lock();
-        loop {
-            let &Reverse((due, off)) = p.heap.peek()?;
+        // Entries that failed stay pending: set aside during the pass, so the entries due
+        // after them still go out, and put back at its end.
+        let mut failed: Vec<(u64, u64)> = Vec::new();
+        let mut next = loop {
+            let Some(&Reverse((due, off))) = p.heap.peek() else {
+                break None;
+            };
             if due > now {
-                return Some(due);
+                break Some(due);
             }
             let Some(unit) = cq.get(off) else {
                 p.heap.pop();
                 continue;
             };
-            drop(p);
-            let ok = self.deliver(&unit, Source::Timer(off)).is_ok();
-            p = self.schedule.progress.lock();
-            if !ok {
-                return Some(now + MAX_SLEEP.as_millis() as u64);
+            let src = Source::Timer(off);
+            if stuck.retry_at(src).is_some_and(|at| at > now) {
+                p.heap.pop();
+                failed.push((due, off));
+                continue;
             }
+            drop(p);
+            let delivered = self.deliver(&unit, src);
+            p = self.schedule.progress.lock();
             p.heap.pop();
-            p.delivered(Source::Timer(off));
-            self.schedule.mark_dirty();
+            match delivered {
+                Ok(()) => {
+                    stuck.delivered(src);
+                    p.delivered(src);
+                    self.schedule.mark_dirty();
+                }
+                Err(e) => {
+                    stuck.failed(src, &e, now);
+                    failed.push((due, off));
+                }
+            }
+        };
+        for (due, off) in failed {
+            p.heap.push(Reverse((due, off)));
+            if let Some(at) = stuck.retry_at(Source::Timer(off)) {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
         }
+        next
     }
 
     /// Puts the scheduled message at `unit` to its real topic and queue, as RocketMQ does:
@@ -164,8 +264,13 @@ impl Core {
             (m, (flags != 0).then(|| rec.body.to_vec()), flags)
         })?;
         let Some(topic) = m.property(keys::REAL_TOPIC).map(str::to_owned) else {
-            // Nothing to deliver to: skip it rather than block the queue.
-            return Ok(());
+            // Not a delayed message this store wrote (every one names its topic): kept, and
+            // reported, rather than dropped.
+            return Err(Error::InvalidMessage(format!(
+                "the scheduled record at commitlog offset {} has no {} property",
+                unit.physical_offset,
+                keys::REAL_TOPIC
+            )));
         };
         let queue_id: u32 = m
             .property(keys::REAL_QUEUE_ID)
@@ -191,14 +296,8 @@ impl Core {
         let queues = self
             .topic_config(&msg.topic)
             .map_or(queue_id + 1, |c| c.write_queue_nums.max(1));
-        match self.put_with(&msg, queue_id % queues, opts) {
-            Ok(_) => Ok(()),
-            Err(e @ (Error::InvalidTopic { .. } | Error::InvalidMessage(_))) => {
-                // It can never be delivered; do not block the queue behind it.
-                let _ = e;
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+        // A refused copy (say the body exceeds a `max_message_size` lowered since it was
+        // sent) stays pending like any other failure: the caller keeps it and retries.
+        self.put_with(&msg, queue_id % queues, opts).map(drop)
     }
 }

@@ -3,13 +3,20 @@
 //!
 //! The caller only enqueues. The appender appends without waiting for the flush, so under
 //! `FlushPolicy::Sync` many in-flight messages share one flush, awaited by the completion thread.
+//!
+//! A [`Gate`] counts the sends accepted and not yet called back; the store's close shuts it
+//! (later sends fail with `Error::Closed` at the call) and waits for the count to reach zero,
+//! so every accepted send completes with its real result before the engine closes.
 
 use std::sync::Arc;
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, bounded, unbounded};
+use parking_lot::{Condvar, Mutex};
 
 use super::producer::{SendError, SendResult, Shared};
+use crate::broker::runtime::{Attached, ClientKind};
 use crate::error::Error;
 use crate::message::{Message, MessageQueue};
 
@@ -36,8 +43,63 @@ enum Done {
     },
 }
 
+/// Sends accepted and not yet called back, and whether new ones are refused.
+#[derive(Default)]
+struct GateState {
+    closed: bool,
+    in_flight: usize,
+}
+
+/// Admission to the sender: counts sends in flight; closed by the store's close.
+#[derive(Default)]
+pub(crate) struct Gate {
+    state: Mutex<GateState>,
+    drained: Condvar,
+    /// The completion thread (callbacks run there): a close called from a callback cannot
+    /// wait for the callbacks after it.
+    completer: Mutex<Option<ThreadId>>,
+}
+
+impl Gate {
+    /// Admits one send; `Error::Closed` once closed.
+    fn enter(&self) -> Result<(), Error> {
+        let mut s = self.state.lock();
+        if s.closed {
+            return Err(Error::Closed);
+        }
+        s.in_flight += 1;
+        Ok(())
+    }
+
+    /// One admitted send is over (called back, or refused after all).
+    fn leave(&self) {
+        let mut s = self.state.lock();
+        s.in_flight -= 1;
+        if s.in_flight == 0 {
+            self.drained.notify_all();
+        }
+    }
+}
+
+impl Attached for Gate {
+    /// Refuses new sends and waits until every accepted one has been called back (unless
+    /// called from a callback, which cannot wait for the ones queued behind it).
+    fn close(&self) -> crate::Result<()> {
+        let mut s = self.state.lock();
+        s.closed = true;
+        if *self.completer.lock() == Some(std::thread::current().id()) {
+            return Ok(());
+        }
+        while s.in_flight > 0 {
+            self.drained.wait(&mut s);
+        }
+        Ok(())
+    }
+}
+
 /// The running sender of one producer (and its clones).
 pub(crate) struct AsyncSender {
+    gate: Arc<Gate>,
     jobs: Sender<Job>,
     /// A counting semaphore: one token per send in flight, taken when it is queued and given
     /// back after its callback ran.
@@ -48,6 +110,7 @@ pub(crate) struct AsyncSender {
 
 /// A cheap handle to submit through.
 pub(crate) struct Handle {
+    gate: Arc<Gate>,
     jobs: Sender<Job>,
     permits: Sender<()>,
     capacity: usize,
@@ -55,20 +118,34 @@ pub(crate) struct Handle {
 }
 
 impl AsyncSender {
-    pub(crate) fn start(shared: Arc<Shared>) -> std::io::Result<AsyncSender> {
+    /// Starts the sender's threads, registered with the store so that its close drains them;
+    /// `Error::Closed` if the store is closing.
+    pub(crate) fn start(shared: Arc<Shared>) -> crate::Result<AsyncSender> {
         let capacity = shared.options.max_in_flight;
         let timeout = shared.options.send_timeout;
+        let gate = Arc::new(Gate::default());
+        let attached: Arc<dyn Attached> = gate.clone();
+        shared
+            .store
+            .attach(ClientKind::Sender, Arc::downgrade(&attached))?;
+        let spawn_error = |e| Error::io("spawn async sender", shared.store.dir(), e);
         let (jobs_tx, jobs_rx) = unbounded::<Job>();
         let (done_tx, done_rx) = unbounded::<Done>();
         let (permits_tx, permits_rx) = bounded::<()>(capacity);
         let appender_shared = shared.clone();
         std::thread::Builder::new()
             .name("mqlite-async-send".into())
-            .spawn(move || append_loop(&appender_shared, &jobs_rx, &done_tx))?;
-        std::thread::Builder::new()
+            .spawn(move || append_loop(&appender_shared, &jobs_rx, &done_tx))
+            .map_err(spawn_error)?;
+        let completer_gate = gate.clone();
+        let completer_shared = shared.clone();
+        let completer = std::thread::Builder::new()
             .name("mqlite-async-complete".into())
-            .spawn(move || complete_loop(&shared, &done_rx, &permits_rx))?;
+            .spawn(move || complete_loop(&completer_shared, &done_rx, &permits_rx, &completer_gate))
+            .map_err(spawn_error)?;
+        *gate.completer.lock() = Some(completer.thread().id());
         Ok(AsyncSender {
+            gate,
             jobs: jobs_tx,
             permits: permits_tx,
             capacity,
@@ -78,6 +155,7 @@ impl AsyncSender {
 
     pub(crate) fn handle(&self) -> Handle {
         Handle {
+            gate: self.gate.clone(),
             jobs: self.jobs.clone(),
             permits: self.permits.clone(),
             capacity: self.capacity,
@@ -87,20 +165,25 @@ impl AsyncSender {
 }
 
 impl Handle {
-    /// Queues a send; waits for room for at most the send timeout.
+    /// Queues a send; waits for room for at most the send timeout. `Error::Closed` once the
+    /// store is closing.
     pub(crate) fn submit(&self, msg: Message, callback: Callback) -> Result<(), SendError> {
+        if let Err(e) = self.gate.enter() {
+            return Err(SendError::new(e, msg));
+        }
+        let refused = |error, msg| {
+            self.gate.leave();
+            Err(SendError::new(error, msg))
+        };
         match self.permits.send_timeout((), self.timeout) {
             Ok(()) => {}
-            Err(SendTimeoutError::Timeout(())) => {
-                return Err(SendError::new(Error::Busy(self.capacity), msg));
-            }
-            Err(SendTimeoutError::Disconnected(())) => {
-                return Err(SendError::new(Error::Closed, msg));
-            }
+            Err(SendTimeoutError::Timeout(())) => return refused(Error::Busy(self.capacity), msg),
+            Err(SendTimeoutError::Disconnected(())) => return refused(Error::Closed, msg),
         }
-        self.jobs
-            .send(Job { msg, callback })
-            .map_err(|e| SendError::new(Error::Closed, e.into_inner().msg))
+        match self.jobs.send(Job { msg, callback }) {
+            Ok(()) => Ok(()),
+            Err(e) => refused(Error::Closed, e.into_inner().msg),
+        }
     }
 }
 
@@ -135,7 +218,7 @@ fn append_loop(shared: &Shared, jobs: &Receiver<Job>, done: &Sender<Done>) {
 
 /// Takes whatever completed, waits once for the furthest record to be durable, then runs the
 /// callbacks in order.
-fn complete_loop(shared: &Shared, done: &Receiver<Done>, permits: &Receiver<()>) {
+fn complete_loop(shared: &Shared, done: &Receiver<Done>, permits: &Receiver<()>, gate: &Gate) {
     let core = shared.store.core();
     while let Ok(first) = done.recv() {
         let mut batch = vec![first];
@@ -154,6 +237,7 @@ fn complete_loop(shared: &Shared, done: &Receiver<Done>, permits: &Receiver<()>)
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || callback(r)));
             // The send is over: its permit goes back.
             let _ = permits.try_recv();
+            gate.leave();
         };
         for d in batch {
             match d {

@@ -421,6 +421,11 @@ impl Producer {
     /// timeout, after which the message comes back with [`Error::Busy`] and the callback is
     /// not called. Errors found in the background reach the callback as `mqlite::Error`.
     ///
+    /// [`Store::close`](crate::Store::close) drains the sends accepted before it: each is
+    /// stored (or refused) and its callback gets its real result before the store closes.
+    /// Sends made once the store is closing fail at the call with [`Error::Closed`] (the
+    /// message comes back and the callback is not called).
+    ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
     /// # let store = mqlite::Store::open(dir.path())?;
@@ -439,10 +444,7 @@ impl Producer {
         if slot.is_none() {
             match AsyncSender::start(self.inner.clone()) {
                 Ok(s) => *slot = Some(s),
-                Err(e) => {
-                    let error = Error::io("spawn async sender", self.inner.store.dir(), e);
-                    return Err(SendError::new(error, msg));
-                }
+                Err(error) => return Err(SendError::new(error, msg)),
             }
         }
         let handle = slot.as_ref().map(AsyncSender::handle);

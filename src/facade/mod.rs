@@ -184,10 +184,45 @@ impl Store {
         self.core().flush_all()
     }
 
-    /// Closes the store cleanly: flushes everything, records the end of the log in the
-    /// checkpoint (so the next open checks only the log's last `tail_tolerance` bytes) and removes the `abort` marker. Other
-    /// clones of this handle get [`Error::Closed`] afterwards. Dropping the last handle
-    /// without `close` does the same on a best-effort basis.
+    /// Closes the store cleanly, in this order:
+    ///
+    /// 1. Every push consumer started from the store and still running is shut down: no more
+    ///    rebalancing, each stops fetching, waits for its listener calls in flight (however
+    ///    long they take), commits what was consumed and leaves its group; its later
+    ///    [`PushConsumer::shutdown`](crate::PushConsumer::shutdown) or drop does nothing.
+    /// 2. Pending [`Producer::send_async`](crate::Producer::send_async) sends are drained:
+    ///    each one accepted before `close` is stored (or refused) and its callback gets its real
+    ///    result (a stored message is reported stored).
+    /// 3. The engine flushes everything, persists offsets and schedule progress, records the
+    ///    end of the log in the checkpoint (so the next open checks only the log's last
+    ///    `tail_tolerance` bytes) and removes the `abort` marker.
+    ///
+    /// Afterwards every call through this store, its other clones, and the producers and
+    /// consumers made from it fails with [`Error::Closed`](crate::Error::Closed) (starting a
+    /// push consumer, `send`, `send_async`, `pull`, `commit_offset`, ...); nothing panics.
+    /// Dropping the last handle (of the store and every client) without `close` does the
+    /// same on a best-effort basis. Calling `close` from a listener or a `send_async`
+    /// callback works, but cannot wait for that very call.
+    ///
+    /// ```
+    /// use mqlite::{ConsumeFrom, ConsumeStatus, Message};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = mqlite::Store::open(dir.path())?;
+    /// let consumer = store
+    ///     .push_consumer("g")
+    ///     .subscribe("t", "*")
+    ///     .consume_from(ConsumeFrom::FirstOffset)
+    ///     .start_concurrently(|_| ConsumeStatus::Success)?;
+    /// let producer = store.producer("p");
+    /// producer.send_async(Message::new("t", "x"), |r| assert!(r.is_ok()))?;
+    /// store.clone().close()?;              // stops `consumer`, drains the send
+    /// assert!(matches!(
+    ///     producer.send(Message::new("t", "y")).map_err(|e| e.into_parts().0),
+    ///     Err(mqlite::Error::Closed)
+    /// ));
+    /// consumer.shutdown()?;                // already stopped: Ok
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn close(self) -> Result<()> {
         self.rt.shutdown()
     }

@@ -134,12 +134,40 @@ impl Store {
 
     /// Sets the group's committed offset of every queue of `topic` to the first message stored
     /// at or after `ms` (RocketMQ's "reset offset by time").
+    ///
+    /// The reset takes effect in the group's running push consumers in this process, as
+    /// RocketMQ's reset notifies them: each drops its progress in the topic's queues (what it
+    /// had fetched, and what its listener is still consuming, which commits nothing any more)
+    /// and goes on from the reset offsets, so no later commit of theirs overwrites the reset
+    /// with an older position. Broadcasting consumers of the group have their own offsets
+    /// reset too. Pull consumers read committed offsets from the store, so their next
+    /// [`PullConsumer::committed_offset`](crate::PullConsumer::committed_offset) sees it.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = mqlite::Store::open(dir.path())?;
+    /// store.create_topic("orders", 1)?;
+    /// store.producer("p").send(mqlite::Message::new("orders", "a"))?;
+    /// let q = mqlite::MessageQueue::new("orders", 0);
+    /// let pull = store.pull_consumer("billing");
+    /// pull.commit_offset(&q, 1)?;
+    /// store.reset_offset_by_time("billing", "orders", 0)?; // back to the first message
+    /// assert_eq!(pull.committed_offset(&q)?, Some(0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn reset_offset_by_time(&self, group: &str, topic: &str, ms: u64) -> Result<()> {
         crate::broker::validate::group(group)?;
-        for q in self.queues(topic)? {
-            let off = self.offset_by_time(&q, ms)?;
-            self.core().commit_offset(group, &q, off)?;
+        let queues = self.queues(topic)?;
+        let mut offsets = std::collections::BTreeMap::new();
+        for q in &queues {
+            offsets.insert(q.queue_id, self.offset_by_time(q, ms)?);
         }
-        Ok(())
+        let core = self.core();
+        core.groups.reset_offsets(group, topic, &offsets, || {
+            for q in &queues {
+                core.commit_offset(group, q, offsets[&q.queue_id])?;
+            }
+            Ok(())
+        })
     }
 }

@@ -1,21 +1,20 @@
 //! The running push consumer: a fetch thread filling process queues, consume threads calling
 //! the listener, offsets committed as the oldest unfinished message moves, and group membership.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, unbounded};
-use parking_lot::Mutex;
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Condvar, Mutex};
 
 use super::process_queue::{Limits, ProcessQueue};
 use super::{ConsumeStatus, Listener, MessageModel, Options};
 use crate::broker::Broker as Core;
 use crate::broker::OffsetScope;
-use crate::broker::group::Member;
 use crate::broker::runtime::Runtime;
 use crate::client::pull::{ConsumeFrom, PullStatus};
 use crate::error::Result;
@@ -25,42 +24,61 @@ use crate::message::{MessageExt, MessageQueue};
 
 /// Longest the fetch thread sleeps without a reason to wake.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
+/// How long fetching a queue pauses after a failed fetch (a damaged record, an I/O error).
+pub(super) const STALL_RETRY: Duration = Duration::from_millis(500);
 /// How often an orderly consumer retries locking queues it could not lock.
 pub(super) const LOCK_RETRY: Duration = Duration::from_millis(100);
 /// How long a rebalance waits for an orderly batch in flight before leaving the queue's
 /// release to the next rebalance.
-const RELEASE_WAIT: Duration = Duration::from_millis(500);
+pub(super) const RELEASE_WAIT: Duration = Duration::from_millis(500);
 
 pub(super) struct Task {
-    pq: Arc<ProcessQueue>,
-    msgs: Vec<MessageExt>,
+    pub(super) pq: Arc<ProcessQueue>,
+    pub(super) msgs: Vec<MessageExt>,
 }
 
 /// The shared state of one push consumer.
 pub(crate) struct Engine {
-    store: Arc<Runtime>,
+    pub(super) store: Arc<Runtime>,
     options: Options,
     id: String,
-    listener: Listener,
-    pqs: Mutex<BTreeMap<MessageQueue, Arc<ProcessQueue>>>,
-    tasks: Mutex<Option<Sender<Task>>>,
-    delayed: Mutex<Vec<(Instant, Task)>>,
-    stopping: AtomicBool,
-    fetch_alive: AtomicBool,
-    threads: Mutex<Vec<JoinHandle<()>>>,
-    shut: AtomicBool,
+    pub(super) listener: Listener,
+    pub(super) pqs: Mutex<BTreeMap<MessageQueue, Arc<ProcessQueue>>>,
+    pub(super) tasks: Mutex<Option<Sender<Task>>>,
+    pub(super) delayed: Mutex<Vec<(Instant, Task)>>,
+    pub(super) stopping: AtomicBool,
+    pub(super) fetch_alive: AtomicBool,
+    pub(super) threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Threads of this consumer still running, and the signal of one ending.
+    pub(super) live: Mutex<usize>,
+    pub(super) exited: Condvar,
+    pub(super) shut: AtomicBool,
+    /// Set when a shutdown has finished (committed and left), for a concurrent second one
+    /// to wait for.
+    pub(super) stopped: Mutex<bool>,
+    pub(super) stopped_cv: Condvar,
+    /// Ids of the consumer's threads (a stop called from one cannot wait for it).
+    pub(super) thread_ids: Mutex<Vec<std::thread::ThreadId>>,
     offset_group: String,
-    /// False if joining the group failed.
-    joined: AtomicBool,
+    /// True once the consumer is in its group (it leaves it when stopping).
+    pub(super) joined: AtomicBool,
     /// The group epoch this consumer last rebalanced at.
-    epoch: std::sync::atomic::AtomicU64,
+    pub(super) epoch: std::sync::atomic::AtomicU64,
+    /// Process queues dropped by an offset reset in progress, to be replaced.
+    pub(super) resetting: Mutex<Vec<Arc<ProcessQueue>>>,
+    /// The user's allocation strategy panicked (reported once).
+    pub(super) strategy_panicked: AtomicBool,
+    /// Fetches that failed (damaged records, I/O errors), over the consumer's life.
+    pub(super) pull_errors: AtomicU64,
+    /// Testing hook (`sim` feature): the fetch thread panics at its next turn.
+    pub(super) kill_fetch: AtomicBool,
 }
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 
 /// Marks the fetch thread gone when dropped, even by a panic, and has the group rebalance at
 /// once so its queues are taken over.
-struct AliveGuard<'a>(&'a Engine);
+pub(super) struct AliveGuard<'a>(pub(super) &'a Engine);
 
 impl Drop for AliveGuard<'_> {
     fn drop(&mut self) {
@@ -84,6 +102,9 @@ impl Engine {
         listener: Listener,
     ) -> Result<Arc<Engine>> {
         let core = store.core().clone();
+        if store.is_closing() {
+            return Err(crate::Error::Closed);
+        }
         let ip = core.config().store_host.ip();
         let id = match &options.instance_name {
             Some(name) => format!("{ip}@{name}"),
@@ -107,7 +128,6 @@ impl Engine {
             core.create_topic(&retry, 1)?;
             options.subscriptions.push((retry, TagFilter::ALL));
         }
-        let (tx, rx) = unbounded::<Task>();
         let offset_group = match options.model {
             MessageModel::Clustering => options.group.clone(),
             MessageModel::Broadcasting => format!("{}@{id}", options.group),
@@ -119,46 +139,25 @@ impl Engine {
             id,
             listener,
             pqs: Mutex::new(BTreeMap::new()),
-            tasks: Mutex::new(Some(tx)),
+            tasks: Mutex::new(None),
             delayed: Mutex::new(Vec::new()),
             stopping: AtomicBool::new(false),
             fetch_alive: AtomicBool::new(true),
-            joined: AtomicBool::new(true),
+            joined: AtomicBool::new(false),
             epoch: std::sync::atomic::AtomicU64::new(core.groups.topic_epoch()),
             threads: Mutex::new(Vec::new()),
+            live: Mutex::new(0),
+            exited: Condvar::new(),
             shut: AtomicBool::new(false),
+            stopped: Mutex::new(false),
+            stopped_cv: Condvar::new(),
+            thread_ids: Mutex::new(Vec::new()),
+            resetting: Mutex::new(Vec::new()),
+            strategy_panicked: AtomicBool::new(false),
+            pull_errors: AtomicU64::new(0),
+            kill_fetch: AtomicBool::new(false),
         });
-        let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
-            std::thread::Builder::new()
-                .name(name)
-                .spawn(f)
-                .map_err(|e| crate::Error::io("spawn consumer thread", core.dir(), e))
-        };
-        let mut handles = Vec::new();
-        let e = engine.clone();
-        handles.push(spawn(
-            "mqlite-fetch".into(),
-            Box::new(move || {
-                let _alive = AliveGuard(&e);
-                e.fetch_loop();
-            }),
-        )?);
-        for i in 0..engine.options.threads {
-            let e = engine.clone();
-            let rx = rx.clone();
-            handles.push(spawn(
-                format!("mqlite-consume-{i}"),
-                Box::new(move || e.consume_loop(&rx)),
-            )?);
-        }
-        *engine.threads.lock() = handles;
-        let member: Arc<dyn Member> = engine.clone();
-        if let Err(err) = core.groups.join(&core, &engine.options.group, member) {
-            // Not in the group: stop without leaving (a member with the same id stays).
-            engine.joined.store(false, Ordering::Release);
-            let _ = engine.shutdown();
-            return Err(err);
-        }
+        engine.launch()?;
         Ok(engine)
     }
 
@@ -228,12 +227,12 @@ impl Engine {
         }
     }
 
-    fn clustering(&self) -> bool {
+    pub(super) fn clustering(&self) -> bool {
         self.options.model == MessageModel::Clustering
     }
 
     /// The table offsets are kept in.
-    fn offset_scope(&self) -> OffsetScope {
+    pub(super) fn offset_scope(&self) -> OffsetScope {
         if self.clustering() {
             OffsetScope::Group
         } else {
@@ -242,7 +241,7 @@ impl Engine {
     }
 
     /// The name offsets are kept under: the group, or group and instance when broadcasting.
-    fn offset_group(&self) -> &str {
+    pub(super) fn offset_group(&self) -> &str {
         &self.offset_group
     }
 
@@ -254,7 +253,7 @@ impl Engine {
 
     /// Where a newly assigned queue starts: the committed offset, else the `ConsumeFrom` rule
     /// (RocketMQ's: retry topics start at 0 for "last", at their end for a timestamp).
-    fn start_offset(&self, queue: &MessageQueue, retry: bool) -> u64 {
+    pub(super) fn start_offset(&self, queue: &MessageQueue, retry: bool) -> u64 {
         let core = self.core();
         if let Ok(Some(c)) =
             core.committed_offset_for(self.offset_scope(), self.offset_group(), queue)
@@ -280,13 +279,17 @@ impl Engine {
         }
     }
 
-    fn fetch_loop(self: &Arc<Self>) {
+    pub(super) fn fetch_loop(self: &Arc<Self>) {
         let core = self.core().clone();
         let limits = self.limits();
         let mut epoch = self.epoch.load(Ordering::Acquire);
         let mut last_rebalance = Instant::now();
         let mut last_lock_round = None;
         while !self.stopping.load(Ordering::Acquire) {
+            assert!(
+                !self.kill_fetch.load(Ordering::Acquire),
+                "injected: the fetch thread dies (testing hook)"
+            );
             let now_epoch = core.groups.topic_epoch();
             let releasing = self.pqs.lock().values().any(|pq| pq.is_releasing());
             if now_epoch != epoch
@@ -314,7 +317,7 @@ impl Engine {
                 || core.groups.topic_epoch() != epoch
                 || pqs
                     .iter()
-                    .any(|pq| !pq.flow_controlled(&limits) && pq.has_new())
+                    .any(|pq| !pq.flow_controlled(&limits) && pq.has_new() && pq.stall().is_none())
             {
                 continue;
             }
@@ -334,6 +337,9 @@ impl Engine {
             if let Some(d) = next_delayed {
                 deadline = deadline.min(d);
             }
+            for st in pqs.iter().filter_map(|pq| pq.stall()) {
+                deadline = deadline.min(st.at + STALL_RETRY);
+            }
             deadline = deadline.min(last_rebalance + self.options.rebalance_interval);
             waiting.sleep(deadline);
         }
@@ -347,9 +353,28 @@ impl Engine {
         {
             return false;
         }
-        let from = pq.next_fetch();
-        let Ok(r) = core.pull(&pq.queue, &pq.filter, from, self.options.pull_batch) else {
+        if pq.stall().is_some_and(|st| st.at.elapsed() < STALL_RETRY) {
             return false;
+        }
+        let from = pq.next_fetch();
+        let r = match core.pull(&pq.queue, &pq.filter, from, self.options.pull_batch) {
+            Ok(r) => {
+                if let Some(st) = pq.unstalled() {
+                    log::info!(
+                        "push consumer {} of group {}: queue {} fetches again at offset {from} \
+                         after {} failed attempts",
+                        self.id,
+                        self.options.group,
+                        pq.queue,
+                        st.attempts
+                    );
+                }
+                r
+            }
+            Err(e) => {
+                self.pull_failed(pq, from, &e);
+                return false;
+            }
         };
         match r.status {
             PullStatus::Found => {
@@ -394,6 +419,26 @@ impl Engine {
         }
     }
 
+    /// A fetch of `pq` at `from` failed: counted, reported once per queue and condition
+    /// (`log::warn!`), and visible in [`PushConsumer::stats`](super::PushConsumer::stats)
+    /// until a fetch succeeds; the queue is retried every `STALL_RETRY`.
+    fn pull_failed(&self, pq: &ProcessQueue, from: u64, e: &crate::Error) {
+        if matches!(e, crate::Error::Closed) {
+            return;
+        }
+        self.pull_errors.fetch_add(1, Ordering::Relaxed);
+        if pq.stalled(from, e.to_string()) {
+            log::warn!(
+                "push consumer {} of group {}: cannot fetch queue {} at offset {from}: {e}; \
+                 the queue is stalled there (retrying every {:?})",
+                self.id,
+                self.options.group,
+                pq.queue,
+                STALL_RETRY
+            );
+        }
+    }
+
     /// Resubmits local retries that are due; returns when the next one is.
     fn run_delayed(&self) -> Option<Instant> {
         let mut delayed = self.delayed.lock();
@@ -412,7 +457,7 @@ impl Engine {
         delayed.iter().map(|(t, _)| *t).min()
     }
 
-    fn consume_loop(self: &Arc<Self>, rx: &Receiver<Task>) {
+    pub(super) fn consume_loop(self: &Arc<Self>, rx: &Receiver<Task>) {
         let core = self.core().clone();
         for task in rx {
             // On shutdown, tasks not started are handed back: they stay uncommitted.
@@ -461,139 +506,6 @@ impl Engine {
                 ));
                 core.arrivals().kick();
             }
-        }
-    }
-
-    pub(crate) fn shutdown(self: &Arc<Self>) -> Result<()> {
-        if self.shut.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
-        let core = self.core().clone();
-        self.stopping.store(true, Ordering::Release);
-        core.arrivals().kick();
-        *self.tasks.lock() = None;
-        let me = std::thread::current().id();
-        let handles: Vec<JoinHandle<()>> = self.threads.lock().drain(..).collect();
-        for h in handles {
-            if h.thread().id() != me {
-                let _ = h.join();
-            }
-        }
-        // Commit where each queue stopped, then leave: the others resume from there.
-        let pqs: Vec<Arc<ProcessQueue>> = std::mem::take(&mut *self.pqs.lock())
-            .into_values()
-            .collect();
-        for pq in &pqs {
-            let offset = pq.drop_queue();
-            self.commit(&pq.queue, offset);
-        }
-        if self.orderly() {
-            let queues: Vec<MessageQueue> = pqs.iter().map(|pq| pq.queue.clone()).collect();
-            core.locks.unlock(&self.options.group, &self.id, &queues);
-        }
-        self.delayed.lock().clear();
-        if self.joined.load(Ordering::Acquire) {
-            core.groups.leave(&core, &self.options.group, &self.id);
-        }
-        core.persist_offsets()
-    }
-}
-
-impl Member for Engine {
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    fn topics(&self) -> Vec<String> {
-        self.options
-            .subscriptions
-            .iter()
-            .map(|(t, _)| t.clone())
-            .collect()
-    }
-
-    fn broadcasting(&self) -> bool {
-        !self.clustering()
-    }
-
-    fn allocate(&self, group: &str, queues: &[MessageQueue], cids: &[String]) -> Vec<MessageQueue> {
-        self.options
-            .strategy
-            .0
-            .allocate(group, self.id(), queues, cids)
-    }
-
-    fn alive(&self) -> bool {
-        // A consumer shutting down keeps its queues until it has committed and left.
-        self.fetch_alive.load(Ordering::Acquire) || self.stopping.load(Ordering::Acquire)
-    }
-
-    fn release(&self, keep: &BTreeSet<MessageQueue>) {
-        let gone: Vec<Arc<ProcessQueue>> = {
-            let mut pqs = self.pqs.lock();
-            let gone: Vec<MessageQueue> =
-                pqs.keys().filter(|q| !keep.contains(*q)).cloned().collect();
-            gone.iter().filter_map(|q| pqs.remove(q)).collect()
-        };
-        for pq in gone {
-            if self.orderly() {
-                // Let the batch in flight finish and commit, then give the queue away. If it
-                // is still running, keep the queue and its store lock (no new batch starts);
-                // the next rebalance finishes the release.
-                pq.set_releasing(true);
-                let Some(_in_flight) = pq.consume_lock.try_lock_for(RELEASE_WAIT) else {
-                    self.pqs.lock().insert(pq.queue.clone(), pq);
-                    continue;
-                };
-                let offset = pq.drop_queue();
-                self.commit(&pq.queue, offset);
-                self.core().locks.unlock(
-                    &self.options.group,
-                    &self.id,
-                    std::slice::from_ref(&pq.queue),
-                );
-            } else {
-                let offset = pq.drop_queue();
-                self.commit(&pq.queue, offset);
-            }
-        }
-    }
-
-    fn assign(&self, queues: &BTreeSet<MessageQueue>) {
-        let mut added = false;
-        for q in queues {
-            if let Some(pq) = self.pqs.lock().get(q) {
-                // Ours again before a pending release finished.
-                if pq.is_releasing() {
-                    pq.set_releasing(false);
-                    added = true;
-                }
-                continue;
-            }
-            let Some((_, filter)) = self
-                .options
-                .subscriptions
-                .iter()
-                .find(|(t, _)| *t == q.topic)
-            else {
-                continue;
-            };
-            let retry = q.topic == retry_topic(&self.options.group);
-            let start = self.start_offset(q, retry);
-            let cq = self.core().queue(&q.topic, q.queue_id);
-            let pq = Arc::new(ProcessQueue::new(
-                q.clone(),
-                filter.clone(),
-                retry,
-                cq,
-                start,
-                self.orderly(),
-            ));
-            self.pqs.lock().insert(q.clone(), pq);
-            added = true;
-        }
-        if added {
-            self.core().arrivals().kick();
         }
     }
 }

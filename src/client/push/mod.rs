@@ -3,8 +3,11 @@
 //! flow control, retries through `%RETRY%{group}` and dead letters in `%DLQ%{group}`.
 
 mod engine;
+mod lifecycle;
+mod member;
 mod orderly;
 pub(crate) mod process_queue;
+mod stats;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +21,7 @@ use crate::filter::TagFilter;
 use crate::message::{MessageExt, MessageQueue};
 
 pub(crate) use engine::Engine;
+pub use stats::{ConsumerStats, StalledQueue};
 
 /// What a concurrent listener reports for a batch (RocketMQ `ConsumeConcurrentlyStatus`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -108,6 +112,8 @@ pub(crate) struct Options {
     pub(crate) instance_name: Option<String>,
     pub(crate) rebalance_interval: Duration,
     pub(crate) local_retry_delay: Duration,
+    /// Testing hook (`sim` feature): thread number n (0: fetch) fails to spawn.
+    pub(crate) fail_spawn: Option<usize>,
 }
 
 /// Configures a push consumer; obtained from [`Store::push_consumer`], finished by
@@ -172,6 +178,7 @@ impl PushConsumerBuilder {
                 instance_name: None,
                 rebalance_interval: Duration::from_secs(20),
                 local_retry_delay: Duration::from_secs(5),
+                fail_spawn: None,
             },
             errors: Vec::new(),
         }
@@ -264,6 +271,10 @@ impl PushConsumerBuilder {
     }
 
     /// How queues are shared out in the group (default [`Averagely`]).
+    ///
+    /// A strategy that panics does not break the group: the panic is caught, the consumer
+    /// takes its share by [`Averagely`] for that rebalance instead, and a warning is logged
+    /// (once per consumer, through the `log` crate).
     pub fn allocate_strategy(mut self, strategy: impl AllocateStrategy + 'static) -> Self {
         self.options.strategy = Strategy(Arc::new(strategy));
         self
@@ -300,6 +311,15 @@ impl PushConsumerBuilder {
         self
     }
 
+    /// Testing hook: makes the consumer's `n`th thread fail to spawn (0 is the fetch thread,
+    /// then the consume threads), so that the cleanup of a failed start can be tested.
+    #[cfg(feature = "sim")]
+    #[doc(hidden)]
+    pub fn fail_thread_spawn(mut self, n: usize) -> Self {
+        self.options.fail_spawn = Some(n);
+        self
+    }
+
     fn check(&mut self) -> Result<()> {
         if let Some(e) = self.errors.drain(..).next() {
             return Err(e);
@@ -327,6 +347,10 @@ impl PushConsumerBuilder {
     /// Starts consuming; `listener` is called from the consumer's threads with up to
     /// `consume_message_batch_max_size` messages at a time. A panic in the listener counts as
     /// [`ConsumeStatus::ReconsumeLater`].
+    ///
+    /// Fails with [`Error::Closed`] once the store is closed, and with the error of a thread
+    /// that could not be spawned; a failed start leaves nothing running and nothing in the
+    /// group.
     pub fn start_concurrently<F>(mut self, listener: F) -> Result<PushConsumer>
     where
         F: Fn(&[MessageExt]) -> ConsumeStatus + Send + Sync + 'static,
@@ -394,6 +418,10 @@ impl PushConsumerBuilder {
 /// A running push consumer. [`PushConsumer::shutdown`] (or dropping it) stops fetching,
 /// lets messages being consumed finish, hands back the ones not started, commits offsets and
 /// leaves the group, whose queues are then shared out among the others.
+///
+/// [`Store::close`](crate::Store::close) does the same for every push consumer still running
+/// on the store before it closes it; the consumer then does nothing more, and its
+/// `shutdown` returns `Ok`.
 pub struct PushConsumer {
     engine: Option<Arc<Engine>>,
 }
@@ -426,19 +454,73 @@ impl PushConsumer {
         self.engine.as_ref().map_or((0, 0), |e| e.cached())
     }
 
-    /// Stops the consumer (see the type's docs) and reports whether committing went well.
+    /// Health counters: failed fetches, and the queues whose fetching is stuck right now (a
+    /// damaged record, an I/O error) with where and why. A stuck queue is retried every
+    /// 500 ms and reported once through `log::warn!`; see [`ConsumerStats`].
+    pub fn stats(&self) -> ConsumerStats {
+        self.engine
+            .as_ref()
+            .map_or_else(ConsumerStats::default, |e| e.stats())
+    }
+
+    /// Testing hook: makes the consumer's fetch thread panic at its next turn, as a bug would,
+    /// so that the group's handling of a consumer whose thread died can be tested.
+    #[cfg(feature = "sim")]
+    #[doc(hidden)]
+    pub fn kill_fetch_thread(&self) {
+        if let Some(e) = &self.engine {
+            e.kill_fetch
+                .store(true, std::sync::atomic::Ordering::Release);
+            e.core().arrivals().kick();
+        }
+    }
+
+    /// Stops the consumer (see the type's docs), waiting for every listener call in flight
+    /// however long it takes, and reports whether committing went well.
     pub fn shutdown(mut self) -> Result<()> {
         match self.engine.take() {
-            Some(e) => e.shutdown(),
+            Some(e) => e.shutdown(None).map(drop),
             None => Ok(()),
+        }
+    }
+
+    /// Stops the consumer like [`PushConsumer::shutdown`], but waits at most `timeout` for
+    /// listener calls in flight. Returns `Ok(true)` if they all finished (everything consumed
+    /// is committed), `Ok(false)` if some were still running: those calls finish on their own
+    /// threads afterwards, what they consume is not committed (the messages are delivered
+    /// again to the group), and an orderly queue being consumed keeps its lock until its
+    /// listener call returns, so no other consumer takes it meanwhile. Either way the
+    /// consumer has left its group and fetches nothing more.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mqlite::{ConsumeFrom, ConsumeStatus, Message};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = mqlite::Store::open(dir.path())?;
+    /// let consumer = store
+    ///     .push_consumer("g")
+    ///     .subscribe("t", "*")
+    ///     .consume_from(ConsumeFrom::FirstOffset)
+    ///     .start_concurrently(|_| ConsumeStatus::Success)?;
+    /// store.producer("p").send(Message::new("t", "x"))?;
+    /// let all_finished = consumer.shutdown_timeout(Duration::from_secs(1))?;
+    /// # let _ = all_finished;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Result<bool> {
+        match self.engine.take() {
+            Some(e) => e.shutdown(Some(timeout)),
+            None => Ok(true),
         }
     }
 }
 
 impl Drop for PushConsumer {
+    /// As [`PushConsumer::shutdown`] (waits for listener calls in flight); use
+    /// [`PushConsumer::shutdown_timeout`] to bound the wait.
     fn drop(&mut self) {
         if let Some(e) = self.engine.take() {
-            let _ = e.shutdown();
+            let _ = e.shutdown(None);
         }
     }
 }

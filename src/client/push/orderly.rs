@@ -80,13 +80,27 @@ impl Engine {
         }
     }
 
-    /// Runs one queue's consume task: batches in offset order until the queue is empty, the
-    /// lock lapses, the consumer stops, a suspend, or the turn ends.
+    /// Runs one queue's consume task (see [`Engine::orderly_turn`]). If the consumer was shut
+    /// down meanwhile without waiting for this task, gives the queue's store lock back now
+    /// that the listener is done with it.
     pub(super) fn consume_orderly(
         self: &Arc<Self>,
         pq: &Arc<ProcessQueue>,
         listener: &OrderlyListener,
     ) {
+        self.orderly_turn(pq, listener);
+        if self.is_shut() && pq.is_dropped() {
+            self.core().locks.unlock(
+                &self.options().group,
+                self.id(),
+                std::slice::from_ref(&pq.queue),
+            );
+        }
+    }
+
+    /// Batches of one queue in offset order until the queue is empty, the lock lapses, the
+    /// consumer stops, a suspend, or the turn ends.
+    fn orderly_turn(self: &Arc<Self>, pq: &Arc<ProcessQueue>, listener: &OrderlyListener) {
         let _one_thread = pq.consume_lock.lock();
         let started = Instant::now();
         loop {

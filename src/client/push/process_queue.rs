@@ -43,11 +43,28 @@ pub(crate) struct ProcessQueue {
     /// Orderly mode: the messages themselves, and who may consume.
     pub(crate) orderly: Option<Mutex<Orderly>>,
     /// Held while a batch of this queue is with the listener (orderly mode): one thread per
-    /// queue, and a rebalance waits on it before giving the queue away.
-    pub(crate) consume_lock: Mutex<()>,
+    /// queue, and a rebalance waits on it before giving the queue away. Shared with the
+    /// process queue that replaces this one after an offset reset, so a batch of the old one
+    /// still with the listener and a batch of the new one never run at once.
+    pub(crate) consume_lock: Arc<Mutex<()>>,
     /// Orderly: a rebalance is taking the queue away but a batch was still in flight; no new
     /// batch starts, the store lock is kept, and a later rebalance finishes the release.
     releasing: std::sync::atomic::AtomicBool,
+    /// The last fetch failed (a damaged record, an I/O error): fetching retries after a pause.
+    stall: Mutex<Option<Stall>>,
+}
+
+/// Why fetching a queue is stuck.
+#[derive(Debug, Clone)]
+pub(crate) struct Stall {
+    /// The queue offset that could not be fetched.
+    pub(crate) offset: u64,
+    /// The error, as text.
+    pub(crate) error: String,
+    /// When the last attempt failed.
+    pub(crate) at: std::time::Instant,
+    /// Failed attempts in a row.
+    pub(crate) attempts: u64,
 }
 
 /// Orderly state of a process queue (RocketMQ's `msgTreeMap` and
@@ -83,9 +100,58 @@ impl ProcessQueue {
                 ..State::default()
             }),
             orderly: orderly.then(|| Mutex::new(Orderly::default())),
-            consume_lock: Mutex::new(()),
+            consume_lock: Arc::new(Mutex::new(())),
             releasing: std::sync::atomic::AtomicBool::new(false),
+            stall: Mutex::new(None),
         }
+    }
+
+    /// A fresh process queue for the same queue, fetching from `start`, that shares this
+    /// one's consume lock (it replaces this one after an offset reset).
+    pub(crate) fn successor(&self, start: u64) -> ProcessQueue {
+        let mut next = ProcessQueue::new(
+            self.queue.clone(),
+            self.filter.clone(),
+            self.retry,
+            self.cq.clone(),
+            start,
+            self.orderly.is_some(),
+        );
+        next.consume_lock = self.consume_lock.clone();
+        next
+    }
+
+    /// Records a failed fetch at `offset`; returns whether it is a new condition (the queue
+    /// was not stalled, or stalled elsewhere or for another reason), to be reported once.
+    pub(crate) fn stalled(&self, offset: u64, error: String) -> bool {
+        let mut s = self.stall.lock();
+        let now = std::time::Instant::now();
+        match &mut *s {
+            Some(st) if st.offset == offset && st.error == error => {
+                st.at = now;
+                st.attempts += 1;
+                false
+            }
+            _ => {
+                *s = Some(Stall {
+                    offset,
+                    error,
+                    at: now,
+                    attempts: 1,
+                });
+                true
+            }
+        }
+    }
+
+    /// A fetch succeeded: the stall, if there was one, is over (returned).
+    pub(crate) fn unstalled(&self) -> Option<Stall> {
+        self.stall.lock().take()
+    }
+
+    /// The current stall, if fetching is stuck.
+    pub(crate) fn stall(&self) -> Option<Stall> {
+        self.stall.lock().clone()
     }
 
     pub(crate) fn is_releasing(&self) -> bool {
@@ -304,11 +370,14 @@ impl ProcessQueue {
         s.cached.keys().next().copied().unwrap_or(s.next_fetch)
     }
 
-    /// Marks the queue dropped and returns where its next owner should start.
-    pub(crate) fn drop_queue(&self) -> u64 {
+    /// Marks the queue dropped and returns where its next owner should start; `None` if it
+    /// was dropped already (its progress was handed over or reset: nothing to commit).
+    pub(crate) fn drop_queue(&self) -> Option<u64> {
         let mut s = self.state.lock();
-        s.dropped = true;
-        Self::commit_point(&s)
+        if std::mem::replace(&mut s.dropped, true) {
+            return None;
+        }
+        Some(Self::commit_point(&s))
     }
 
     /// Cached message count and bytes.
