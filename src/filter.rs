@@ -18,6 +18,8 @@ use crate::format::hash::java_string_hash;
 /// assert!(!f.matches(None));
 /// assert!("*".parse::<TagFilter>()?.matches(None));
 /// assert!("a || || b".parse::<TagFilter>().is_err());
+/// assert!("(".parse::<TagFilter>().is_err());
+/// assert!("a = 1".parse::<TagFilter>().is_err());
 /// # Ok::<(), mqlite::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,8 +33,10 @@ impl TagFilter {
     pub const ALL: TagFilter = TagFilter { tags: None };
 
     /// Parses an expression; `*` or an empty string accepts everything. Tags are separated by
-    /// `||` with optional spaces; an empty tag, a lone `|`, a `*` among tags or a tag with
-    /// whitespace or control characters inside is an [`Error::InvalidFilter`].
+    /// `||` with optional spaces; an empty tag, a lone `|`, a `*` among tags, a tag with
+    /// whitespace or control characters inside, or one with SQL-like syntax (`(`, `)`, `'`,
+    /// `=`, `<`, `>`, `!`, `,`: a SQL92 expression passed as a tag filter) is an
+    /// [`Error::InvalidFilter`].
     pub fn parse(expr: &str) -> Result<TagFilter> {
         let bad = |reason| {
             Err(Error::InvalidFilter {
@@ -58,6 +62,11 @@ impl TagFilter {
             }
             if tag.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return bad("whitespace or control character inside a tag");
+            }
+            if tag.contains(['(', ')', '\'', '=', '<', '>', '!', ',']) {
+                return bad(
+                    "SQL-like syntax in a tag expression (tags are `*` or names separated by `||`)",
+                );
             }
             if !tags.iter().any(|(t, _)| t == tag) {
                 tags.push((tag.to_owned(), i64::from(java_string_hash(tag))));

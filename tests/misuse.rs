@@ -78,3 +78,57 @@ fn put_refuses_reserved_properties() {
     assert_eq!(store.max_offset(&MessageQueue::new("t", 0)).unwrap(), 0);
     store.close().unwrap();
 }
+
+#[test]
+fn subscribing_never_creates_a_topic_and_takes_it_when_it_appears() {
+    use mqlite::{ConsumeFrom, ConsumeStatus};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    let tx = std::sync::Mutex::new(tx);
+    let consumer = store
+        .push_consumer("g")
+        .subscribe("ordres", "*") // misspelled: nothing is created
+        .subscribe("orders", "*")
+        .consume_from(ConsumeFrom::FirstOffset)
+        .start_concurrently(move |msgs| {
+            for m in msgs {
+                tx.lock().unwrap().send(m.body().to_vec()).unwrap();
+            }
+            ConsumeStatus::Success
+        })
+        .unwrap();
+    assert!(store.topic("ordres").is_none(), "a subscription created a topic");
+    assert!(store.topic("orders").is_none());
+    // The producer creates the topic; the running consumer takes its queues.
+    store
+        .producer("p")
+        .send(Message::new("orders", "first"))
+        .unwrap();
+    let got = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(got, b"first");
+    assert!(store.topic("ordres").is_none());
+    consumer.shutdown().unwrap();
+    store.close().unwrap();
+}
+
+#[test]
+fn sql_like_tag_expressions_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    for expr in ["(", "a = 1", "TAGS IN ('a')", "a || (b)"] {
+        let r = store
+            .push_consumer("g")
+            .subscribe("t", expr)
+            .start_concurrently(|_| mqlite::ConsumeStatus::Success);
+        assert!(
+            matches!(r, Err(Error::InvalidFilter { .. })),
+            "{expr}: {:?}",
+            r.err()
+        );
+    }
+    store.close().unwrap();
+}

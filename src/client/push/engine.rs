@@ -116,10 +116,13 @@ impl Engine {
         };
         for (topic, _) in &options.subscriptions {
             if core.topic_config(topic).is_none() {
-                if !core.config().auto_create_topics {
-                    return Err(crate::Error::TopicNotFound(topic.clone()));
-                }
-                core.create_topic(topic, core.config().default_topic_queues)?;
+                // Subscribing never creates a topic (a misspelled name would become one): the
+                // consumer waits for it, as RocketMQ's does without a route, and takes its
+                // queues when it is created.
+                ::log::warn!(
+                    "group {}: subscribed topic {topic:?} does not exist (yet); its queues are taken when it is created",
+                    options.group
+                );
             }
         }
         if options.model == MessageModel::Clustering {
