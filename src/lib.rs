@@ -38,6 +38,7 @@ mod log;
 mod storage;
 
 mod clock;
+mod condition;
 mod config;
 mod error;
 mod filter;

@@ -101,7 +101,10 @@ fn subscribing_never_creates_a_topic_and_takes_it_when_it_appears() {
             ConsumeStatus::Success
         })
         .unwrap();
-    assert!(store.topic("ordres").is_none(), "a subscription created a topic");
+    assert!(
+        store.topic("ordres").is_none(),
+        "a subscription created a topic"
+    );
     assert!(store.topic("orders").is_none());
     // The producer creates the topic; the running consumer takes its queues.
     store

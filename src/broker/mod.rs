@@ -287,11 +287,11 @@ impl Housekeeping for Broker {
         &self.engine
     }
 
-    fn persist_offsets(&self) {
-        let _ = Broker::persist_offsets(self);
+    fn persist_offsets(&self) -> Result<()> {
+        Broker::persist_offsets(self)
     }
 
-    fn before_checkpoint(&self) {
-        let _ = self.persist_schedule();
+    fn before_checkpoint(&self) -> Result<()> {
+        self.persist_schedule()
     }
 }

@@ -82,6 +82,14 @@ impl Core {
             create_topic: true,
             ..PutOptions::default()
         };
-        self.put_with(&msg, 0, opts).map(|_| ())
+        self.put_with(&msg, 0, opts)?;
+        if dlq {
+            ::log::warn!(
+                "group {group}: message {origin_id} of topic {origin_topic} failed {} times; moved to {}",
+                m.reconsume_times() + 1,
+                msg.topic
+            );
+        }
+        Ok(())
     }
 }

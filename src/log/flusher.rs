@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
 
 use super::Engine;
+use crate::condition::Condition;
 use crate::config::FlushPolicy;
 use crate::storage::{FlushScope, PAGE_SIZE};
 
@@ -17,10 +18,10 @@ pub(crate) trait Housekeeping: Send + Sync + 'static {
     /// The engine to flush.
     fn engine(&self) -> &Engine;
     /// Persists consumer offsets (every `consumer_offset_persist_interval`).
-    fn persist_offsets(&self);
+    fn persist_offsets(&self) -> crate::error::Result<()>;
     /// Runs before each periodic checkpoint: persists state that must not get ahead of the
     /// durable log (it may flush the log first).
-    fn before_checkpoint(&self);
+    fn before_checkpoint(&self) -> crate::error::Result<()>;
 }
 
 /// Starts the flush thread; it stops when the returned sender sends or is dropped.
@@ -47,6 +48,8 @@ pub(crate) fn start<H: Housekeeping>(
             let mut last_thorough = Instant::now();
             let mut last_checkpoint = Instant::now();
             let mut last_offsets = Instant::now();
+            let offsets_state = Condition::default();
+            let checkpoint_state = Condition::default();
             loop {
                 match stop_rx.recv_timeout(tick) {
                     Err(RecvTimeoutError::Timeout) => {}
@@ -83,13 +86,16 @@ pub(crate) fn start<H: Housekeeping>(
                 }
                 if last_offsets.elapsed() >= config.consumer_offset_persist_interval {
                     last_offsets = Instant::now();
-                    host.persist_offsets();
+                    let _ =
+                        offsets_state.track("persisting consumer offsets", host.persist_offsets());
                 }
                 if last_checkpoint.elapsed() >= config.checkpoint_interval {
                     last_checkpoint = Instant::now();
-                    host.before_checkpoint();
                     let durable = core.log().flushed();
-                    let _ = core.flush_queues(durable, FlushScope::WholePages);
+                    let result = host
+                        .before_checkpoint()
+                        .and_then(|()| core.flush_queues(durable, FlushScope::WholePages));
+                    let _ = checkpoint_state.track("the periodic checkpoint", result);
                 }
             }
         })?;

@@ -185,8 +185,13 @@ impl Engine {
 
     /// Marks the store poisoned after a failed flush or dispatch: every later write fails
     /// until the store is reopened.
-    pub(crate) fn poison(&self) {
-        self.poisoned.store(true, Ordering::Release);
+    pub(crate) fn poison(&self, cause: &Error) {
+        if !self.poisoned.swap(true, Ordering::AcqRel) {
+            ::log::error!(
+                "store {} poisoned by: {cause}; every write fails until it is reopened (recovery repairs the log)",
+                self.dir.display()
+            );
+        }
         self.group.fail();
     }
 
@@ -350,7 +355,7 @@ impl Engine {
                     .dispatch_appended(&slot.cq, queue_offset, unit, store_ts)
             {
                 // The record is in the log but not in its queue: only recovery can mend that.
-                self.poison();
+                self.poison(&e);
                 return Err(e);
             }
         }
@@ -391,8 +396,8 @@ impl Engine {
             self.dispatch_durable(durable)?;
             Ok(durable)
         });
-        if result.is_err() {
-            self.poison();
+        if let Err(e) = &result {
+            self.poison(e);
         }
         result
     }
@@ -418,7 +423,7 @@ impl Engine {
         let logics = self.dispatcher.logics_ts();
         for q in self.all_queues() {
             if let Err(e) = q.flush_scope(scope) {
-                self.poison();
+                self.poison(&e);
                 return Err(e);
             }
         }

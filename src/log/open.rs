@@ -294,6 +294,10 @@ impl Loading<'_> {
             let cq = match loaded {
                 Loaded::Ready(cq) => cq,
                 Loaded::Trimmed(cq) => {
+                    ::log::warn!(
+                        "consume queue {name}:{qid}: units past offset {} do not match the commitlog and were cut; re-dispatched from the log",
+                        cq.max_offset()
+                    );
                     self.trimmed = true;
                     if cq.max_offset() == cq.min_offset() {
                         rebuild.insert((name.clone(), *qid));
@@ -301,6 +305,9 @@ impl Loading<'_> {
                     cq
                 }
                 Loaded::Rebuild(cq) => {
+                    ::log::warn!(
+                        "consume queue {name}:{qid}: files damaged beyond repair were removed; rebuilding it from the commitlog"
+                    );
                     rebuild.insert((name.clone(), *qid));
                     cq
                 }
@@ -561,6 +568,15 @@ impl Loading<'_> {
             // the queues' pages may have reached the disk before the log's.
             referenced: if self.unclean { 0 } else { max_cq_end },
         };
+        ::log::info!(
+            "{}: {}; recovering: CRC-checked scan of the commitlog from offset {from}",
+            self.dir.display(),
+            if self.unclean {
+                "the store was not closed cleanly"
+            } else {
+                "the checkpoint or the consume queues disagree with the log"
+            }
+        );
         let mut gaps = BTreeSet::new();
         self.partial_scan = from > log_min;
         let end = recovery::scan(&segs, seg_size, from, &policy, |rec| {
@@ -577,6 +593,11 @@ impl Loading<'_> {
         if !gaps.is_empty() {
             for key in &gaps {
                 let cq = ConsumeQueue::queue_dir(self.dir, &key.0, key.1);
+                ::log::warn!(
+                    "consume queue {}:{} does not match the commitlog: rebuilding it from the whole log",
+                    key.0,
+                    key.1
+                );
                 for (_, p) in self.fs.list_segments(&cq)? {
                     self.fs.remove_file_if_exists(&p)?;
                 }
@@ -605,6 +626,11 @@ impl Loading<'_> {
             checkpoint.map_or(0, |c| c.physic_msg_timestamp)
         };
         let segs = recovery::truncate(self.fs, log_dir, segs, seg_size, end.end, true)?;
+        ::log::info!(
+            "{}: recovered; the commitlog ends at offset {}",
+            self.dir.display(),
+            end.end
+        );
         Ok((segs, end.end, last_ts))
     }
 }

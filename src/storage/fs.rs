@@ -232,11 +232,21 @@ impl Fs {
         parse: impl Fn(&[u8]) -> Option<T>,
     ) -> Result<Option<T>> {
         let mut damaged: Option<PathBuf> = None;
-        for candidate in [path.to_path_buf(), bak_path(path)] {
+        let bak = bak_path(path);
+        for candidate in [path.to_path_buf(), bak.clone()] {
             match self.read(&candidate)? {
                 Some(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => {}
                 Some(bytes) => match parse(&bytes) {
-                    Some(v) => return Ok(Some(v)),
+                    Some(v) => {
+                        if candidate == bak {
+                            ::log::warn!(
+                                "{} is missing, empty or damaged: read {} instead",
+                                path.display(),
+                                bak.display()
+                            );
+                        }
+                        return Ok(Some(v));
+                    }
                     None => {
                         damaged.get_or_insert(candidate);
                     }

@@ -63,6 +63,22 @@ impl Member for Engine {
                 pqs.keys().filter(|q| !keep.contains(*q)).cloned().collect();
             gone.iter().filter_map(|q| pqs.remove(q)).collect()
         };
+        if !gone.is_empty() {
+            ::log::info!(
+                "rebalance: consumer {} of group {} releases {:?}",
+                Engine::id(self),
+                self.options().group,
+                gone.iter().map(|pq| &pq.queue).collect::<Vec<_>>()
+            );
+        }
+        if !gone.is_empty() {
+            ::log::info!(
+                "rebalance: consumer {} of group {} releases {:?}",
+                Engine::id(self),
+                self.options().group,
+                gone.iter().map(|pq| &pq.queue).collect::<Vec<_>>()
+            );
+        }
         for pq in gone {
             if self.orderly() {
                 // Let the batch in flight finish and commit, then give the queue away. If it
@@ -117,6 +133,11 @@ impl Member for Engine {
                 start,
                 self.orderly(),
             ));
+            ::log::info!(
+                "rebalance: consumer {} of group {} takes {q:?} from offset {start}",
+                Engine::id(self),
+                self.options().group
+            );
             self.pqs.lock().insert(q.clone(), pq);
             added = true;
         }

@@ -28,6 +28,10 @@ pub(crate) fn load_segments(fs: &Fs, dir: &Path, segment_size: u64) -> Result<Ve
                 format!("segment is {len} bytes, expected {segment_size}"),
             ));
         }
+        ::log::info!(
+            "removing {}: a segment whose creation was cut short ({len} of {segment_size} bytes, all zero)",
+            path.display()
+        );
         fs.remove_file_if_exists(path)?;
         files.pop();
     }
@@ -222,6 +226,11 @@ fn stop(
         RecoveryMode::TolerateCorruptTail => policy.tail_tolerance,
         RecoveryMode::AbsoluteConsistency => 0,
         RecoveryMode::TruncateAtDamage => {
+            if policy.durable.is_some_and(|d| d > bad) {
+                ::log::warn!(
+                    "commitlog offset {bad}: {reason}; the log is cut there (TruncateAtDamage)"
+                );
+            }
             return Ok(ScanEnd {
                 end: bad,
                 last_store_ts: last_ts,
@@ -256,6 +265,10 @@ fn stop(
             format!("commitlog offset {bad}: {reason} (log holds data up to at least {durable})"),
         ));
     }
+    ::log::warn!(
+        "{}: commitlog offset {bad}: {reason}; within {window} bytes of the durable end, so a torn tail: the log ends there",
+        segs[idx].path().display()
+    );
     Ok(ScanEnd {
         end: bad,
         last_store_ts: last_ts,
@@ -330,7 +343,19 @@ pub(crate) fn truncate(
             // Only where the file may hold data: a preallocated segment is mostly unwritten.
             let path = last.path().to_path_buf();
             for (a, b) in fs.data_ranges(&path, rel as u64, segment_size)? {
-                last.zero(a as usize, b as usize)?;
+                let (a, b) = (a as usize, b as usize);
+                if let Some(first) = last
+                    .read_from(0)
+                    .get(a..b)
+                    .and_then(|r| r.iter().position(|&x| x != 0))
+                {
+                    ::log::info!(
+                        "{}: zeroing bytes past the end of the log from offset {} on",
+                        path.display(),
+                        a + first
+                    );
+                }
+                last.zero(a, b)?;
             }
         }
         last.set_published(rel);
