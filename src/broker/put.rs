@@ -86,12 +86,68 @@ struct Prepared<'a> {
     opts: PutOptions<'a>,
     msg_id: MessageId,
     keys_joined: Option<String>,
-    props_len: usize,
+    /// The encoded properties, rendered once.
+    props: PropBuf,
     len: usize,
     tag: i64,
     born: u64,
     record_crc: bool,
     store_host: std::net::SocketAddr,
+}
+
+/// Encoded properties: on the stack when they are short (the usual case: UNIQ_KEY, maybe
+/// TAGS, KEYS and the record CRC), so a put renders them once without allocating.
+struct PropBuf {
+    inline: [u8; PropBuf::INLINE],
+    len: usize,
+    heap: Vec<u8>,
+}
+
+impl Default for PropBuf {
+    fn default() -> Self {
+        PropBuf {
+            inline: [0; PropBuf::INLINE],
+            len: 0,
+            heap: Vec::new(),
+        }
+    }
+}
+
+impl PropBuf {
+    const INLINE: usize = 160;
+
+    fn render<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> PropBuf {
+        let mut buf = PropBuf::default();
+        // Internal iteration: a chain of adapters folds much faster than it steps.
+        pairs.for_each(|(k, v)| {
+            let need = k.len() + v.len() + 2;
+            if buf.heap.is_empty() && buf.len + need <= PropBuf::INLINE {
+                let out = &mut buf.inline[buf.len..buf.len + need];
+                out[..k.len()].copy_from_slice(k.as_bytes());
+                out[k.len()] = properties::NAME_VALUE_SEPARATOR;
+                out[k.len() + 1..need - 1].copy_from_slice(v.as_bytes());
+                out[need - 1] = properties::PROPERTY_SEPARATOR;
+                buf.len += need;
+            } else {
+                if buf.heap.is_empty() {
+                    buf.heap.extend_from_slice(&buf.inline[..buf.len]);
+                }
+                buf.heap.extend_from_slice(k.as_bytes());
+                buf.heap.push(properties::NAME_VALUE_SEPARATOR);
+                buf.heap.extend_from_slice(v.as_bytes());
+                buf.heap.push(properties::PROPERTY_SEPARATOR);
+            }
+        });
+        buf
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        if self.heap.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.heap
+        }
+    }
 }
 
 impl<'a> Prepared<'a> {
@@ -128,8 +184,9 @@ impl<'a> Prepared<'a> {
 
     /// Encodes the record into `buf` (exactly `self.len` bytes).
     fn encode_record(&self, buf: &mut [u8], meta: &RecordMeta) {
-        record::encode_into(buf, meta, self.body(), self.topic, self.props_len, |out| {
-            properties::write(out, self.pairs());
+        let props = self.props.as_slice();
+        record::encode_into(buf, meta, self.body(), self.topic, props.len(), |out| {
+            out.copy_from_slice(props);
         });
         if self.record_crc {
             record::seal_record_crc(buf);
@@ -244,7 +301,7 @@ impl Broker {
             opts,
             msg_id: user_uniq.unwrap_or_else(|| self.ids.next(now)),
             keys_joined: (!msg.keys.is_empty()).then(|| msg.keys.join(" ")),
-            props_len: 0,
+            props: PropBuf::default(),
             len: 0,
             tag: opts
                 .tag_code
@@ -253,16 +310,16 @@ impl Broker {
             record_crc: self.config().record_crc,
             store_host: self.config().store_host,
         };
-        p.props_len = properties::encoded_len(p.pairs());
-        if p.props_len > record::MAX_PROPERTIES_LEN {
+        p.props = PropBuf::render(p.pairs());
+        let props_len = p.props.as_slice().len();
+        if props_len > record::MAX_PROPERTIES_LEN {
             return Err(Error::InvalidMessage(format!(
-                "properties take {} bytes, more than {}",
-                p.props_len,
+                "properties take {props_len} bytes, more than {}",
                 record::MAX_PROPERTIES_LEN
             )));
         }
         let meta = p.meta(0, self.config().store_host);
-        p.len = record::encoded_len(&meta, p.body().len(), p.topic.len(), p.props_len)
+        p.len = record::encoded_len(&meta, p.body().len(), p.topic.len(), props_len)
             .ok_or_else(|| Error::InvalidMessage("record too large".into()))?;
         Ok(p)
     }
