@@ -115,7 +115,7 @@ pub(crate) fn open(
 
     let (segs, end, last_ts) = match clean {
         Some(end) => {
-            let segs = recovery::truncate(&fs, &log_dir, segs, seg_size, end, false)?;
+            let segs = recovery::truncate(&fs, &log_dir, segs, seg_size, end, None)?;
             let ts = checkpoint.map_or(0, |c| c.physic_msg_timestamp);
             (segs, end, ts)
         }
@@ -582,13 +582,14 @@ impl Loading<'_> {
         let end = recovery::scan(&segs, seg_size, from, &policy, |rec| {
             self.dispatch(rec, None, &mut gaps)
         })?;
-        if policy.mode != crate::RecoveryMode::TruncateAtDamage {
-            let limit = self
-                .config
+        // What lies past the end must be a torn tail (unless the operator chose to cut at any
+        // damage); it is zeroed below, and only where it holds data.
+        let limit = (policy.mode != crate::RecoveryMode::TruncateAtDamage).then(|| {
+            self.config
                 .tail_tolerance
-                .max(max_append(self.config.max_message_size) as u64);
-            recovery::check_past_end(self.fs, &segs, seg_size, end.end, limit)?;
-        }
+                .max(max_append(self.config.max_message_size) as u64)
+        });
+        let data_end = recovery::check_past_end(self.fs, &segs, seg_size, end.end, limit)?;
         // Queues that turned out inconsistent are emptied and rebuilt from the whole log.
         if !gaps.is_empty() {
             for key in &gaps {
@@ -625,7 +626,7 @@ impl Loading<'_> {
         } else {
             checkpoint.map_or(0, |c| c.physic_msg_timestamp)
         };
-        let segs = recovery::truncate(self.fs, log_dir, segs, seg_size, end.end, true)?;
+        let segs = recovery::truncate(self.fs, log_dir, segs, seg_size, end.end, Some(data_end))?;
         ::log::info!(
             "{}: recovered; the commitlog ends at offset {}",
             self.dir.display(),

@@ -280,14 +280,18 @@ fn stop(
 /// a record header stored at its own offset (what a power cut leaves of writes that had not
 /// been flushed). Anything else (a segment overwritten with other data) is
 /// [`Error::Corrupted`]: cutting it would destroy data that recovery cannot explain.
+///
+/// Returns where the non-zero bytes past `end` stop (`end` if there are none), so truncation
+/// zeroes only what holds data. Without a `limit`, nothing is refused.
 pub(crate) fn check_past_end(
     fs: &Fs,
     segs: &[Segment],
     segment_size: u64,
     end: u64,
-    limit: u64,
-) -> Result<()> {
+    limit: Option<u64>,
+) -> Result<u64> {
     let mut anchor = end;
+    let mut data_end = end;
     for seg in segs.iter().filter(|s| s.base() + segment_size > end) {
         let from = end.saturating_sub(seg.base());
         let bytes = seg.read_from(0);
@@ -304,17 +308,21 @@ pub(crate) fn check_past_end(
                 for i in pos..block_end {
                     let abs = seg.base() + i as u64;
                     // The magic codes' first byte, before the full check.
+                    if bytes[i] != 0 {
+                        data_end = abs + 1;
+                    }
                     if bytes.get(i + 4) == Some(&0xDA)
                         && record::looks_like_record_at(&bytes[i..], abs)
                     {
                         anchor = abs;
-                    } else if bytes[i] != 0 && abs - anchor > limit {
+                    } else if bytes[i] != 0 && limit.is_some_and(|l| abs - anchor > l) {
                         return Err(Error::corrupted(
                             seg.path(),
                             i as u64,
                             format!(
                                 "data that is not a torn tail past the end of the log at {end}: \
-                                 nothing that looks like a record within {limit} bytes before it"
+                                 nothing that looks like a record within {} bytes before it",
+                                limit.unwrap_or_default()
                             ),
                         ));
                     }
@@ -323,10 +331,10 @@ pub(crate) fn check_past_end(
             }
         }
     }
-    Ok(())
+    Ok(data_end)
 }
 
-/// Truncates the loaded log at `end`: zeroes the rest of its segment when `zero_tail`, removes
+/// Truncates the loaded log at `end`: zeroes its segment from `end` up to `zero_to`, removes
 /// later segments, and publishes exactly the valid data. Returns the remaining segments.
 pub(crate) fn truncate(
     fs: &Fs,
@@ -334,28 +342,22 @@ pub(crate) fn truncate(
     mut segs: Vec<Segment>,
     segment_size: u64,
     end: u64,
-    zero_tail: bool,
+    zero_to: Option<u64>,
 ) -> Result<Vec<Segment>> {
     remove_trailing(fs, dir, &mut segs, end.saturating_add(1), 0)?;
     if let Some(last) = segs.last_mut() {
         let rel = end.saturating_sub(last.base()).min(segment_size) as usize;
-        if zero_tail {
-            // Only where the file may hold data: a preallocated segment is mostly unwritten.
-            let path = last.path().to_path_buf();
-            for (a, b) in fs.data_ranges(&path, rel as u64, segment_size)? {
-                let (a, b) = (a as usize, b as usize);
-                if let Some(first) = last
-                    .read_from(0)
-                    .get(a..b)
-                    .and_then(|r| r.iter().position(|&x| x != 0))
-                {
-                    ::log::info!(
-                        "{}: zeroing bytes past the end of the log from offset {} on",
-                        path.display(),
-                        a + first
-                    );
-                }
-                last.zero(a, b)?;
+        if let Some(to) = zero_to {
+            // Only what holds data ([`check_past_end`] found where it stops): writing zeros
+            // over zeros would dirty pages for nothing.
+            let to = to.saturating_sub(last.base()).min(segment_size) as usize;
+            if to > rel {
+                ::log::info!(
+                    "{}: zeroing {} bytes past the end of the log (offset {rel} on)",
+                    last.path().display(),
+                    to - rel
+                );
+                last.zero(rel, to)?;
             }
         }
         last.set_published(rel);
