@@ -10,6 +10,7 @@ pub(crate) mod consume_queue;
 mod dispatch;
 pub(crate) mod flusher;
 pub(crate) mod group_commit;
+pub(crate) mod layout;
 pub(crate) mod open;
 
 use std::collections::HashMap;
