@@ -21,14 +21,25 @@ fn consumer(store: &Store, name: &str, tally: &Tally) -> Result<PushConsumer, mq
         .instance_name(name)
         .threads(2)
         .start_concurrently(move |msgs| {
-            *tally.lock().unwrap_or_else(PoisonError::into_inner).entry(me.clone()).or_default() += msgs.len();
+            *tally
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(me.clone())
+                .or_default() += msgs.len();
             ConsumeStatus::Success
         })
 }
 
 fn wait_for(tally: &Tally, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while tally.lock().unwrap_or_else(PoisonError::into_inner).values().sum::<usize>() < n && Instant::now() < deadline {
+    while tally
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .values()
+        .sum::<usize>()
+        < n
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -55,7 +66,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         producer.send(Message::new("orders", format!("order {i}")))?;
     }
     wait_for(&tally, 3000);
-    println!("after 3000 messages: {:?}", tally.lock().unwrap_or_else(PoisonError::into_inner));
+    println!(
+        "after 3000 messages: {:?}",
+        tally.lock().unwrap_or_else(PoisonError::into_inner)
+    );
 
     println!("{} leaves", c.id());
     c.shutdown()?;
@@ -71,7 +85,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         producer.send(Message::new("orders", format!("order {i}")))?;
     }
     wait_for(&tally, 6000);
-    println!("after 6000 messages: {:?}", tally.lock().unwrap_or_else(PoisonError::into_inner));
+    println!(
+        "after 6000 messages: {:?}",
+        tally.lock().unwrap_or_else(PoisonError::into_inner)
+    );
     a.shutdown()?;
     b.shutdown()?;
     // Shutdown committed where each consumer stopped.

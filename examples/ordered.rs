@@ -23,7 +23,7 @@ fn consumer(
         .subscribe("orders", "*")
         .consume_from(ConsumeFrom::FirstOffset)
         .instance_name(name)
-        .suspend_current_queue_millis(50)
+        .suspend_current_queue_time(Duration::from_millis(50))
         .start_orderly(move |msgs, _ctx| {
             for m in msgs {
                 let order = m.keys().next().unwrap_or_default().to_owned();
@@ -34,7 +34,11 @@ fn consumer(
                     println!("ORDER-7 pay failed once; queue {} suspended", m.queue_id());
                     return OrderlyStatus::SuspendCurrentQueueAMoment;
                 }
-                seen.lock().unwrap_or_else(PoisonError::into_inner).entry(order).or_default().push(step);
+                seen.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .entry(order)
+                    .or_default()
+                    .push(step);
             }
             OrderlyStatus::Success
         })
@@ -59,7 +63,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let deadline = Instant::now() + Duration::from_secs(30);
-    while seen.lock().unwrap_or_else(PoisonError::into_inner).values().map(Vec::len).sum::<usize>() < orders * STEPS.len()
+    while seen
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .values()
+        .map(Vec::len)
+        .sum::<usize>()
+        < orders * STEPS.len()
         && Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(10));

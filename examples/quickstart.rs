@@ -18,12 +18,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     println!("store directory: {}", dir.display());
 
-    // Durable acknowledgements: a send returns once its message is on disk.
-    let builder = Store::builder(&dir)
-        .flush_policy(FlushPolicy::Sync {
-            timeout: Duration::from_secs(5),
-        })
-        .commitlog_segment_size(64 << 20);
+    // Durable acknowledgements: a send returns once its message is on disk. The default
+    // segment sizes keep the store small (64 MiB CommitLog segments); `.rocketmq_defaults()`
+    // would choose a RocketMQ broker's.
+    let builder = Store::builder(&dir).flush_policy(FlushPolicy::Sync {
+        timeout: Duration::from_secs(5),
+    });
     let store = builder.clone().open()?;
     store.create_topic("orders", 2)?;
 

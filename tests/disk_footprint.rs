@@ -102,7 +102,10 @@ fn reopen_with_other_sizes_uses_the_recorded_ones() {
     store.close().unwrap();
     assert_eq!(recorded(tmp.path()), (64 * 1024, 2000));
     assert!(
-        std::fs::read_dir(tmp.path().join("commitlog")).unwrap().count() > 2,
+        std::fs::read_dir(tmp.path().join("commitlog"))
+            .unwrap()
+            .count()
+            > 2,
         "the test needs several segments"
     );
 

@@ -451,8 +451,17 @@ fn check_topics_json(root: &Path, expected: &[(&str, u32)]) {
         assert!(t["attributes"].is_object(), "attributes");
     }
     assert_eq!(table.len(), expected.len(), "{text}");
-    // Nothing but the file and its backup (no temporary file left behind).
+    // Nothing but the file and its backup (no temporary file left behind), and mqlite's
+    // record of the segment sizes (written once, at creation).
     for name in file_names(&root.join("config")) {
+        if name == "mqlite.json" {
+            let rec: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(root.join("config/mqlite.json")).unwrap())
+                    .expect("mqlite.json is JSON");
+            assert!(rec["mappedFileSizeCommitLog"].is_u64(), "{rec}");
+            assert!(rec["mappedFileSizeConsumeQueue"].is_u64(), "{rec}");
+            continue;
+        }
         assert!(
             name == "topics.json" || name == "topics.json.bak",
             "unexpected config file {name}"

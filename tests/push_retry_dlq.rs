@@ -25,7 +25,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use mqlite::{ConsumeFrom, ConsumeStatus, Message, MessageExt, MessageModel, MessageQueue, Store};
+use mqlite::{
+    ConsumeFrom, ConsumeStatus, Message, MessageExt, MessageId, MessageModel, MessageQueue, Store,
+};
 use parking_lot::{Condvar, Mutex};
 
 const SCHEDULE: &str = "SCHEDULE_TOPIC_XXXX";
@@ -63,7 +65,7 @@ struct Seen {
     at: Instant,
     topic: String,
     body: Vec<u8>,
-    msg_id: String,
+    msg_id: MessageId,
     reconsume_times: i32,
     retry_topic: Option<String>,
     origin_id: Option<String>,
