@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use mqlite::{FlushPolicy, Message, Store};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = tempfile::tempdir()?;
+    let dir = TempDir::new("async_producer")?;
     let store = Store::builder(dir.path())
         .flush_policy(FlushPolicy::Sync {
             timeout: Duration::from_secs(5),
@@ -56,4 +56,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("messages waiting for a new consumer group: {lag}");
     store.close()?;
     Ok(())
+}
+
+/// A fresh directory under the system's temporary directory, removed when dropped. Declared
+/// before the store, it outlives it: the store closes first.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> std::io::Result<TempDir> {
+        let path = std::env::temp_dir().join(format!("mqlite-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)?;
+        Ok(TempDir(path))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

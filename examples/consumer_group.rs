@@ -4,11 +4,10 @@
 //! `cargo run --release --example consumer_group`
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use mqlite::{ConsumeFrom, ConsumeStatus, Message, PushConsumer, Store};
-use parking_lot::Mutex;
 
 type Tally = Arc<Mutex<BTreeMap<String, usize>>>;
 
@@ -22,20 +21,31 @@ fn consumer(store: &Store, name: &str, tally: &Tally) -> Result<PushConsumer, mq
         .instance_name(name)
         .threads(2)
         .start_concurrently(move |msgs| {
-            *tally.lock().entry(me.clone()).or_default() += msgs.len();
+            *tally
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(me.clone())
+                .or_default() += msgs.len();
             ConsumeStatus::Success
         })
 }
 
 fn wait_for(tally: &Tally, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while tally.lock().values().sum::<usize>() < n && Instant::now() < deadline {
+    while tally
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .values()
+        .sum::<usize>()
+        < n
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = tempfile::tempdir()?;
+    let dir = TempDir::new("consumer_group")?;
     let store = Store::open(dir.path())?;
     store.create_topic("orders", 8)?;
     let tally: Tally = Arc::default();
@@ -56,7 +66,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         producer.send(Message::new("orders", format!("order {i}")))?;
     }
     wait_for(&tally, 3000);
-    println!("after 3000 messages: {:?}", tally.lock());
+    println!(
+        "after 3000 messages: {:?}",
+        tally.lock().unwrap_or_else(PoisonError::into_inner)
+    );
 
     println!("{} leaves", c.id());
     c.shutdown()?;
@@ -72,7 +85,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         producer.send(Message::new("orders", format!("order {i}")))?;
     }
     wait_for(&tally, 6000);
-    println!("after 6000 messages: {:?}", tally.lock());
+    println!(
+        "after 6000 messages: {:?}",
+        tally.lock().unwrap_or_else(PoisonError::into_inner)
+    );
     a.shutdown()?;
     b.shutdown()?;
     // Shutdown committed where each consumer stopped.
@@ -82,4 +98,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     store.close()?;
     Ok(())
+}
+
+/// A fresh directory under the system's temporary directory, removed when dropped. Declared
+/// before the store, it outlives it: the store closes first.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> std::io::Result<TempDir> {
+        let path = std::env::temp_dir().join(format!("mqlite-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)?;
+        Ok(TempDir(path))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

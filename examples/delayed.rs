@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use mqlite::{Message, MessageQueue, Store};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = tempfile::tempdir()?;
+    let dir = TempDir::new("delayed")?;
     let open = || {
         Store::builder(dir.path())
             .message_delay_level("1s 2s 3s")
@@ -58,4 +58,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     store.close()?;
     Ok(())
+}
+
+/// A fresh directory under the system's temporary directory, removed when dropped. Declared
+/// before the store, it outlives it: the store closes first.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> std::io::Result<TempDir> {
+        let path = std::env::temp_dir().join(format!("mqlite-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)?;
+        Ok(TempDir(path))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -5,11 +5,10 @@
 //! `cargo run --release --example ordered`
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use mqlite::{ConsumeFrom, Message, OrderlyStatus, PushConsumer, Store};
-use parking_lot::Mutex;
 
 const STEPS: [&str; 3] = ["create", "pay", "complete"];
 
@@ -24,7 +23,7 @@ fn consumer(
         .subscribe("orders", "*")
         .consume_from(ConsumeFrom::FirstOffset)
         .instance_name(name)
-        .suspend_current_queue_millis(50)
+        .suspend_current_queue_time(Duration::from_millis(50))
         .start_orderly(move |msgs, _ctx| {
             for m in msgs {
                 let order = m.keys().next().unwrap_or_default().to_owned();
@@ -35,14 +34,18 @@ fn consumer(
                     println!("ORDER-7 pay failed once; queue {} suspended", m.queue_id());
                     return OrderlyStatus::SuspendCurrentQueueAMoment;
                 }
-                seen.lock().entry(order).or_default().push(step);
+                seen.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .entry(order)
+                    .or_default()
+                    .push(step);
             }
             OrderlyStatus::Success
         })
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = tempfile::tempdir()?;
+    let dir = TempDir::new("ordered")?;
     let store = Store::open(dir.path())?;
     store.create_topic("orders", 4)?;
     let seen = Arc::new(Mutex::new(HashMap::new()));
@@ -60,12 +63,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let deadline = Instant::now() + Duration::from_secs(30);
-    while seen.lock().values().map(Vec::len).sum::<usize>() < orders * STEPS.len()
+    while seen
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .values()
+        .map(Vec::len)
+        .sum::<usize>()
+        < orders * STEPS.len()
         && Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(10));
     }
-    let seen = seen.lock();
+    let seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
     let in_order = seen.values().filter(|s| s.as_slice() == STEPS).count();
     println!("{in_order} of {orders} orders processed as create -> pay -> complete");
     println!("ORDER-7: {:?}", seen.get("ORDER-7"));
@@ -73,4 +82,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     b.shutdown()?;
     store.close()?;
     Ok(())
+}
+
+/// A fresh directory under the system's temporary directory, removed when dropped. Declared
+/// before the store, it outlives it: the store closes first.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> std::io::Result<TempDir> {
+        let path = std::env::temp_dir().join(format!("mqlite-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)?;
+        Ok(TempDir(path))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -12,18 +12,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = match std::env::args().nth(1) {
         Some(d) => std::path::PathBuf::from(d),
         None => {
-            tmp = tempfile::tempdir()?;
+            tmp = TempDir::new("quickstart")?;
             tmp.path().to_path_buf()
         }
     };
     println!("store directory: {}", dir.display());
 
-    // Durable acknowledgements: a send returns once its message is on disk.
-    let builder = Store::builder(&dir)
-        .flush_policy(FlushPolicy::Sync {
-            timeout: Duration::from_secs(5),
-        })
-        .commitlog_segment_size(64 << 20);
+    // Durable acknowledgements: a send returns once its message is on disk. The default
+    // segment sizes keep the store small (64 MiB CommitLog segments); `.rocketmq_defaults()`
+    // would choose a RocketMQ broker's.
+    let builder = Store::builder(&dir).flush_policy(FlushPolicy::Sync {
+        timeout: Duration::from_secs(5),
+    });
     let store = builder.clone().open()?;
     store.create_topic("orders", 2)?;
 
@@ -107,4 +107,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     store.close()?;
     Ok(())
+}
+
+/// A fresh directory under the system's temporary directory, removed when dropped. Declared
+/// before the store, it outlives it: the store closes first.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> std::io::Result<TempDir> {
+        let path = std::env::temp_dir().join(format!("mqlite-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)?;
+        Ok(TempDir(path))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use mqlite::{ConsumeFrom, ConsumeStatus, Message, MessageQueue, Store};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = tempfile::tempdir()?;
+    let dir = TempDir::new("retry_and_dlq")?;
     // RocketMQ's retries use delay levels 3, 4, 5, …; shorten the table for the demo.
     let store = Store::builder(dir.path())
         .message_delay_level("100ms 200ms 300ms 400ms 500ms 600ms 700ms")
@@ -55,4 +55,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     store.close()?;
     Ok(())
+}
+
+/// A fresh directory under the system's temporary directory, removed when dropped. Declared
+/// before the store, it outlives it: the store closes first.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> std::io::Result<TempDir> {
+        let path = std::env::temp_dir().join(format!("mqlite-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)?;
+        Ok(TempDir(path))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

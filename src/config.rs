@@ -72,11 +72,18 @@ pub enum RecoveryMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StoreConfig {
-    /// Size of each CommitLog segment file (RocketMQ `mappedFileSizeCommitLog`).
-    /// Default 1 GiB. At least 4096.
+    /// Size of each CommitLog segment file (RocketMQ `mappedFileSizeCommitLog`). Segments are
+    /// allocated in full when created. Default 64 MiB (a RocketMQ broker's is 1 GiB: see
+    /// [`StoreConfig::rocketmq_broker`]). At least 4096.
+    ///
+    /// A store keeps the sizes it was created with (recorded in `config/mqlite.json`, or read
+    /// off the files of a store a broker made): opening it with another size uses the store's
+    /// and logs so at `info`.
     pub commitlog_segment_size: u64,
     /// Size of each consume queue file (RocketMQ `mappedFileSizeConsumeQueue`), rounded up to a
-    /// multiple of 20. Default 6,000,000 (300,000 units).
+    /// multiple of 20. Allocated in full when a queue gets its first message. Default 600,000
+    /// (30,000 units; a RocketMQ broker's is 300,000 units). Kept per store like
+    /// [`StoreConfig::commitlog_segment_size`].
     pub consume_queue_segment_size: u64,
     /// When records reach the disk. Default [`FlushPolicy::ASYNC`].
     pub flush_policy: FlushPolicy,
@@ -124,8 +131,8 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
-            commitlog_segment_size: 1 << 30,
-            consume_queue_segment_size: 300_000 * CQ_UNIT_SIZE as u64,
+            commitlog_segment_size: DEFAULT_COMMITLOG_SEGMENT_SIZE,
+            consume_queue_segment_size: DEFAULT_CONSUME_QUEUE_UNITS * CQ_UNIT_SIZE as u64,
             flush_policy: FlushPolicy::default(),
             flush_thorough_interval: Duration::from_secs(10),
             checkpoint_interval: Duration::from_secs(1),
@@ -148,7 +155,35 @@ impl Default for StoreConfig {
 /// Largest queue count a topic may have.
 pub const MAX_QUEUES_PER_TOPIC: u32 = 1024;
 
+/// mqlite's default CommitLog segment size: 64 MiB.
+const DEFAULT_COMMITLOG_SEGMENT_SIZE: u64 = 64 << 20;
+/// mqlite's default consume queue file size, in 20-byte units.
+const DEFAULT_CONSUME_QUEUE_UNITS: u64 = 30_000;
+/// A RocketMQ broker's CommitLog segment size (`mappedFileSizeCommitLog`): 1 GiB.
+const BROKER_COMMITLOG_SEGMENT_SIZE: u64 = 1 << 30;
+/// A RocketMQ broker's consume queue file size (`mappedFileSizeConsumeQueue`), in units.
+const BROKER_CONSUME_QUEUE_UNITS: u64 = 300_000;
+
 impl StoreConfig {
+    /// A RocketMQ broker's defaults: the [`Default`] configuration with 1 GiB CommitLog
+    /// segments and 300,000-unit (6,000,000-byte) consume queue files, the sizes a broker
+    /// started with its default `broker.conf` expects. Create a store with these when its
+    /// directory is to be handed to such a broker; the other defaults of
+    /// [`StoreConfig::default`] are a broker's already.
+    ///
+    /// ```
+    /// let c = mqlite::StoreConfig::rocketmq_broker();
+    /// assert_eq!(c.commitlog_segment_size, 1 << 30);
+    /// assert_eq!(c.consume_queue_segment_size, 6_000_000);
+    /// ```
+    pub fn rocketmq_broker() -> StoreConfig {
+        StoreConfig {
+            commitlog_segment_size: BROKER_COMMITLOG_SEGMENT_SIZE,
+            consume_queue_segment_size: BROKER_CONSUME_QUEUE_UNITS * CQ_UNIT_SIZE as u64,
+            ..StoreConfig::default()
+        }
+    }
+
     /// Checks every field, and rounds the consume queue file size up to a multiple of 20.
     ///
     /// ```

@@ -20,7 +20,7 @@
 //!     .with_keys(["ORDER-1"]);
 //! let put = store.put(&msg, 0)?;
 //! let read = store.get_messages(&MessageQueue::new("orders", 0), 0, 32)?;
-//! assert_eq!(read.messages[0].msg_id(), put.msg_id.to_string());
+//! assert_eq!(read.messages[0].msg_id(), put.msg_id);
 //! store.close()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -48,6 +48,7 @@ mod view;
 #[cfg(feature = "sim")]
 pub use storage::sim;
 
+pub use broker::topics::{PERM_READ, PERM_WRITE};
 pub use client::allocate::{AllocateStrategy, Averagely, AveragelyByCircle, ConsistentHash};
 pub use client::producer::{Producer, SendError, SendResult, SendStatus};
 pub use client::pull::{ConsumeFrom, PullConsumer, PullResult, PullStatus};
@@ -64,6 +65,27 @@ pub use filter::TagFilter;
 pub use format::msg_id::{MessageId, OffsetMessageId};
 pub use message::{Message, MessageExt, MessageQueue};
 pub use view::MessageView;
+
+/// The limits and reserved names the store enforces on topics, groups, queues and
+/// properties, as RocketMQ's broker and client do.
+///
+/// ```
+/// use mqlite::limits::{MAX_QUEUES_PER_TOPIC, RESERVED_PROPERTIES};
+/// assert_eq!(MAX_QUEUES_PER_TOPIC, 1024);
+/// assert!(RESERVED_PROPERTIES.contains(&"TAGS"));
+/// let msg = mqlite::Message::new("t", "x").with_property("TAGS", "a");
+/// let dir = tempfile::tempdir()?;
+/// let store = mqlite::Store::open(dir.path())?;
+/// assert!(store.put(&msg, 0).is_err()); // a reserved property
+/// store.close()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub mod limits {
+    pub use crate::broker::validate::{
+        MAX_GROUP_LEN, MAX_SYSTEM_TOPIC_LEN, MAX_TOPIC_LEN, RESERVED_PROPERTIES, RESERVED_TOPICS,
+    };
+    pub use crate::config::MAX_QUEUES_PER_TOPIC;
+}
 
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::format::msg_id::OffsetMessageId;
+use crate::format::msg_id::{MessageId, OffsetMessageId};
 use crate::format::properties::{self, keys};
 use crate::format::record::{RecordMeta, RecordView, sys_flag};
 
@@ -190,9 +190,14 @@ impl Message {
         self.tags.as_deref()
     }
 
-    /// The business keys.
-    pub fn keys(&self) -> &[String] {
-        &self.keys
+    /// The business keys, in order (the same shape as [`MessageExt::keys`]).
+    ///
+    /// ```
+    /// let m = mqlite::Message::new("t", "x").with_keys(["A", "B"]);
+    /// assert_eq!(m.keys().collect::<Vec<_>>(), ["A", "B"]);
+    /// ```
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().map(String::as_str)
     }
 
     /// A user property.
@@ -391,12 +396,14 @@ impl MessageExt {
         &self.data[self.start..self.start + self.body_len]
     }
 
-    /// The client message id: the `UNIQ_KEY` property, or the offset msgId when it is absent.
-    pub fn msg_id(&self) -> String {
-        match self.property(keys::UNIQ_KEY) {
-            Some(id) => id.to_owned(),
-            None => self.offset_msg_id().to_string(),
-        }
+    /// The client message id: the `UNIQ_KEY` property, or the offset msgId when it is absent
+    /// (or, never the case for ids RocketMQ clients write, longer than
+    /// [`MessageId::MAX_LEN`] or not ASCII: [`MessageExt::property`] has the raw value). The
+    /// same type as [`SendResult::msg_id`](crate::SendResult::msg_id).
+    pub fn msg_id(&self) -> MessageId {
+        self.property(keys::UNIQ_KEY)
+            .and_then(MessageId::from_stored)
+            .unwrap_or_else(|| self.offset_msg_id().into())
     }
 
     /// The store's id of the record: store address and CommitLog offset.
@@ -412,7 +419,7 @@ impl MessageExt {
         self.property(keys::TAGS)
     }
 
-    /// The business keys.
+    /// The business keys, in order (the same shape as [`Message::keys`]).
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.property(keys::KEYS)
             .unwrap_or("")

@@ -71,6 +71,14 @@ impl<'a> MessageView<'a> {
         properties::iter(self.rec.properties)
     }
 
+    /// The client message id, as [`MessageExt::msg_id`](crate::MessageExt::msg_id) gives it:
+    /// the `UNIQ_KEY` property, or the offset msgId when it is absent.
+    pub fn msg_id(&self) -> crate::MessageId {
+        self.uniq_key()
+            .and_then(crate::MessageId::from_stored)
+            .unwrap_or_else(|| self.offset_msg_id().into())
+    }
+
     /// The client message id (`UNIQ_KEY`), when the message has one.
     pub fn uniq_key(&self) -> Option<&'a str> {
         self.property(keys::UNIQ_KEY)

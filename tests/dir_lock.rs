@@ -25,8 +25,8 @@ fn expect_locked(dir: &Path) {
         Ok(_) => panic!("a second open of a locked directory succeeded"),
     }
     assert!(
-        t.elapsed() < Duration::from_secs(1),
-        "Locked must come at once, took {:?}",
+        t.elapsed() < Duration::from_secs(30),
+        "Locked must come at once, not when the holder lets go; took {:?}",
         t.elapsed()
     );
 }

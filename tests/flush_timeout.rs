@@ -94,7 +94,7 @@ fn zero_timeout_reports_timeout_or_ok_and_stores_everything() {
             let m = &got.messages[0];
             assert_eq!(m.physical_offset(), put.physical_offset);
             assert_eq!(m.body(), &body[..]);
-            assert_eq!(m.msg_id(), put.msg_id.to_string());
+            assert_eq!(m.msg_id(), put.msg_id);
         }
         let total: u64 = (0..2)
             .map(|q| store.max_offset(&MessageQueue::new("Zero", q)).unwrap())
@@ -218,7 +218,7 @@ fn concurrent_sync_puts_all_ok_and_dense() {
                 let m = &msgs[put.queue_offset as usize];
                 assert_eq!(m.body(), body.as_bytes());
                 assert_eq!(m.physical_offset(), put.physical_offset);
-                assert_eq!(m.msg_id(), put.msg_id.to_string());
+                assert_eq!(m.msg_id(), put.msg_id);
                 assert_eq!(m.tags(), Some(format!("t{t}").as_str()));
             }
             // Within a queue, queue order is physical order.

@@ -451,8 +451,17 @@ fn check_topics_json(root: &Path, expected: &[(&str, u32)]) {
         assert!(t["attributes"].is_object(), "attributes");
     }
     assert_eq!(table.len(), expected.len(), "{text}");
-    // Nothing but the file and its backup (no temporary file left behind).
+    // Nothing but the file and its backup (no temporary file left behind), and mqlite's
+    // record of the segment sizes (written once, at creation).
     for name in file_names(&root.join("config")) {
+        if name == "mqlite.json" {
+            let rec: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(root.join("config/mqlite.json")).unwrap())
+                    .expect("mqlite.json is JSON");
+            assert!(rec["mappedFileSizeCommitLog"].is_u64(), "{rec}");
+            assert!(rec["mappedFileSizeConsumeQueue"].is_u64(), "{rec}");
+            continue;
+        }
         assert!(
             name == "topics.json" || name == "topics.json.bak",
             "unexpected config file {name}"
@@ -743,14 +752,19 @@ fn default_sizes_layout_matches_rocketmq() {
     let root = dir.path();
     let mut rng = Rng::new(common::seed(0x1A70_0003));
     let topics = [("OrderTopic", 4), ("PayTopic", 2)];
-    let store = Store::builder(root).warm_segments(false).open().unwrap();
+    let store = Store::builder(root)
+        .rocketmq_defaults()
+        .warm_segments(false)
+        .open()
+        .unwrap();
     check_root_files_open(root);
     for &(t, q) in &topics {
         store.create_topic(t, q).unwrap();
     }
     let sent = put_random(&store, &mut rng, &topics, 12, (1, 300));
     store.close().unwrap();
-    // 1 GiB commitlog segments, 300,000-unit (6,000,000-byte) consume queue files.
+    // A broker's defaults: 1 GiB commitlog segments, 300,000-unit (6,000,000-byte) consume
+    // queue files.
     let end = check_closed_store(
         root,
         1 << 30,

@@ -189,7 +189,7 @@ fn close_drains_pending_async_sends_with_their_real_results() {
     assert_eq!(store.max_offset(&q).unwrap(), N as u64);
     for r in results.iter().map(|r| r.as_ref().unwrap()).step_by(97) {
         let m = store.get_messages(&q, r.queue_offset, 1).unwrap();
-        assert_eq!(m.messages[0].msg_id(), r.msg_id.to_string());
+        assert_eq!(m.messages[0].msg_id(), r.msg_id);
     }
     store.close().unwrap();
 }

@@ -73,7 +73,7 @@ fn start(
         .push_consumer(GROUP)
         .subscribe(TOPIC, "*")
         .consume_from(ConsumeFrom::FirstOffset)
-        .suspend_current_queue_millis(SUSPEND.as_millis() as u64)
+        .suspend_current_queue_time(SUSPEND)
         .start_orderly(move |msgs, ctx| {
             assert_eq!(msgs.len(), 1);
             assert!(ctx.auto_commit, "auto-commit is on by default");

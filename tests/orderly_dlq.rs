@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mqlite::{ConsumeFrom, Message, MessageQueue, OrderlyStatus, PushConsumer, Store};
+use mqlite::{ConsumeFrom, Message, MessageId, MessageQueue, OrderlyStatus, PushConsumer, Store};
 use parking_lot::Mutex;
 
 const GROUP: &str = "dlq-group";
@@ -23,7 +23,7 @@ fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
 }
 
 /// (queue, offset, reconsume times, msg id, when) per message handed to the listener.
-type Log = Arc<Mutex<Vec<(u32, u64, i32, String, Instant)>>>;
+type Log = Arc<Mutex<Vec<(u32, u64, i32, MessageId, Instant)>>>;
 
 fn dlq() -> MessageQueue {
     MessageQueue::new(format!("%DLQ%{GROUP}"), 0)
@@ -43,7 +43,7 @@ fn start(store: &Store, max: Option<u32>, log: &Log) -> PushConsumer {
         .push_consumer(GROUP)
         .subscribe(TOPIC, "*")
         .consume_from(ConsumeFrom::FirstOffset)
-        .suspend_current_queue_millis(20);
+        .suspend_current_queue_time(Duration::from_millis(20));
     if let Some(max) = max {
         b = b.max_reconsume_times(max);
     }
@@ -143,7 +143,7 @@ fn after_max_reconsume_times_the_message_goes_to_the_dlq_and_the_queue_moves_on(
         .lock()
         .iter()
         .find(|e| e.0 == 0 && e.1 == 0)
-        .map(|e| e.3.clone())
+        .map(|e| e.3)
         .expect("queue 0 offset 0 consumed");
     assert_eq!(
         store.queues(&dlq().topic).unwrap(),

@@ -140,7 +140,9 @@ fn a_suspended_queue_blocks_only_itself_even_on_one_thread() {
     let release = Arc::new(AtomicBool::new(false));
     let r = release.clone();
     let consumer = start(
-        builder(&store).threads(1).suspend_current_queue_millis(200),
+        builder(&store)
+            .threads(1)
+            .suspend_current_queue_time(Duration::from_millis(200)),
         &log,
         move |msgs, _| {
             if msgs[0].queue_id() == 0 && msgs[0].queue_offset() == 0 && !r.load(Ordering::SeqCst) {
@@ -233,12 +235,12 @@ fn the_context_overrides_the_suspend_time_per_batch() {
     send(&store, 0, 2);
     let log: Log = Arc::default();
     let consumer = start(
-        builder(&store).suspend_current_queue_millis(3000),
+        builder(&store).suspend_current_queue_time(Duration::from_millis(3000)),
         &log,
         |msgs, ctx| {
-            assert_eq!(ctx.suspend_current_queue_millis, None, "fresh context");
+            assert_eq!(ctx.suspend_current_queue_time, None, "fresh context");
             if msgs[0].queue_offset() == 0 && msgs[0].reconsume_times() < 3 {
-                ctx.suspend_current_queue_millis = Some(50);
+                ctx.suspend_current_queue_time = Some(Duration::from_millis(50));
                 OrderlyStatus::SuspendCurrentQueueAMoment
             } else {
                 OrderlyStatus::Success
@@ -266,7 +268,7 @@ fn a_suspended_batch_comes_back_whole_and_in_order() {
     let consumer = start(
         builder(&store)
             .consume_message_batch_max_size(3)
-            .suspend_current_queue_millis(50),
+            .suspend_current_queue_time(Duration::from_millis(50)),
         &log,
         |msgs, _| {
             // The second batch fails twice.
@@ -328,7 +330,7 @@ fn a_panic_in_the_listener_suspends_the_queue() {
     let panics = Arc::new(AtomicUsize::new(0));
     let p = panics.clone();
     let consumer = start(
-        builder(&store).suspend_current_queue_millis(100),
+        builder(&store).suspend_current_queue_time(Duration::from_millis(100)),
         &log,
         move |msgs, _| {
             if msgs[0].queue_offset() == 1 && msgs[0].reconsume_times() < 2 {
@@ -361,7 +363,7 @@ fn orderly_retries_are_unlimited_by_default() {
     send(&store, 1, 1);
     let log: Log = Arc::default();
     let consumer = start(
-        builder(&store).suspend_current_queue_millis(10),
+        builder(&store).suspend_current_queue_time(Duration::from_millis(10)),
         &log,
         |msgs, _| {
             let m = &msgs[0];

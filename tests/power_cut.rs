@@ -133,10 +133,16 @@ fn sync_power_cuts(rounds: u64) {
 
 #[test]
 fn sync_acknowledged_messages_survive_power_cuts() {
-    // 210 cuts at random moments with 1 to 16 senders; every other restart keeps a random
+    // 60 cuts at random moments with 1 to 16 senders; every other restart keeps a random
     // half of the unsynced pages, as a disk writing back on its own would (this once left a
     // hole in a consume queue that an unclean open did not see).
-    sync_power_cuts(210);
+    sync_power_cuts(60);
+}
+
+#[test]
+#[ignore = "soak: 1000 power cuts, run by hand (`cargo test --release --test power_cut -- --ignored`)"]
+fn soak_sync_acknowledged_messages_survive_power_cuts() {
+    sync_power_cuts(1000);
 }
 
 #[test]

@@ -354,7 +354,7 @@ fn under_sync_a_sent_message_is_found_at_once() {
         let r = p.send(Message::new("s", format!("s{i}"))).unwrap();
         let got = c.pull(&q, "*", r.queue_offset, 32).unwrap();
         expect(&got, PullStatus::Found, i + 1, 0, i + 1);
-        assert_eq!(got.messages[0].msg_id(), r.msg_id.to_string());
+        assert_eq!(got.messages[0].msg_id(), r.msg_id);
     }
     store.close().unwrap();
 }

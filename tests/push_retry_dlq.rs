@@ -25,7 +25,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use mqlite::{ConsumeFrom, ConsumeStatus, Message, MessageExt, MessageModel, MessageQueue, Store};
+use mqlite::{
+    ConsumeFrom, ConsumeStatus, Message, MessageExt, MessageId, MessageModel, MessageQueue, Store,
+};
 use parking_lot::{Condvar, Mutex};
 
 const SCHEDULE: &str = "SCHEDULE_TOPIC_XXXX";
@@ -63,7 +65,7 @@ struct Seen {
     at: Instant,
     topic: String,
     body: Vec<u8>,
-    msg_id: String,
+    msg_id: MessageId,
     reconsume_times: i32,
     retry_topic: Option<String>,
     origin_id: Option<String>,
@@ -205,8 +207,15 @@ fn walk_levels(levels: &str, max: Option<u32>) -> Vec<Seen> {
         // checked in delay_levels.rs; here a generous one, as a dozen tries run back to back.)
         let due = s.store_timestamp() + delays[level - 1];
         let late = r.store_timestamp() - due;
+        // Not early; late by at most 500 ms with `MQLITE_STRICT_TIMING=1` (on a quiet
+        // machine), else 10 s (a loaded machine may stall the schedule thread).
+        let late_bound = if std::env::var_os("MQLITE_STRICT_TIMING").is_some() {
+            500
+        } else {
+            10_000
+        };
         assert!(
-            (0..=500).contains(&late),
+            (0..=late_bound).contains(&late),
             "try {k} (level {level}): stored {late} ms after its due time"
         );
     }
@@ -221,7 +230,7 @@ fn walk_levels(levels: &str, max: Option<u32>) -> Vec<Seen> {
             k + 1,
             level_of(k)
         );
-        assert!(gap < delay + Duration::from_secs(3), "try {k}: {gap:?}");
+        assert!(gap < delay + Duration::from_secs(30), "try {k}: {gap:?}");
     }
 
     let dead = all_of(&store, &dlq);

@@ -126,7 +126,7 @@ fn reconsume_later_walks_retry_levels_into_the_dlq() {
     assert_eq!(*seen_times.lock(), vec![0, 1, 2, 3]);
     let dead = &store.get_messages(&dlq, 0, 1).unwrap().messages[0];
     assert_eq!(dead.body(), b"poison");
-    assert_eq!(dead.msg_id(), sent.msg_id.to_string());
+    assert_eq!(dead.msg_id(), sent.msg_id);
     assert_eq!(dead.property("RETRY_TOPIC"), Some("t"));
     assert_eq!(dead.tags(), Some("x"));
 }

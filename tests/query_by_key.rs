@@ -53,7 +53,7 @@ fn finds_by_key_and_msg_id_within_the_time_range() {
     assert_eq!(early_b.len(), 10);
     // By msgId (UNIQ_KEY).
     let by_id = store
-        .query_by_key("orders", &early[3].msg_id.to_string(), 0, u64::MAX)
+        .query_by_key("orders", early[3].msg_id.as_str(), 0, u64::MAX)
         .unwrap();
     assert_eq!(by_id.len(), 1);
     assert_eq!(by_id[0].body(), b"early 3");

@@ -98,10 +98,13 @@ fn check_sent(store: &Store, sent: &[Sent], snap: &Snapshot) {
         assert_eq!(m.topic(), s.msg.topic());
         assert_eq!(m.queue_id(), s.put.queue_id);
         assert_eq!(m.body(), s.msg.body());
-        assert_eq!(m.msg_id(), s.put.msg_id.to_string());
+        assert_eq!(m.msg_id(), s.put.msg_id);
         assert_eq!(m.offset_msg_id(), s.put.offset_msg_id);
         assert_eq!(m.tags(), s.msg.tags());
-        assert_eq!(m.keys().collect::<Vec<_>>(), s.msg.keys().to_vec());
+        assert_eq!(
+            m.keys().collect::<Vec<_>>(),
+            s.msg.keys().collect::<Vec<_>>()
+        );
         assert_eq!(m.flag(), s.msg.flag());
         assert_eq!(m.store_timestamp() as u64, s.put.store_timestamp);
         for (k, v) in s.msg.properties() {

@@ -137,6 +137,7 @@ impl Broker {
         config.validate()?;
         fs.create_dir_all(&dir)?;
         let lock = DirLock::acquire(&dir)?;
+        log::layout::resolve(&fs, &dir, &mut config)?;
         let config_dir = dir.join("config");
         let topics = TopicTable::load(&fs, &config_dir)?;
         let schedule = schedule::ScheduleState::load(&fs, &config_dir)?;

@@ -56,7 +56,7 @@ impl Core {
             .to_owned();
         let origin_id = m
             .property(keys::ORIGIN_MESSAGE_ID)
-            .map_or_else(|| m.msg_id(), str::to_owned);
+            .map_or_else(|| m.msg_id().to_string(), str::to_owned);
         let mut msg = m.copy_to(topic, |k| {
             !NOT_INHERITED.contains(&k) && !k.starts_with("TIMER_")
         });

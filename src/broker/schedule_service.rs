@@ -163,9 +163,10 @@ impl Core {
             let start = off;
             while let Some(unit) = cq.get(off) {
                 // RocketMQ's clock-skew guard (`correctDeliverTimestamp`): a time further out
-                // than the level's delay is due now.
+                // than the level's delay is due now. Checked against the clock read again: an
+                // entry stored after this pass read `now` is legitimately that far out.
                 let due = match unit.tag_code.max(0) as u64 {
-                    t if t > now.saturating_add(delay) => now,
+                    t if t > now.saturating_add(delay) && t > now_ms().saturating_add(delay) => now,
                     t => t,
                 };
                 if due > now {

@@ -47,6 +47,27 @@ impl StoreBuilder {
         self
     }
 
+    /// Uses a RocketMQ broker's defaults where mqlite's differ: 1 GiB CommitLog segments and
+    /// 300,000-unit consume queue files ([`StoreConfig::rocketmq_broker`]), for a store whose
+    /// directory is to be handed to a broker running its default `broker.conf`. Other settings
+    /// made on this builder are kept. A store keeps the sizes it was created with, so this
+    /// matters when the store is created.
+    ///
+    /// ```no_run
+    /// // Allocates a 1 GiB CommitLog segment.
+    /// let dir = tempfile::tempdir()?;
+    /// let store = mqlite::Store::builder(dir.path()).rocketmq_defaults().open()?;
+    /// assert_eq!(store.config().commitlog_segment_size, 1 << 30);
+    /// store.close()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn rocketmq_defaults(mut self) -> Self {
+        let broker = StoreConfig::rocketmq_broker();
+        self.config.commitlog_segment_size = broker.commitlog_segment_size;
+        self.config.consume_queue_segment_size = broker.consume_queue_segment_size;
+        self
+    }
+
     /// Sets [`StoreConfig::flush_policy`].
     pub fn flush_policy(mut self, policy: FlushPolicy) -> Self {
         self.config.flush_policy = policy;
@@ -62,6 +83,30 @@ impl StoreBuilder {
     /// Sets [`StoreConfig::consume_queue_segment_size`].
     pub fn consume_queue_segment_size(mut self, bytes: u64) -> Self {
         self.config.consume_queue_segment_size = bytes;
+        self
+    }
+
+    /// Sets [`StoreConfig::flush_thorough_interval`].
+    pub fn flush_thorough_interval(mut self, interval: Duration) -> Self {
+        self.config.flush_thorough_interval = interval;
+        self
+    }
+
+    /// Sets [`StoreConfig::checkpoint_interval`].
+    pub fn checkpoint_interval(mut self, interval: Duration) -> Self {
+        self.config.checkpoint_interval = interval;
+        self
+    }
+
+    /// Sets [`StoreConfig::consumer_offset_persist_interval`].
+    pub fn consumer_offset_persist_interval(mut self, interval: Duration) -> Self {
+        self.config.consumer_offset_persist_interval = interval;
+        self
+    }
+
+    /// Sets [`StoreConfig::tail_tolerance`].
+    pub fn tail_tolerance(mut self, bytes: u64) -> Self {
+        self.config.tail_tolerance = bytes;
         self
     }
 

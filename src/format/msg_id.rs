@@ -92,28 +92,104 @@ impl FromStr for OffsetMessageId {
     }
 }
 
-/// A client unique message id (the `UNIQ_KEY` property) in its 32-character IPv4 form.
+/// A message id: the client's unique id (the `UNIQ_KEY` property), the one id type of the
+/// API. [`SendResult::msg_id`](crate::SendResult::msg_id),
+/// [`PutResult::msg_id`](crate::PutResult::msg_id) and
+/// [`MessageExt::msg_id`](crate::MessageExt::msg_id) all return it, so ids from a send and
+/// from a read compare directly.
 ///
-/// Layout of the 16 bytes behind the hex: IPv4 address (4), process id as i16 (2), a per-process
-/// random i32 (4, RocketMQ's class-loader hash), milliseconds since the start of the current
-/// month in UTC as i32 (4), and a wrapping i16 counter (2).
+/// Ids the store generates are 32 uppercase hex characters. Layout of the 16 bytes behind the
+/// hex: IPv4 address (4), process id as i16 (2), a per-process random i32 (4, RocketMQ's
+/// class-loader hash), milliseconds since the start of the current month in UTC as i32 (4),
+/// and a wrapping i16 counter (2). Ids read back may have other forms other RocketMQ clients
+/// write (56 characters from an IPv6 client, 34 from a RocketMQ 5 client), or be a record's
+/// offset msgId when it has no `UNIQ_KEY`: an id holds up to [`MessageId::MAX_LEN`] ASCII
+/// characters and is `Copy`.
+///
+/// ```
+/// use mqlite::MessageId;
+/// let id = MessageId::parse("7f00000139a4aabbccdd0011223344ff")?;
+/// assert_eq!(id.as_str(), "7F00000139A4AABBCCDD0011223344FF");
+/// assert_eq!(id, "7F00000139A4AABBCCDD0011223344FF");
+/// # Ok::<(), mqlite::format::DecodeError>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MessageId([u8; 32]);
+pub struct MessageId {
+    /// The characters, zero-padded (so derived comparisons are the text's).
+    buf: [u8; MessageId::MAX_LEN],
+    len: u8,
+}
 
 impl MessageId {
+    /// Longest id held: the 56 characters of an IPv6 offset msgId or client id.
+    pub const MAX_LEN: usize = 56;
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
-        // Only ever built from uppercase hex digits.
-        std::str::from_utf8(&self.0).unwrap_or_default()
+        // Only ever built from ASCII.
+        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or_default()
     }
 
-    /// Parses a 32-character hexadecimal id.
+    /// Parses a 32-character hexadecimal id (the form the store generates and accepts as a
+    /// message's `UNIQ_KEY`), normalised to uppercase.
     pub fn parse(s: &str) -> Result<MessageId, DecodeError> {
         let mut raw = [0u8; 16];
         hex_decode_into(s.as_bytes(), &mut raw)?;
         let mut out = [0u8; 32];
         hex_upper_into(&raw, &mut out);
-        Ok(MessageId(out))
+        Ok(MessageId::from_ascii(&out))
+    }
+
+    /// An id read back from a record: `s` as it is, when it is 1 to [`MessageId::MAX_LEN`]
+    /// ASCII graphic characters.
+    pub(crate) fn from_stored(s: &str) -> Option<MessageId> {
+        let ok = !s.is_empty()
+            && s.len() <= MessageId::MAX_LEN
+            && s.bytes().all(|b| b.is_ascii_graphic());
+        ok.then(|| MessageId::from_ascii(s.as_bytes()))
+    }
+
+    /// `text` must be ASCII and at most `MAX_LEN` bytes (callers check).
+    fn from_ascii(text: &[u8]) -> MessageId {
+        let len = text.len().min(MessageId::MAX_LEN);
+        let mut buf = [0u8; MessageId::MAX_LEN];
+        buf[..len].copy_from_slice(&text[..len]);
+        MessageId {
+            buf,
+            len: len as u8,
+        }
+    }
+}
+
+impl From<OffsetMessageId> for MessageId {
+    /// The offset msgId as text (32 or 56 characters).
+    fn from(id: OffsetMessageId) -> MessageId {
+        let mut buf = [0u8; 56];
+        MessageId::from_ascii(id.encode_into(&mut buf).as_bytes())
+    }
+}
+
+impl PartialEq<str> for MessageId {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for MessageId {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for MessageId {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl AsRef<str> for MessageId {
+    fn as_ref(&self) -> &str {
+        self.as_str()
     }
 }
 
@@ -180,7 +256,7 @@ impl MessageIdGenerator {
         let mut out = [0u8; 32];
         out[..20].copy_from_slice(&self.prefix_hex);
         hex_upper_into(&raw, &mut out[20..]);
-        MessageId(out)
+        MessageId::from_ascii(&out)
     }
 }
 

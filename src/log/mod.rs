@@ -10,16 +10,19 @@ pub(crate) mod consume_queue;
 mod dispatch;
 pub(crate) mod flusher;
 pub(crate) mod group_commit;
+pub(crate) mod layout;
 pub(crate) mod open;
 
 use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
+// FxHash (rustc's): topic names are chosen by the application, not by an attacker, so a
+// non-keyed hash is fine for the queue map.
+use rustc_hash::FxBuildHasher;
 
 use crate::config::{FlushPolicy, StoreConfig};
 use crate::error::{Error, Result};
@@ -36,31 +39,7 @@ use consume_queue::ConsumeQueue;
 use dispatch::{Dispatcher, PendingUnit};
 use group_commit::{Durability, GroupCommit};
 
-/// FxHash (as used by rustc): one multiply per 8 bytes. Topic names are chosen by the
-/// application, not by an attacker, so a non-keyed hash is fine for the queue map.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct FxHasher(u64);
-
-impl std::hash::Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_be_bytes(w)).wrapping_mul(K);
-        }
-        for &b in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type QueueMap = HashMap<Arc<str>, Vec<Option<Arc<ConsumeQueue>>>, BuildHasherDefault<FxHasher>>;
+type QueueMap = HashMap<Arc<str>, Vec<Option<Arc<ConsumeQueue>>>, FxBuildHasher>;
 
 /// Per-queue state of the writer: the next queue offset to assign.
 #[derive(Debug)]
@@ -74,7 +53,7 @@ struct QueueSlot {
 pub(crate) struct WriteState {
     log: LogWriter,
     /// The writer's queues by topic (a queue gets its slot at its first append).
-    slots: HashMap<Arc<str>, Vec<Option<QueueSlot>>, BuildHasherDefault<FxHasher>>,
+    slots: HashMap<Arc<str>, Vec<Option<QueueSlot>>, FxBuildHasher>,
     last_store_ts: u64,
 }
 

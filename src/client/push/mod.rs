@@ -52,7 +52,7 @@ pub enum OrderlyStatus {
     /// kept uncommitted until a later [`OrderlyStatus::Commit`].
     Success,
     /// Not consumed: the batch goes back in front of its queue and is retried after
-    /// `suspend_current_queue_millis`, counting a reconsume; later messages of the queue wait.
+    /// `suspend_current_queue_time`, counting a reconsume; later messages of the queue wait.
     /// After `max_reconsume_times` tries a message goes to the group's dead-letter topic.
     SuspendCurrentQueueAMoment,
     /// Without auto-commit: commits everything consumed so far (with auto-commit: like
@@ -70,7 +70,7 @@ pub struct ConsumeOrderlyContext {
     /// Commit after each successful batch (default true).
     pub auto_commit: bool,
     /// Overrides the consumer's suspend time for this batch.
-    pub suspend_current_queue_millis: Option<u64>,
+    pub suspend_current_queue_time: Option<Duration>,
 }
 
 impl ConsumeOrderlyContext {
@@ -257,9 +257,9 @@ impl PushConsumerBuilder {
     }
 
     /// Orderly: how long a queue waits after `SuspendCurrentQueueAMoment` (RocketMQ
-    /// `suspendCurrentQueueTimeMillis`, default 1000 ms).
-    pub fn suspend_current_queue_millis(mut self, ms: u64) -> Self {
-        self.options.suspend = Duration::from_millis(ms);
+    /// `suspendCurrentQueueTimeMillis`, default 1 s).
+    pub fn suspend_current_queue_time(mut self, d: Duration) -> Self {
+        self.options.suspend = d;
         self
     }
 

@@ -120,13 +120,13 @@ impl Engine {
             let mut ctx = ConsumeOrderlyContext {
                 queue: pq.queue.clone(),
                 auto_commit: true,
-                suspend_current_queue_millis: None,
+                suspend_current_queue_time: None,
             };
             let status = std::panic::catch_unwind(AssertUnwindSafe(|| listener(&batch, &mut ctx)))
                 .unwrap_or(OrderlyStatus::SuspendCurrentQueueAMoment);
             let delay = ctx
-                .suspend_current_queue_millis
-                .map_or(self.options().suspend, Duration::from_millis);
+                .suspend_current_queue_time
+                .unwrap_or(self.options().suspend);
             match (ctx.auto_commit, status) {
                 (_, OrderlyStatus::SuspendCurrentQueueAMoment) => {
                     if self.suspend(pq, batch, delay) {
