@@ -272,6 +272,9 @@ fn crash_between_deliveries(keep: Keep) {
     let delivered_before = store.max_offset(&t0).unwrap();
     sim.power_cut();
     let cut_at = now_ms();
+    // The producer shares the store's runtime: both go, so no thread of the cut store
+    // outlives it and writes after the restart.
+    drop(p);
     drop(store);
     sim.restart(keep).unwrap();
     eprintln!("{keep:?}: cut after {delivered_before} of {n} deliveries");
