@@ -104,7 +104,10 @@ impl Args {
     }
 
     fn opt(&self, name: &str) -> Option<&str> {
-        self.opts.get(name).and_then(|v| v.last()).map(String::as_str)
+        self.opts
+            .get(name)
+            .and_then(|v| v.last())
+            .map(String::as_str)
     }
 
     fn num(&self, name: &str) -> Res<Option<u64>> {
@@ -165,10 +168,23 @@ fn run(args: &Args) -> Res {
     }
 }
 
+/// Opens the store for writing (taking the lock), with the segment sizes its files have.
+fn open_rw(dir: &str) -> Res<Store> {
+    if !std::path::Path::new(dir).join("commitlog").is_dir() {
+        // A new store.
+        return Ok(Store::open(dir)?);
+    }
+    let config = open_ro(dir)?.config().clone();
+    Ok(Store::builder(dir).config(config).open()?)
+}
+
 fn open_ro(dir: &str) -> Res<Store> {
     let path = std::path::Path::new(dir);
     if !path.join("commitlog").is_dir() && !path.join("config").is_dir() {
-        return Err(Fail(format!("{dir}: not an mqlite store (no commitlog/ or config/)"), 1));
+        return Err(Fail(
+            format!("{dir}: not an mqlite store (no commitlog/ or config/)"),
+            1,
+        ));
     }
     Ok(Store::open_read_only(dir)?)
 }
@@ -253,7 +269,11 @@ fn body_text(body: &[u8], how: &str) -> Res<String> {
         "utf8" => String::from_utf8_lossy(body).into_owned(),
         "hex" => body.iter().map(|b| format!("{b:02x}")).collect(),
         "base64" => base64(body),
-        other => return Err(usage(&format!("--body: {other:?} is not utf8, hex or base64"))),
+        other => {
+            return Err(usage(&format!(
+                "--body: {other:?} is not utf8, hex or base64"
+            )));
+        }
     })
 }
 
@@ -290,7 +310,9 @@ fn message_row(m: &MessageExt, how: &str) -> Res<Vec<String>> {
     ])
 }
 
-const MESSAGE_HEADER: &[&str] = &["QUEUE", "OFFSET", "STORED", "TAGS", "KEYS", "MSG_ID", "BODY"];
+const MESSAGE_HEADER: &[&str] = &[
+    "QUEUE", "OFFSET", "STORED", "TAGS", "KEYS", "MSG_ID", "BODY",
+];
 
 fn print_messages(args: &Args, msgs: &[MessageExt], how: &str) -> Res {
     if args.json {
@@ -339,7 +361,10 @@ fn last_store_time(store: &Store, q: &MessageQueue, max: u64, min: u64) -> Res<O
         return Ok(None);
     }
     let got = store.get_messages(q, max - 1, 1)?;
-    Ok(got.messages.first().map(|m| m.store_timestamp().max(0) as u64))
+    Ok(got
+        .messages
+        .first()
+        .map(|m| m.store_timestamp().max(0) as u64))
 }
 
 fn topic(args: &Args, store: &Store) -> Res {
@@ -349,8 +374,10 @@ fn topic(args: &Args, store: &Store) -> Res {
     let mut js = Vec::new();
     for (q, min, max) in topic_queues(store, name)? {
         let last = last_store_time(store, &q, max, min)?;
-        js.push(json!({"queue_id": q.queue_id, "min_offset": min, "max_offset": max,
-            "last_store_timestamp": last}));
+        js.push(
+            json!({"queue_id": q.queue_id, "min_offset": min, "max_offset": max,
+            "last_store_timestamp": last}),
+        );
         rows.push(vec![
             q.queue_id.to_string(),
             min.to_string(),
@@ -401,8 +428,10 @@ fn progress(args: &Args, store: &Store) -> Res {
         let q = MessageQueue::new(o.topic.as_str(), o.queue_id);
         let broker = store.max_offset(&q).ok();
         let lag = broker.map(|b| b.saturating_sub(o.offset));
-        js.push(json!({"group": o.group, "topic": o.topic, "queue_id": o.queue_id,
-            "broker_offset": broker, "consumer_offset": o.offset, "lag": lag}));
+        js.push(
+            json!({"group": o.group, "topic": o.topic, "queue_id": o.queue_id,
+            "broker_offset": broker, "consumer_offset": o.offset, "lag": lag}),
+        );
         let dash = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
         rows.push(vec![
             o.group,
@@ -417,7 +446,14 @@ fn progress(args: &Args, store: &Store) -> Res {
         return print_json(&Value::Array(js));
     }
     table(
-        &["GROUP", "TOPIC", "QUEUE", "BROKER_OFFSET", "CONSUMER_OFFSET", "LAG"],
+        &[
+            "GROUP",
+            "TOPIC",
+            "QUEUE",
+            "BROKER_OFFSET",
+            "CONSUMER_OFFSET",
+            "LAG",
+        ],
         &rows,
     );
     Ok(())
@@ -570,8 +606,10 @@ fn verify(args: &Args, store: &Store) -> Res {
             .iter()
             .map(|p| json!({"file": p.file, "offset": p.offset, "reason": p.reason}))
             .collect();
-        print_json(&json!({"ok": r.is_ok(), "records": r.records, "units": r.units,
-            "log_end": r.log_end, "problems": problems}))?;
+        print_json(
+            &json!({"ok": r.is_ok(), "records": r.records, "units": r.units,
+            "log_end": r.log_end, "problems": problems}),
+        )?;
     } else {
         println!(
             "{} records, {} consume queue units checked; the log ends at offset {}",
@@ -637,7 +675,7 @@ fn send(args: &Args, dir: &str) -> Res {
         (None, Some(f)) => std::fs::read(f).map_err(|e| Fail(format!("read {f}: {e}"), 1))?,
         _ => return Err(usage("send needs exactly one of --body and --file")),
     };
-    let store = Store::open(dir)?;
+    let store = open_rw(dir)?;
     let mut msg = Message::new(name, body);
     if let Some(t) = args.opt("tag") {
         msg = msg.with_tags(t);
@@ -645,7 +683,10 @@ fn send(args: &Args, dir: &str) -> Res {
     if let Some(keys) = args.opts.get("key") {
         msg = msg.with_keys(keys.iter().map(String::as_str));
     }
-    let r = store.producer("mqlite-cli").send(msg).map_err(|e| Fail(e.error().to_string(), 1))?;
+    let r = store
+        .producer("mqlite-cli")
+        .send(msg)
+        .map_err(|e| Fail(e.error().to_string(), 1))?;
     store.close()?;
     let v = json!({"status": format!("{:?}", r.status), "msg_id": r.msg_id.to_string(),
         "offset_msg_id": r.offset_msg_id.to_string(), "queue_id": r.queue.queue_id,
@@ -671,7 +712,7 @@ fn reset(args: &Args, dir: &str) -> Res {
             .map_err(|_| usage(&format!("--time: {t:?} is not ms since the epoch or now")))?,
         None => return Err(usage("reset needs --time")),
     };
-    let store = Store::open(dir)?;
+    let store = open_rw(dir)?;
     store.reset_offset_by_time(group, name, ms)?;
     let mut js = Vec::new();
     let mut rows = Vec::new();

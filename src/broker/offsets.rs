@@ -109,17 +109,16 @@ impl ConsumerOffsets {
     /// Every stored offset: `(group, topic, queue id, offset)`, sorted.
     pub(crate) fn all(&self) -> Vec<(String, String, u32, u64)> {
         let t = self.table.lock();
-        let mut out: Vec<_> = t
-            .0
-            .iter()
-            .flat_map(|(topic, groups)| {
-                groups.iter().flat_map(move |(group, queues)| {
-                    queues
-                        .iter()
-                        .map(move |(q, off)| (group.clone(), topic.clone(), *q, *off))
+        let mut out: Vec<_> =
+            t.0.iter()
+                .flat_map(|(topic, groups)| {
+                    groups.iter().flat_map(move |(group, queues)| {
+                        queues
+                            .iter()
+                            .map(move |(q, off)| (group.clone(), topic.clone(), *q, *off))
+                    })
                 })
-            })
-            .collect();
+                .collect();
         out.sort();
         out
     }

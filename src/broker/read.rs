@@ -321,7 +321,12 @@ impl Broker {
 
     /// [`Broker::wait_for_message`] of a read-only store: another process writes, so nothing
     /// wakes us; the files are looked at again every few milliseconds.
-    fn poll_for_message(&self, queue: &MessageQueue, offset: u64, deadline: Instant) -> Result<bool> {
+    fn poll_for_message(
+        &self,
+        queue: &MessageQueue,
+        offset: u64,
+        deadline: Instant,
+    ) -> Result<bool> {
         const POLL: std::time::Duration = std::time::Duration::from_millis(5);
         loop {
             self.check_open()?;

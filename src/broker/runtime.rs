@@ -83,7 +83,11 @@ impl Runtime {
     }
 
     /// Opens the store read-only: no threads, nothing written.
-    pub(crate) fn open_read_only(fs: Fs, dir: PathBuf, config: StoreConfig) -> Result<Arc<Runtime>> {
+    pub(crate) fn open_read_only(
+        fs: Fs,
+        dir: PathBuf,
+        config: StoreConfig,
+    ) -> Result<Arc<Runtime>> {
         Ok(Arc::new(Runtime {
             core: Arc::new(Broker::open_read_only(fs, dir, config)?),
             background: Mutex::new(Vec::new()),

@@ -35,7 +35,13 @@ pub struct Damage {
 
 impl std::fmt::Display for Damage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} at offset {}: {}", self.file.display(), self.offset, self.reason)
+        write!(
+            f,
+            "{} at offset {}: {}",
+            self.file.display(),
+            self.offset,
+            self.reason
+        )
     }
 }
 

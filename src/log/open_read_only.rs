@@ -66,6 +66,9 @@ pub(crate) fn open_read_only(fs: Fs, dir: PathBuf, mut config: StoreConfig) -> R
             config.commitlog_segment_size = len;
         }
     }
+    if let Some(len) = first_queue_file_len(&fs, &dir)? {
+        config.consume_queue_segment_size = len;
+    }
     let seg_size = config.commitlog_segment_size;
     let (_, checkpoint) = CheckpointFile::open(&fs, &dir)?;
     let log_min = listed.first().map_or(0, |(b, _)| *b);
@@ -101,6 +104,27 @@ pub(crate) fn open_read_only(fs: Fs, dir: PathBuf, mut config: StoreConfig) -> R
     };
     engine.refresh(true)?;
     Ok(engine)
+}
+
+/// The length of the first consume queue file found (the store's queue file size).
+fn first_queue_file_len(fs: &Fs, dir: &std::path::Path) -> Result<Option<u64>> {
+    let root = dir.join("consumequeue");
+    for t in fs.list(&root)?.into_iter().filter(|t| t.is_dir) {
+        for q in fs
+            .list(&root.join(&t.name))?
+            .into_iter()
+            .filter(|q| q.is_dir)
+        {
+            let qdir = root.join(&t.name).join(&q.name);
+            if let Some((_, path)) = fs.list_segments(&qdir)?.into_iter().next() {
+                let len = fs.len(&path)?;
+                if len > 0 {
+                    return Ok(Some(len));
+                }
+            }
+        }
+    }
+    Ok(None)
 }
 
 impl Follower {
@@ -264,11 +288,7 @@ fn follow_queue(fs: &Fs, cq: &ConsumeQueue, log_min: u64, log_end: u64) -> Resul
         return Ok(());
     };
     let fresh = cq.max_offset() == 0 && cq.min_offset() == 0;
-    let mut min = if fresh {
-        first / UNIT
-    } else {
-        cq.min_offset()
-    };
+    let mut min = if fresh { first / UNIT } else { cq.min_offset() };
     let mut max = cq.max_offset().max(min);
     let mut phys_end = cq.max_phys_end();
     let segs = set.snapshot();

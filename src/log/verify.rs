@@ -51,7 +51,9 @@ impl Engine {
             if head.iter().all(|&b| b == 0) {
                 // The end of the data; anything written after a run of zeros is damage.
                 let rest_start = rel;
-                let tail = seg.copy_out(rest_start, seg.size() - rest_start).unwrap_or_default();
+                let tail = seg
+                    .copy_out(rest_start, seg.size() - rest_start)
+                    .unwrap_or_default();
                 if let Some(i) = tail.iter().position(|&b| b != 0) {
                     out.problems.push(Problem {
                         file: seg.path().to_path_buf(),
@@ -153,7 +155,8 @@ impl Engine {
                 continue;
             }
             let Some(seg) = find_in(log_segs, seg_size, unit.physical_offset) else {
-                out.problems.push(problem("points outside the commitlog".into()));
+                out.problems
+                    .push(problem("points outside the commitlog".into()));
                 continue;
             };
             let at = (unit.physical_offset - seg.base()) as usize;

@@ -76,7 +76,10 @@ pub(crate) trait Storage: Send + Sync + fmt::Debug {
         if map_len == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "empty file"));
         }
-        Ok((MmapOptions::new().len(map_len).map_raw_read_only(&file)?, len))
+        Ok((
+            MmapOptions::new().len(map_len).map_raw_read_only(&file)?,
+            len,
+        ))
     }
 
     /// Makes `len` bytes of the mapping of `path` from `from` on durable.

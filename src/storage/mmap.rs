@@ -176,7 +176,8 @@ impl Segment {
     /// writer publishes).
     pub(crate) fn advance_published(&self, pos: usize) {
         if self.read_only {
-            self.published.fetch_max(pos.min(self.size), Ordering::AcqRel);
+            self.published
+                .fetch_max(pos.min(self.size), Ordering::AcqRel);
         }
     }
 
