@@ -148,8 +148,9 @@ impl StoreBuilder {
     ///   checkpoint's confirmed end to the first incomplete record, and consume queue units
     ///   whose records lie past that are ignored. A store that needs recovery (its owner
     ///   crashed) is read the same way, without repairing it.
-    /// - New messages become visible: reads look at the files again (new records, new
-    ///   segments, topics and queues) every few milliseconds, and
+    /// - New messages become visible: every read looks for new records and queue units (and
+    ///   the next segment once one is full), new topics and queues are looked for every few
+    ///   milliseconds, and
     ///   [`PullConsumer::pull_timeout`](crate::PullConsumer::pull_timeout) polls until a
     ///   message arrives or its timeout passes.
     /// - Every call that would write (`put`, sends, `create_topic`, committing or resetting

@@ -36,9 +36,10 @@ use crate::storage::{Fs, Segment, SegmentSet};
 
 const UNIT: u64 = CQ_UNIT_SIZE as u64;
 
-/// How often reads look at the files again (a forced refresh, as waiting for a message
-/// does, looks at once).
-const REFRESH_EVERY: Duration = Duration::from_millis(2);
+/// How often reads list the directories again for new topics and queues (a forced refresh,
+/// as waiting for a message does, lists at once). New records and units in the files already
+/// mapped, and the next segment once the last one is full, are looked for on every read.
+const LIST_EVERY: Duration = Duration::from_millis(2);
 
 /// The read-only engine's view of the owner's progress.
 #[derive(Debug)]
@@ -128,27 +129,35 @@ fn first_queue_file_len(fs: &Fs, dir: &std::path::Path) -> Result<Option<u64>> {
 }
 
 impl Follower {
-    /// Picks up new files and moves the visible ends forward (see the module docs). Skipped
-    /// when another thread is at it, or (unless `force`) when the last look was very recent.
+    /// Moves the visible ends forward and picks up new files (see the module docs); the
+    /// directories of topics and queues are listed again at most every [`LIST_EVERY`] unless
+    /// `force`. Skipped when another thread is at it.
     pub(crate) fn refresh(&self, engine: &Engine, force: bool) -> Result<()> {
         let Some(mut last) = self.state.try_lock() else {
             return Ok(());
         };
-        if !force && last.is_some_and(|t| t.elapsed() < REFRESH_EVERY) {
-            return Ok(());
+        let list = force || last.is_none_or(|t| t.elapsed() >= LIST_EVERY);
+        if list {
+            *last = Some(Instant::now());
         }
-        *last = Some(Instant::now());
-        follow_log(engine)?;
-        follow_queues(engine)
+        follow_log(engine, list)?;
+        follow_queues(engine, list)
     }
 }
 
-/// Maps the CommitLog segments that appeared and scans the records appended since.
-fn follow_log(engine: &Engine) -> Result<()> {
+/// Maps the CommitLog segments that appeared (when `list`, or the last one is full) and scans
+/// the records appended since.
+fn follow_log(engine: &Engine, list: bool) -> Result<()> {
     let set = engine.log.segments();
     let seg_size = set.segment_size();
     let mut next = set.last().map(|s| s.base() + seg_size);
-    for (base, path) in engine.fs.list_segments(set.dir())? {
+    let full = next.is_none_or(|n| engine.log.written() >= n);
+    let listed = if list || full {
+        engine.fs.list_segments(set.dir())?
+    } else {
+        Vec::new()
+    };
+    for (base, path) in listed {
         if next.is_some_and(|n| base < n) {
             continue;
         }
@@ -222,10 +231,15 @@ fn scan_complete(segs: &[Arc<Segment>], seg_size: u64, from: u64, max_len: usize
     (pos, last_ts)
 }
 
-/// Finds new queues and files and takes the units whose records are visible.
-fn follow_queues(engine: &Engine) -> Result<()> {
+/// Finds new queues (when `list`) and files and takes the units whose records are visible.
+fn follow_queues(engine: &Engine, list: bool) -> Result<()> {
     let root = engine.dir.join("consumequeue");
-    for t in engine.fs.list(&root)? {
+    let topics = if list {
+        engine.fs.list(&root)?
+    } else {
+        Vec::new()
+    };
+    for t in topics {
         if !t.is_dir {
             continue;
         }
@@ -264,17 +278,24 @@ fn follow_queues(engine: &Engine) -> Result<()> {
     let log_min = engine.log.min_offset();
     let log_end = engine.log.written();
     for cq in engine.all_queues() {
-        follow_queue(&engine.fs, &cq, log_min, log_end)?;
+        follow_queue(&engine.fs, &cq, log_min, log_end, list)?;
     }
     Ok(())
 }
 
-/// Maps the queue's new files and takes its valid units whose records end by `log_end`.
-fn follow_queue(fs: &Fs, cq: &ConsumeQueue, log_min: u64, log_end: u64) -> Result<()> {
+/// Maps the queue's new files (when `list`, or its last file is full) and takes its valid
+/// units whose records end by `log_end`.
+fn follow_queue(fs: &Fs, cq: &ConsumeQueue, log_min: u64, log_end: u64, list: bool) -> Result<()> {
     let set = cq.segments();
     let file_size = cq.file_size();
     let mut next = set.last().map(|s| s.base() + file_size);
-    for (base, path) in fs.list_segments(set.dir())? {
+    let full = next.is_none_or(|n| cq.max_offset() * UNIT >= n);
+    let listed = if list || full {
+        fs.list_segments(set.dir())?
+    } else {
+        Vec::new()
+    };
+    for (base, path) in listed {
         if next.is_some_and(|n| base < n) {
             continue;
         }
