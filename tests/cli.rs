@@ -582,3 +582,40 @@ fn read_only_follows_a_live_owner() {
     assert_eq!(rw.max_offset(&q).unwrap(), LIVE);
     rw.close().unwrap();
 }
+
+#[test]
+fn read_only_never_serves_a_torn_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    sample_store(&dir);
+    let d = dir.to_str().unwrap();
+    let end = json(&["verify", d])["log_end"].as_u64().unwrap();
+    // A crashed owner: `abort` left behind, half of a record written at the end of the log,
+    // and its consume queue unit (queue 0, offset 5) already there.
+    std::fs::write(dir.join("abort"), b"1").unwrap();
+    let cq_path = dir.join("consumequeue/orders/0").join(format!("{:020}", 0));
+    let mut cq = std::fs::read(&cq_path).unwrap();
+    let size = u32::from_be_bytes(cq[8..12].try_into().unwrap()) as usize;
+    let seg = dir.join("commitlog").join(format!("{:020}", 0));
+    let mut log = std::fs::read(&seg).unwrap();
+    let first = log[..size].to_vec();
+    let at = end as usize;
+    log[at..at + size / 2].copy_from_slice(&first[..size / 2]);
+    std::fs::write(&seg, &log).unwrap();
+    let mut unit = Vec::new();
+    unit.extend_from_slice(&end.to_be_bytes());
+    unit.extend_from_slice(&(size as u32).to_be_bytes());
+    unit.extend_from_slice(&cq[12..20].to_vec());
+    cq[5 * 20..6 * 20].copy_from_slice(&unit);
+    std::fs::write(&cq_path, &cq).unwrap();
+
+    let ro = Store::open_read_only(&dir).unwrap();
+    let q = MessageQueue::new("orders", 0);
+    assert_eq!(ro.max_offset(&q).unwrap(), 5);
+    let got = ro.get_messages(&q, 0, 100).unwrap();
+    assert_eq!(got.messages.len(), 5);
+    assert_eq!(got.messages[4].body(), b"order 8");
+    let v = json(&["topic", d, "orders"]);
+    assert_eq!(v["queues"][0]["max_offset"], 5);
+    assert_eq!(mqlite(&["verify", d]).status.code(), Some(2));
+}

@@ -74,14 +74,15 @@ pub(crate) fn open_read_only(fs: Fs, dir: PathBuf, mut config: StoreConfig) -> R
     let (_, checkpoint) = CheckpointFile::open(&fs, &dir)?;
     let log_min = listed.first().map_or(0, |(b, _)| *b);
     let capacity = listed.last().map_or(0, |(b, _)| b + seg_size);
-    // Records before the checkpoint's confirmed end were durable and checked when the owner
-    // wrote it; each read checks its record's CRC again anyway.
-    let start = checkpoint
+    // Records before the checkpoint's flushed end were durable when the owner wrote it (each
+    // read checks its record's CRC again anyway). That end may fall inside a record (flushes
+    // stop at page boundaries): the scan starts at the end of the last record a consume queue
+    // places before it, which is a record boundary.
+    let hint = checkpoint
         .map(|cp| cp.confirm_phy_offset)
-        .filter(|&c| c >= log_min && c <= capacity)
-        .unwrap_or(log_min);
+        .filter(|&c| c >= log_min && c <= capacity);
     let set = SegmentSet::new(fs.clone(), log_dir.clone(), seg_size, Vec::new());
-    let log = CommitLog::new(set, max_append(config.max_message_size), start, 0);
+    let log = CommitLog::new(set, max_append(config.max_message_size), log_min, 0);
     let (cp_file, _) = CheckpointFile::open(&fs, &dir)?;
     let engine = Engine {
         crash_recovered: false,
@@ -89,7 +90,7 @@ pub(crate) fn open_read_only(fs: Fs, dir: PathBuf, mut config: StoreConfig) -> R
         write: Mutex::new(None),
         queues: RwLock::new(QueueMap::default()),
         dispatcher: Dispatcher::new(0),
-        group: GroupCommit::new(start),
+        group: GroupCommit::new(log_min),
         poisoned: Default::default(),
         closed: Default::default(),
         checkpoint: cp_file,
@@ -103,8 +104,49 @@ pub(crate) fn open_read_only(fs: Fs, dir: PathBuf, mut config: StoreConfig) -> R
         dir,
         config,
     };
+    // Map the files (no unit is taken yet: the visible end is the log's start), then move the
+    // start of the scan up to the checkpoint's record boundary.
+    follow_log(&engine, true, false)?;
+    follow_queues(&engine, true)?;
+    if let Some(hint) = hint {
+        let start = engine
+            .all_queues()
+            .iter()
+            .filter_map(|cq| last_end_before(cq, hint))
+            .max()
+            .unwrap_or(log_min);
+        engine.log.advance_read_only(start.max(log_min), 0);
+    }
     engine.refresh(true)?;
     Ok(engine)
+}
+
+/// The end of the last unit of `cq` in its files whose record ends at or before `limit`.
+fn last_end_before(cq: &ConsumeQueue, limit: u64) -> Option<u64> {
+    let segs = cq.segments().snapshot();
+    let file_size = cq.file_size();
+    let last = segs.last()?;
+    let unit = |i: u64| -> Option<CqUnit> {
+        let seg = find_in(&segs, file_size, i * UNIT)?;
+        let bytes = seg.copy_out((i * UNIT - seg.base()) as usize, CQ_UNIT_SIZE)?;
+        CqUnit::decode(&bytes)
+            .ok()
+            .flatten()
+            .filter(|u| *u != CqUnit::PRE_BLANK)
+    };
+    let fits = |i: u64| unit(i).is_some_and(|u| u.physical_offset + u64::from(u.size) <= limit);
+    // Units are in log order: find the last one that fits.
+    let (mut lo, mut hi) = (cq.min_offset(), (last.base() + file_size) / UNIT);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if fits(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    let u = unit(lo.checked_sub(1)?).filter(|_| lo > cq.min_offset())?;
+    Some(u.physical_offset + u64::from(u.size))
 }
 
 /// The length of the first consume queue file found (the store's queue file size).
@@ -140,14 +182,14 @@ impl Follower {
         if list {
             *last = Some(Instant::now());
         }
-        follow_log(engine, list)?;
+        follow_log(engine, list, true)?;
         follow_queues(engine, list)
     }
 }
 
-/// Maps the CommitLog segments that appeared (when `list`, or the last one is full) and scans
-/// the records appended since.
-fn follow_log(engine: &Engine, list: bool) -> Result<()> {
+/// Maps the CommitLog segments that appeared (when `list`, or the last one is full) and, when
+/// `scan`, scans the records appended since.
+fn follow_log(engine: &Engine, list: bool, scan: bool) -> Result<()> {
     let set = engine.log.segments();
     let seg_size = set.segment_size();
     let mut next = set.last().map(|s| s.base() + seg_size);
@@ -171,6 +213,9 @@ fn follow_log(engine: &Engine, list: bool) -> Result<()> {
         }
         set.push_durable(engine.fs.open_segment_read_only(&path, base, seg_size)?);
         next = Some(base + seg_size);
+    }
+    if !scan {
+        return Ok(());
     }
     let segs = set.snapshot();
     let from = engine.log.written();
