@@ -605,7 +605,7 @@ fn read_only_never_serves_a_torn_record() {
     let mut unit = Vec::new();
     unit.extend_from_slice(&end.to_be_bytes());
     unit.extend_from_slice(&(size as u32).to_be_bytes());
-    unit.extend_from_slice(&cq[12..20].to_vec());
+    unit.extend_from_slice(&cq[12..20]);
     cq[5 * 20..6 * 20].copy_from_slice(&unit);
     std::fs::write(&cq_path, &cq).unwrap();
 
