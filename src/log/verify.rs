@@ -50,18 +50,23 @@ impl Engine {
             };
             if head.iter().all(|&b| b == 0) {
                 // The end of the data; anything written after a run of zeros is damage.
-                let rest_start = rel;
-                let tail = seg
-                    .copy_out(rest_start, seg.size() - rest_start)
-                    .unwrap_or_default();
-                if let Some(i) = tail.iter().position(|&b| b != 0) {
-                    out.problems.push(Problem {
-                        file: seg.path().to_path_buf(),
-                        offset: (rest_start + i) as u64,
-                        reason: format!(
-                            "data after the end of the log (which ends at commitlog offset {pos})"
-                        ),
-                    });
+                // Checked a piece at a time: segments are 1 GiB by default.
+                const PIECE: usize = 1 << 20;
+                let mut at = rel;
+                while at < seg.size() {
+                    let n = PIECE.min(seg.size() - at);
+                    let piece = seg.copy_out(at, n).unwrap_or_default();
+                    if let Some(i) = piece.iter().position(|&b| b != 0) {
+                        out.problems.push(Problem {
+                            file: seg.path().to_path_buf(),
+                            offset: (at + i) as u64,
+                            reason: format!(
+                                "data after the end of the log (which ends at commitlog offset {pos})"
+                            ),
+                        });
+                        break;
+                    }
+                    at += n;
                 }
                 break;
             }
