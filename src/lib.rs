@@ -59,7 +59,8 @@ pub use client::push::{
 pub use config::{FlushPolicy, RecoveryMode, StoreConfig};
 pub use error::{Error, Result};
 pub use facade::{
-    GetResult, PutResult, PutStatus, Store, StoreBuilder, ToOffsetMessageId, TopicConfig,
+    ConsumerOffset, Damage, GetResult, PutResult, PutStatus, Store, StoreBuilder,
+    ToOffsetMessageId, TopicConfig, VerifyReport,
 };
 pub use filter::TagFilter;
 pub use format::msg_id::{MessageId, OffsetMessageId};

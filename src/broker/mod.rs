@@ -176,6 +176,45 @@ impl Broker {
         })
     }
 
+    /// Opens the store in `dir` read-only: no lock, nothing written (see
+    /// `log::open_read_only`); topics and offsets are read from `config/` as they are.
+    pub(crate) fn open_read_only(fs: Fs, dir: PathBuf, mut config: StoreConfig) -> Result<Broker> {
+        config.validate()?;
+        let config_dir = dir.join("config");
+        let engine = log::open_read_only::open_read_only(fs.clone(), dir, config)?;
+        let topics = TopicTable::load(&fs, &config_dir)?;
+        let schedule = schedule::ScheduleState::load(&fs, &config_dir)?;
+        let offsets = offsets::ConsumerOffsets::load(&fs, &config_dir)?;
+        let broadcast_offsets =
+            offsets::ConsumerOffsets::load_file(&fs, &config_dir, "broadcastOffset.json")?;
+        let (schedule_wake, _) = crossbeam_channel::bounded(1);
+        Ok(Broker {
+            ids: MessageIdGenerator::new(engine.config().store_host.ip()),
+            engine,
+            topics,
+            offsets,
+            broadcast_offsets,
+            schedule,
+            schedule_wake,
+            locks: Default::default(),
+            groups: Default::default(),
+        })
+    }
+
+    /// A read-only store picks up what the owner wrote since the last look: new records and
+    /// queue units, and `config/topics.json` when `topics` is set. Nothing for a writable one.
+    pub(crate) fn refresh(&self, force: bool, topics: bool) -> Result<()> {
+        if !self.engine.is_read_only() {
+            return Ok(());
+        }
+        self.engine.refresh(force)?;
+        if topics {
+            let fresh = TopicTable::load(self.engine.fs_handle(), &self.dir().join("config"))?;
+            self.topics.replace_with(fresh);
+        }
+        Ok(())
+    }
+
     pub(crate) fn engine(&self) -> &Engine {
         &self.engine
     }
@@ -186,11 +225,18 @@ impl Broker {
     }
 
     pub(crate) fn topic_config(&self, name: &str) -> Option<TopicConfig> {
+        let _ = self.refresh(false, true);
         self.topics.get(name)
     }
 
     pub(crate) fn topic_list(&self) -> Vec<TopicConfig> {
+        let _ = self.refresh(false, true);
         self.topics.list()
+    }
+
+    /// The committed offsets of every group: `(group, topic, queue id, offset)`, sorted.
+    pub(crate) fn all_committed_offsets(&self) -> Vec<(String, String, u32, u64)> {
+        self.offsets.all()
     }
 
     pub(crate) fn write_queue_count(&self, name: &str) -> Option<u32> {

@@ -106,6 +106,23 @@ impl ConsumerOffsets {
         }
     }
 
+    /// Every stored offset: `(group, topic, queue id, offset)`, sorted.
+    pub(crate) fn all(&self) -> Vec<(String, String, u32, u64)> {
+        let t = self.table.lock();
+        let mut out: Vec<_> =
+            t.0.iter()
+                .flat_map(|(topic, groups)| {
+                    groups.iter().flat_map(move |(group, queues)| {
+                        queues
+                            .iter()
+                            .map(move |(q, off)| (group.clone(), topic.clone(), *q, *off))
+                    })
+                })
+                .collect();
+        out.sort();
+        out
+    }
+
     /// Every stored offset of `group` on `topic`.
     pub(crate) fn of(&self, group: &str, topic: &str) -> BTreeMap<u32, u64> {
         self.table

@@ -97,6 +97,7 @@ impl Broker {
 
     fn queue_checked(&self, queue: &MessageQueue) -> Result<Option<Arc<ConsumeQueue>>> {
         self.check_open()?;
+        self.refresh(false, false)?;
         match self.topics.queue_count(&queue.topic) {
             None => match self.queue(&queue.topic, queue.queue_id) {
                 Some(cq) => Ok(Some(cq)),
@@ -308,11 +309,40 @@ impl Broker {
         deadline: Instant,
     ) -> Result<bool> {
         self.check_open()?;
+        if self.is_read_only() {
+            return self.poll_for_message(queue, offset, deadline);
+        }
         let cq = match self.queue(&queue.topic, queue.queue_id) {
             Some(cq) => cq,
             None => self.queue_or_create(&queue.topic, queue.queue_id)?,
         };
         Ok(cq.wait_beyond(offset, deadline))
+    }
+
+    /// [`Broker::wait_for_message`] of a read-only store: another process writes, so nothing
+    /// wakes us; the files are looked at again every few milliseconds.
+    fn poll_for_message(
+        &self,
+        queue: &MessageQueue,
+        offset: u64,
+        deadline: Instant,
+    ) -> Result<bool> {
+        const POLL: std::time::Duration = std::time::Duration::from_millis(5);
+        loop {
+            self.check_open()?;
+            self.refresh(true, false)?;
+            if self
+                .queue(&queue.topic, queue.queue_id)
+                .is_some_and(|cq| cq.max_offset() > offset)
+            {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(POLL.min(deadline - now));
+        }
     }
 
     pub(crate) fn commit_offset(
@@ -321,6 +351,7 @@ impl Broker {
         queue: &MessageQueue,
         offset: u64,
     ) -> Result<()> {
+        self.check_not_read_only()?;
         let max = self.max_offset(queue)?;
         if offset > max {
             return Err(Error::InvalidOffset {
@@ -399,6 +430,7 @@ impl Broker {
         offset: u64,
     ) -> Result<()> {
         self.check_open()?;
+        self.check_not_read_only()?;
         let table = match scope {
             OffsetScope::Instance => &self.broadcast_offsets,
             OffsetScope::Group => &self.offsets,

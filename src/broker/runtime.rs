@@ -82,6 +82,19 @@ impl Runtime {
         Ok(rt)
     }
 
+    /// Opens the store read-only: no threads, nothing written.
+    pub(crate) fn open_read_only(
+        fs: Fs,
+        dir: PathBuf,
+        config: StoreConfig,
+    ) -> Result<Arc<Runtime>> {
+        Ok(Arc::new(Runtime {
+            core: Arc::new(Broker::open_read_only(fs, dir, config)?),
+            background: Mutex::new(Vec::new()),
+            clients: Mutex::new(Clients::default()),
+        }))
+    }
+
     pub(crate) fn core(&self) -> &Arc<Broker> {
         &self.core
     }
@@ -97,6 +110,8 @@ impl Runtime {
         if c.closing {
             return Err(Error::Closed);
         }
+        // Push consumers commit offsets, asynchronous senders write: not on a read-only store.
+        self.core.check_not_read_only()?;
         let list = match kind {
             ClientKind::Consumer => &mut c.consumers,
             ClientKind::Sender => &mut c.senders,

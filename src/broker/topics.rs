@@ -192,6 +192,14 @@ impl TopicTable {
         })
     }
 
+    /// Takes the content of `other` (a read-only store re-reading the file).
+    pub(crate) fn replace_with(&self, other: TopicTable) {
+        let fresh = other.table.into_inner();
+        let mut t = self.table.lock();
+        t.topics = fresh.topics;
+        t.counter = fresh.counter;
+    }
+
     pub(crate) fn get(&self, name: &str) -> Option<TopicConfig> {
         self.table.lock().topics.get(name).cloned()
     }

@@ -30,6 +30,7 @@ pub struct StoreBuilder {
     fs: Fs,
     pub(crate) dir: PathBuf,
     pub(crate) config: StoreConfig,
+    read_only: bool,
 }
 
 impl StoreBuilder {
@@ -38,6 +39,7 @@ impl StoreBuilder {
             fs: Fs::default(),
             dir,
             config: StoreConfig::default(),
+            read_only: false,
         }
     }
 
@@ -181,8 +183,41 @@ impl StoreBuilder {
         self
     }
 
+    /// Opens the store read-only (default `false`): it may be open in another process
+    /// meanwhile, which keeps writing.
+    ///
+    /// - Nothing is written and no lock is taken: no `abort` marker, checkpoint, config JSON,
+    ///   recovery, segment creation or zeroing, and no background thread. Files are mapped
+    ///   read-only; the segment sizes are taken from the files.
+    /// - Reads serve only what was checked: the CommitLog's records are CRC-checked from the
+    ///   checkpoint's confirmed end to the first incomplete record, and consume queue units
+    ///   whose records lie past that are ignored. A store that needs recovery (its owner
+    ///   crashed) is read the same way, without repairing it.
+    /// - New messages become visible: every read looks for new records and queue units (and
+    ///   the next segment once one is full), new topics and queues are looked for every few
+    ///   milliseconds, and
+    ///   [`PullConsumer::pull_timeout`](crate::PullConsumer::pull_timeout) polls until a
+    ///   message arrives or its timeout passes.
+    /// - Every call that would write (`put`, sends, `create_topic`, committing or resetting
+    ///   offsets, `flush`, `delete_segments_before`, starting a push consumer) fails with
+    ///   [`Error::ReadOnly`](crate::Error::ReadOnly). Committed offsets are those in
+    ///   `config/consumerOffset.json` when the store was opened.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// mqlite::Store::open(dir.path())?.create_topic("orders", 2)?;
+    /// let reader = mqlite::Store::builder(dir.path()).read_only(true).open()?;
+    /// assert_eq!(reader.queues("orders")?.len(), 2);
+    /// assert!(matches!(reader.create_topic("t", 1), Err(mqlite::Error::ReadOnly)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
     /// Validates the configuration and opens (creating or recovering) the store.
     pub fn open(self) -> Result<Store> {
-        Store::open_with(self.fs, self.dir, self.config)
+        Store::open_with(self.fs, self.dir, self.config, self.read_only)
     }
 }

@@ -4,6 +4,7 @@
 
 mod builder;
 mod clients;
+mod inspect;
 mod locks;
 mod put;
 mod queries;
@@ -19,6 +20,7 @@ use crate::format::msg_id::OffsetMessageId;
 use crate::message::{MessageExt, MessageQueue};
 use crate::storage::Fs;
 pub use builder::StoreBuilder;
+pub use inspect::{ConsumerOffset, Damage, VerifyReport};
 
 pub use crate::broker::put::{PutResult, PutStatus};
 pub use crate::broker::read::GetResult;
@@ -57,10 +59,43 @@ impl Store {
         StoreBuilder::new(dir.as_ref().to_path_buf())
     }
 
-    pub(crate) fn open_with(fs: Fs, dir: PathBuf, config: StoreConfig) -> Result<Store> {
-        Ok(Store {
-            rt: Runtime::open(fs, dir, config)?,
-        })
+    /// Opens the store in `dir` read-only, even while another process has it open and keeps
+    /// writing; see [`StoreBuilder::read_only`] for what that means.
+    ///
+    /// ```
+    /// use mqlite::{Message, MessageQueue, Store};
+    /// let dir = tempfile::tempdir()?;
+    /// let owner = Store::open(dir.path())?;
+    /// owner.put(&Message::new("orders", "first"), 0)?;
+    /// let reader = Store::open_read_only(dir.path())?;     // no lock: the owner keeps it
+    /// let q = MessageQueue::new("orders", 0);
+    /// assert_eq!(reader.get_messages(&q, 0, 10)?.messages[0].body(), b"first");
+    /// owner.put(&Message::new("orders", "second"), 0)?;
+    /// assert_eq!(reader.get_messages(&q, 1, 10)?.messages[0].body(), b"second");
+    /// assert!(matches!(reader.put(&Message::new("orders", "x"), 0), Err(mqlite::Error::ReadOnly)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::builder(dir).read_only(true).open()
+    }
+
+    pub(crate) fn open_with(
+        fs: Fs,
+        dir: PathBuf,
+        config: StoreConfig,
+        read_only: bool,
+    ) -> Result<Store> {
+        let rt = if read_only {
+            Runtime::open_read_only(fs, dir, config)?
+        } else {
+            Runtime::open(fs, dir, config)?
+        };
+        Ok(Store { rt })
+    }
+
+    /// Whether the store was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.core().is_read_only()
     }
 
     pub(crate) fn core(&self) -> &Arc<Broker> {
@@ -126,6 +161,7 @@ impl Store {
 
     /// Reads the message whose record starts at CommitLog offset `offset`.
     pub fn message_at(&self, offset: u64) -> Result<MessageExt> {
+        self.core().refresh(false, false)?;
         self.core().message_at(offset)
     }
 
@@ -155,6 +191,7 @@ impl Store {
 
     /// End of the CommitLog (the offset the next record will get, unless it rolls).
     pub fn commitlog_max_offset(&self) -> u64 {
+        let _ = self.core().refresh(false, false);
         self.core().log().written()
     }
 
@@ -181,6 +218,7 @@ impl Store {
     /// Flushes everything appended so far to disk now, whatever the flush policy.
     pub fn flush(&self) -> Result<()> {
         self.core().check_open()?;
+        self.core().check_not_read_only()?;
         self.core().flush_all()
     }
 

@@ -12,6 +12,8 @@ pub(crate) mod flusher;
 pub(crate) mod group_commit;
 pub(crate) mod layout;
 pub(crate) mod open;
+pub(crate) mod open_read_only;
+pub(crate) mod verify;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -102,7 +104,8 @@ pub(crate) struct Engine {
     config: StoreConfig,
     fs: Fs,
     log: CommitLog,
-    write: Mutex<WriteState>,
+    /// `None` for a read-only engine, which never appends.
+    write: Mutex<Option<WriteState>>,
     queues: RwLock<QueueMap>,
     dispatcher: Dispatcher,
     group: GroupCommit,
@@ -114,11 +117,18 @@ pub(crate) struct Engine {
     /// Wakes readers waiting for any queue (push consumers' fetch threads).
     arrivals: Arrivals,
     lock: Mutex<Option<DirLock>>,
+    /// Set for a read-only engine: follows what the owning process appends.
+    read_only: Option<open_read_only::Follower>,
 }
 
 impl Engine {
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The storage handle.
+    pub(crate) fn fs_handle(&self) -> &Fs {
+        &self.fs
     }
 
     /// Whether the open ran crash recovery: the store was not closed cleanly, so messages
@@ -156,10 +166,33 @@ impl Engine {
 
     pub(crate) fn check_writable(&self) -> Result<()> {
         self.check_open()?;
+        self.check_not_read_only()?;
         if self.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned);
         }
         Ok(())
+    }
+
+    /// [`Error::ReadOnly`] for a read-only engine.
+    pub(crate) fn check_not_read_only(&self) -> Result<()> {
+        if self.read_only.is_some() {
+            return Err(Error::ReadOnly);
+        }
+        Ok(())
+    }
+
+    /// Whether the engine was opened read-only.
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.read_only.is_some()
+    }
+
+    /// A read-only engine picks up what the owning process appended since the last look
+    /// (at most every few milliseconds; `force` looks now); nothing for a writable one.
+    pub(crate) fn refresh(&self, force: bool) -> Result<()> {
+        match &self.read_only {
+            Some(f) => f.refresh(self, force),
+            None => Ok(()),
+        }
     }
 
     /// Marks the store poisoned after a failed flush or dispatch: every later write fails
@@ -200,6 +233,7 @@ impl Engine {
         if let Some(cq) = self.queue(topic, queue_id) {
             return Ok(cq);
         }
+        self.check_not_read_only()?;
         let mut queues = self.queues.write();
         if let Some(cq) = queues
             .get(topic)
@@ -272,7 +306,7 @@ impl Engine {
         let total: usize = records.iter().map(Record::len).sum();
         let mut guard = self.write.lock();
         self.check_writable()?;
-        let ws = &mut *guard;
+        let ws = guard.as_mut().ok_or(Error::ReadOnly)?;
         let slot = match ws
             .slots
             .get_mut(topic)
@@ -434,7 +468,11 @@ impl Engine {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        let mut ws = self.write.lock();
+        let mut guard = self.write.lock();
+        let Some(ws) = guard.as_mut() else {
+            // Read-only: nothing to flush or mark, no lock held.
+            return Ok(());
+        };
         ws.log.stop_preparer();
         let result = if self.is_poisoned() {
             Err(Error::Poisoned)
@@ -447,7 +485,7 @@ impl Engine {
                 self.fs.sync_dir(&self.dir)
             })
         };
-        drop(ws);
+        drop(guard);
         self.lock.lock().take();
         result
     }

@@ -187,11 +187,11 @@ pub(crate) fn open(
     Ok(Engine {
         crash_recovered: recovered,
         log,
-        write: Mutex::new(WriteState {
+        write: Mutex::new(Some(WriteState {
             log: writer,
             slots: Default::default(),
             last_store_ts: last_ts,
-        }),
+        })),
         queues: RwLock::new(queue_map),
         dispatcher: Dispatcher::new(last_ts),
         group: GroupCommit::new(end),
@@ -201,6 +201,7 @@ pub(crate) fn open(
         delay_levels: config.delay_levels()?,
         arrivals: Default::default(),
         lock: Mutex::new(Some(lock)),
+        read_only: None,
         fs,
         dir,
         config,

@@ -66,6 +66,22 @@ pub(crate) trait Storage: Send + Sync + fmt::Debug {
     /// Maps the whole existing file `path`; returns the mapping and the file's length.
     fn open_mapped(&self, path: &Path) -> io::Result<(MmapRaw, u64)>;
 
+    /// Maps the whole existing file `path` read-only (a store opened read-only, while another
+    /// process may own and append to it); returns the mapping and the file's length. Nothing
+    /// may be written through the mapping.
+    fn open_mapped_read_only(&self, path: &Path) -> io::Result<(MmapRaw, u64)> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        let map_len = usize::try_from(len).map_err(|_| io::Error::other("file too large"))?;
+        if map_len == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "empty file"));
+        }
+        Ok((
+            MmapOptions::new().len(map_len).map_raw_read_only(&file)?,
+            len,
+        ))
+    }
+
     /// Makes `len` bytes of the mapping of `path` from `from` on durable.
     fn flush_mapped(&self, path: &Path, map: &MmapRaw, from: usize, len: usize) -> io::Result<()>;
 

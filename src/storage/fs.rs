@@ -87,6 +87,30 @@ impl Fs {
         Segment::new(self.clone(), path, base, size, map, size as usize)
     }
 
+    /// Maps an existing segment file read-only. It must be exactly `size` bytes long (a file
+    /// another process is still creating is not mapped: reading past a file's end through a
+    /// mapping raises `SIGBUS`). Nothing of it is published yet: the read-only open publishes
+    /// what it has CRC-checked ([`Segment::advance_published`]).
+    pub(crate) fn open_segment_read_only(
+        &self,
+        path: &Path,
+        base: u64,
+        size: u64,
+    ) -> Result<Segment> {
+        let (map, len) = self
+            .storage
+            .open_mapped_read_only(path)
+            .map_err(|e| Error::io("open segment read-only", path, e))?;
+        if len != size {
+            return Err(Error::corrupted(
+                path,
+                0,
+                format!("segment is {len} bytes, expected {size}"),
+            ));
+        }
+        Segment::new_read_only(self.clone(), path, base, size, map)
+    }
+
     /// The entries of `dir`; empty when it does not exist.
     pub(crate) fn list(&self, dir: &Path) -> Result<Vec<DirEntry>> {
         match self.storage.list(dir) {

@@ -15,6 +15,17 @@
 //! warming) take `&mut Segment`, i.e. happen before the segment is shared. The one exception
 //! writing a shared segment besides its writer is [`Segment::zero_ahead`], which only touches
 //! bytes well past the published length and makes the writer wait rather than overlap it.
+//!
+//! # Read-only segments
+//! A store opened read-only ([`Segment::new_read_only`]) maps files that another process may
+//! own and append to, with `PROT_READ` only: nothing in this process writes them (every
+//! writing method refuses a read-only segment). The owner never changes bytes below the end
+//! it has published, and the reader publishes only bytes it has checked (CRC) to be complete
+//! records, so published bytes of a read-only segment do not change while they are borrowed
+//! either. Bytes past that are copied out ([`Segment::copy_out`]), never borrowed: the owner
+//! may be writing them at that very moment, and the copy is checked before anything trusts
+//! it. The file must keep the length it had when it was mapped (mqlite never truncates a
+//! segment file, it only removes whole files; a removed file stays mapped until unmapped).
 #![allow(unsafe_code)]
 
 use std::path::{Path, PathBuf};
@@ -50,6 +61,8 @@ pub(crate) struct Segment {
     zeroing_from: AtomicUsize,
     /// The whole segment was zero-filled and flushed before use ([`Segment::warm`]).
     warmed: AtomicBool,
+    /// Mapped read-only (a read-only store): nothing is ever written through the mapping.
+    read_only: bool,
 }
 
 /// The next offset at or after `from` where the file `fd` holds data (`SEEK_DATA`), or
@@ -139,7 +152,55 @@ impl Segment {
             writer_taken: AtomicBool::new(false),
             zeroing_from: AtomicUsize::new(usize::MAX),
             warmed: AtomicBool::new(false),
+            read_only: false,
         })
+    }
+
+    /// Wraps the read-only mapping `map` of the `size`-byte file `path` (a read-only store):
+    /// nothing is published until [`Segment::advance_published`], and every writing method
+    /// refuses the segment.
+    pub(crate) fn new_read_only(
+        fs: Fs,
+        path: &Path,
+        base: u64,
+        size: u64,
+        map: MmapRaw,
+    ) -> Result<Segment> {
+        let mut seg = Segment::new(fs, path, base, size, map, 0)?;
+        seg.read_only = true;
+        Ok(seg)
+    }
+
+    /// Moves the published length of a read-only segment up to `pos` (never down), once the
+    /// bytes below it were checked to be complete. Does nothing on a writable segment (its
+    /// writer publishes).
+    pub(crate) fn advance_published(&self, pos: usize) {
+        if self.read_only {
+            self.published
+                .fetch_max(pos.min(self.size), Ordering::AcqRel);
+        }
+    }
+
+    /// A copy of the `len` bytes at `pos`: of a read-only segment published or not (the owner
+    /// may be writing them: the caller checks the copy before trusting it), of a writable one
+    /// only published bytes. `None` past the end of the segment (or the published bytes).
+    pub(crate) fn copy_out(&self, pos: usize, len: usize) -> Option<Vec<u8>> {
+        let end = pos.checked_add(len)?;
+        if !self.read_only {
+            return self.read(pos, len).map(<[u8]>::to_vec);
+        }
+        if end > self.size {
+            return None;
+        }
+        let mut out = vec![0u8; len];
+        // SAFETY: `[pos, end)` lies inside the mapping (`end <= size`, and the mapping covers
+        // `size` bytes of a file that is that long: see "Read-only segments"), which lives as
+        // long as `self`. No reference to these bytes is created: they are copied through raw
+        // pointers into our own buffer, which does not overlap the mapping. Another process
+        // may be writing them meanwhile; the copy may then mix old and new bytes, which is why
+        // the caller validates it (CRC) before use.
+        unsafe { std::ptr::copy_nonoverlapping(self.map.as_ptr().add(pos), out.as_mut_ptr(), len) };
+        Some(out)
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -180,8 +241,11 @@ impl Segment {
         self.read(pos, published - pos).unwrap_or(&[])
     }
 
-    /// The whole mapping, for exclusive use (recovery, warming).
+    /// The whole mapping, for exclusive use (recovery, warming); empty for a read-only segment.
     pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        if self.read_only {
+            return &mut [];
+        }
         // SAFETY: `&mut self` guarantees no reader slice or writer of this segment exists (both
         // borrow the segment), and the mapping covers exactly `size` bytes.
         unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr(), self.size) }
@@ -198,6 +262,9 @@ impl Segment {
         if from >= to {
             return Ok(());
         }
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
         // Only dirty pages that hold something: the region is usually mostly zeros already.
         let bytes = &mut self.bytes_mut()[from..to];
         for chunk in bytes.chunks_mut(4096) {
@@ -211,6 +278,9 @@ impl Segment {
     /// Writes zeros through every page of the (unshared) segment and flushes them, so the first
     /// real write neither faults in a page nor converts an unwritten extent on flush.
     pub(crate) fn warm(&mut self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
         let len = self.size;
         self.bytes_mut().fill(0);
         self.flush(0, len)?;
@@ -238,7 +308,7 @@ impl Segment {
         how: ZeroAhead,
     ) -> Result<bool> {
         let to = to.min(self.size);
-        if from >= to {
+        if from >= to || self.read_only {
             return Ok(false);
         }
         self.zeroing_from.store(from, Ordering::SeqCst);
@@ -276,7 +346,7 @@ impl Segment {
     /// (an older kernel, memory pressure) are ignored.
     pub(crate) fn populate(&self, from: usize, to: usize, write: bool) {
         let to = to.min(self.size);
-        if from < to {
+        if from < to && !self.read_only {
             let advice = if write {
                 memmap2::Advice::PopulateWrite
             } else {
@@ -290,7 +360,7 @@ impl Segment {
     /// metadata needed to read the data back, like `fdatasync`).
     pub(crate) fn flush(&self, from: usize, to: usize) -> Result<()> {
         let to = to.min(self.size);
-        if from >= to {
+        if from >= to || self.read_only {
             return Ok(());
         }
         self.fs
@@ -308,7 +378,7 @@ impl Segment {
     /// The unique writer of this segment, appending from the published length on; `None` if
     /// one was already handed out.
     pub(crate) fn into_writer(self: Arc<Self>) -> Option<SegmentWriter> {
-        if self.writer_taken.swap(true, Ordering::AcqRel) {
+        if self.read_only || self.writer_taken.swap(true, Ordering::AcqRel) {
             return None;
         }
         let pos = self.published();

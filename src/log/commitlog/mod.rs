@@ -175,6 +175,19 @@ impl CommitLog {
         Ok(())
     }
 
+    /// The segments (a read-only store adds the ones the owning process created).
+    pub(crate) fn segments(&self) -> &SegmentSet {
+        &self.set
+    }
+
+    /// A read-only store found complete records up to `end` (the last stored at `store_ts`).
+    pub(crate) fn advance_read_only(&self, end: u64, store_ts: u64) {
+        self.last_store_ts.fetch_max(store_ts, Ordering::Relaxed);
+        self.flushed_store_ts.fetch_max(store_ts, Ordering::Relaxed);
+        self.flushed.fetch_max(end, Ordering::AcqRel);
+        self.written.fetch_max(end, Ordering::AcqRel);
+    }
+
     /// End of the appended data.
     pub(crate) fn written(&self) -> u64 {
         self.written.load(Ordering::Acquire)

@@ -98,6 +98,24 @@ impl ConsumeQueue {
         Ok(Self::empty(fs.clone(), topic, queue_id, dir, file_size))
     }
 
+    /// The queue's files (a read-only store adds the ones the owning process created).
+    pub(crate) fn segments(&self) -> &SegmentSet {
+        &self.set
+    }
+
+    /// The file size of the queue.
+    pub(crate) fn file_size(&self) -> u64 {
+        self.file_size
+    }
+
+    /// A read-only store found valid units `[min_offset, max_offset)` whose last record ends
+    /// at `max_phys_end` in the CommitLog. Bounds only move up.
+    pub(crate) fn advance_read_only(&self, min_offset: u64, max_offset: u64, max_phys_end: u64) {
+        self.min_offset.fetch_max(min_offset, Ordering::AcqRel);
+        self.max_phys_end.fetch_max(max_phys_end, Ordering::AcqRel);
+        self.max_offset.fetch_max(max_offset, Ordering::AcqRel);
+    }
+
     /// The queue's directory.
     pub(crate) fn dir(&self) -> &Path {
         self.set.dir()
