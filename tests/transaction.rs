@@ -537,3 +537,50 @@ fn compressed_bodies_survive_commit_and_check() {
     }
     assert_ne!(a.msg_id, b.msg_id);
 }
+
+/// A copy the check service made stays without an op when the producer commits the original
+/// half message: after a reopen (which forgets the transactions ended before), the copy is
+/// found committed in its real queue and gets its op; the checker is never asked, and a
+/// second end of the original does not deliver the message again. The same path covers a
+/// crash between a commit's real message and its op.
+#[test]
+fn a_commit_without_its_op_is_found_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (seen_tx, seen_rx) = crossbeam_channel::unbounded();
+    let store = open(dir.path(), true);
+    let tx = store.transaction_producer("g", move |m: &MessageExt| {
+        let _ = seen_tx.send(m.physical_offset());
+        TransactionState::Unknown
+    });
+    let r = tx
+        .send_in_transaction(Message::new("t", "once"), |_| TransactionState::Unknown)
+        .unwrap();
+    seen_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    tx.end_transaction(&r.offset_msg_id, TransactionState::Commit)
+        .unwrap();
+    assert_eq!(common::read_queue(&store, &r.queue).len(), 1);
+    let ops_before = store.max_offset(&q(OP, 0)).unwrap();
+    drop(tx);
+    store.close().unwrap();
+
+    let store = open(dir.path(), true);
+    let asked = Arc::new(AtomicUsize::new(0));
+    let a = asked.clone();
+    let tx = store.transaction_producer("g", move |_: &MessageExt| {
+        a.fetch_add(1, Ordering::SeqCst);
+        TransactionState::Commit
+    });
+    wait_until("every copy passed", || {
+        let max = store.max_offset(&q(HALF, 0)).unwrap();
+        store
+            .pull_consumer("CID_RMQ_SYS_TRANS")
+            .committed_offset(&q(HALF, 0))
+            .unwrap()
+            == Some(max)
+            && store.max_offset(&q(OP, 0)).unwrap() > ops_before
+    });
+    tx.end_transaction(&r.offset_msg_id, TransactionState::Commit)
+        .unwrap();
+    assert_eq!(asked.load(Ordering::SeqCst), 0);
+    assert_eq!(common::read_queue(&store, &r.queue).len(), 1);
+}

@@ -108,6 +108,19 @@ impl Transactions {
     }
 }
 
+/// COMMIT records read by [`Broker::committed_before`], per real queue.
+#[derive(Default)]
+struct CommitScan {
+    queues: HashMap<(String, u32), Scanned>,
+}
+
+/// The ids of the COMMIT records (written before the open) at queue offsets `from..to`.
+struct Scanned {
+    from: u64,
+    to: u64,
+    ids: HashSet<String>,
+}
+
 /// A half message read back.
 struct Half {
     msg: MessageExt,
@@ -241,7 +254,9 @@ impl Broker {
             return Ok(None);
         }
         let mut put = None;
-        if !self.committed_before(&half, &id)? && state == TransactionState::Commit {
+        if !self.committed_before(&half, &id, &mut CommitScan::default())?
+            && state == TransactionState::Commit
+        {
             put = Some(self.put_commit(&half, offset)?);
         }
         let op = self.put_op(half.msg.queue_id(), half.msg.queue_offset())?;
@@ -298,9 +313,11 @@ impl Broker {
     }
 
     /// For a half message an earlier process wrote: whether its real queue holds a COMMIT
-    /// record of the same transaction (the op may have been lost to a crash).
-    fn committed_before(&self, half: &Half, id: &str) -> Result<bool> {
-        if half.msg.physical_offset() >= self.transactions.opened_at.load(Ordering::Relaxed) {
+    /// record of the same transaction written before this open (the op may have been lost to
+    /// a crash). `scan` caches what was read, for the other half messages of a check pass.
+    fn committed_before(&self, half: &Half, id: &str, scan: &mut CommitScan) -> Result<bool> {
+        let opened_at = self.transactions.opened_at.load(Ordering::Relaxed);
+        if half.msg.physical_offset() >= opened_at {
             return Ok(false);
         }
         let Some(topic) = half.msg.property(keys::REAL_TOPIC) else {
@@ -311,20 +328,50 @@ impl Broker {
             return Ok(false);
         };
         let born = half.msg.born_timestamp().max(0) as u64;
-        let mut off = self.offset_by_time(&MessageQueue::new(topic, queue_id), born)?;
-        let end = cq.max_offset();
-        while off < end {
-            let Some(unit) = cq.get(off) else { break };
-            let found = self.with_record(unit.physical_offset, |rec, _| {
-                rec.meta.sys_flag & sys_flag::TRANSACTION_MASK == sys_flag::TRANSACTION_COMMIT
-                    && properties::get(rec.properties, keys::UNIQ_KEY) == Some(id)
-            })?;
-            if found {
-                return Ok(true);
-            }
-            off += 1;
+        let from = self.offset_by_time(&MessageQueue::new(topic, queue_id), born)?;
+        let s = scan
+            .queues
+            .entry((topic.to_owned(), queue_id))
+            .or_insert_with(|| Scanned {
+                from,
+                to: from,
+                ids: HashSet::new(),
+            });
+        if from < s.from {
+            self.collect_commits(&cq, from, s.from, opened_at, &mut s.ids)?;
+            s.from = from;
         }
-        Ok(false)
+        let end = cq.max_offset();
+        if s.to < end {
+            self.collect_commits(&cq, s.to, end, opened_at, &mut s.ids)?;
+            s.to = end;
+        }
+        Ok(s.ids.contains(id))
+    }
+
+    /// Adds the ids of the COMMIT records at queue offsets `from..to` of `cq` written before
+    /// CommitLog offset `before` to `ids`.
+    fn collect_commits(
+        &self,
+        cq: &crate::log::consume_queue::ConsumeQueue,
+        from: u64,
+        to: u64,
+        before: u64,
+        ids: &mut HashSet<String>,
+    ) -> Result<()> {
+        for off in from..to {
+            let Some(unit) = cq.get(off) else { break };
+            if unit.physical_offset >= before {
+                break;
+            }
+            let id = self.with_record(unit.physical_offset, |rec, _| {
+                (rec.meta.sys_flag & sys_flag::TRANSACTION_MASK == sys_flag::TRANSACTION_COMMIT)
+                    .then(|| properties::get(rec.properties, keys::UNIQ_KEY).map(str::to_owned))
+                    .flatten()
+            })?;
+            ids.extend(id);
+        }
+        Ok(())
     }
 
     /// One pass of the check service over the half queue.
@@ -398,6 +445,7 @@ impl Broker {
     ) -> Result<()> {
         let config = self.config();
         let timeout = config.transaction_timeout.as_millis() as u64;
+        let mut scan = CommitScan::default();
         while *i < half_end {
             let off = *i;
             if removed.contains(&off) {
@@ -443,7 +491,7 @@ impl Broker {
                 None if age >= 0 && (age as u64) <= timeout => break,
                 None => {}
             }
-            if self.committed_before(&half, &id)? {
+            if self.committed_before(&half, &id, &mut scan)? {
                 let _guard = self.transactions.end_lock.lock();
                 self.put_op(half.msg.queue_id(), off)?;
                 self.transactions.ended.lock().insert(id, half_end);
