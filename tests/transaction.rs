@@ -20,9 +20,14 @@ const OP: &str = "RMQ_SYS_TRANS_OP_HALF_TOPIC";
 const DISCARD: &str = "TRANS_CHECK_MAX_TIME_TOPIC";
 
 fn open(dir: &Path, sync: bool) -> Store {
+    open_with(dir, sync, Duration::from_millis(50))
+}
+
+/// A store checking every 20 ms for half messages older than `timeout`.
+fn open_with(dir: &Path, sync: bool, timeout: Duration) -> Store {
     let b = common::small(dir)
         .transaction_check_interval(Duration::from_millis(20))
-        .transaction_timeout(Duration::from_millis(50));
+        .transaction_timeout(timeout);
     let b = if sync {
         b.flush_policy(FlushPolicy::SYNC)
     } else {
@@ -112,7 +117,8 @@ fn raw_record(dir: &Path, offset: u64) -> Raw {
 #[test]
 fn commit_stores_half_op_and_real_message_in_rocketmq_format() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), true);
+    // Never due for a check: the service passes it because of its op alone.
+    let store = open_with(dir.path(), true, Duration::from_secs(3600));
     store.create_topic("orders", 4).unwrap();
     let checks = Arc::new(AtomicUsize::new(0));
     let c = checks.clone();
@@ -223,7 +229,7 @@ fn commit_stores_half_op_and_real_message_in_rocketmq_format() {
 #[test]
 fn rollback_writes_only_the_op() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), false);
+    let store = open_with(dir.path(), false, Duration::from_secs(3600));
     let checks = Arc::new(AtomicUsize::new(0));
     let c = checks.clone();
     let tx = store.transaction_producer("g", move |_: &MessageExt| {
@@ -388,23 +394,21 @@ fn too_many_checks_discard_into_the_check_max_topic() {
 #[test]
 fn no_checker_means_the_message_waits() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), false);
+    // Sent with a checker registered, but never due while it is.
+    let store = open_with(dir.path(), false, Duration::from_secs(3600));
     let tx = store.transaction_producer("g", |_: &MessageExt| TransactionState::Commit);
-    let producer = tx.clone();
+    let clone = tx.clone();
     drop(tx);
-    // Still registered: a clone lives.
-    let r = producer
+    let r = clone
         .send_in_transaction(Message::new("t", "x"), |_| TransactionState::Unknown)
         .unwrap();
-    drop(producer);
-    let r2 = store
-        .transaction_producer("other", |_: &MessageExt| TransactionState::Commit)
-        .send_in_transaction(Message::new("t", "y"), |_| TransactionState::Unknown);
-    drop(r2);
-    // Unregistered before the first check could run (50 ms timeout): it waits, re-appended
-    // without counting checks.
+    drop(clone);
+    store.close().unwrap();
+
+    let store = open(dir.path(), false);
+    // No checker: the half message waits, re-appended without counting checks.
     wait_until("re-appended at least twice", || {
-        store.max_offset(&q(HALF, 0)).unwrap() >= 4
+        store.max_offset(&q(HALF, 0)).unwrap() >= 3
     });
     assert_eq!(store.max_offset(&r.queue).unwrap(), 0);
     let halves = common::read_queue(&store, &q(HALF, 0));
@@ -417,6 +421,8 @@ fn no_checker_means_the_message_waits() {
     wait_until("committed once a checker is registered", || {
         store.max_offset(&r.queue).unwrap() == 1
     });
+    let m = &common::read_queue(&store, &r.queue)[0];
+    assert_eq!(m.property("TRANSACTION_CHECK_TIMES"), Some("1"));
 }
 
 #[test]

@@ -83,7 +83,7 @@ pub(crate) struct Transactions {
     checkers: Mutex<HashMap<String, Checker>>,
     /// Groups warned about having no checker.
     warned: Mutex<HashSet<String>>,
-    /// Transactions ended in this process: id → half queue end when ended (forgotten once the
+    /// Transactions ended in this process: id → CommitLog end when ended (forgotten once the
     /// check service has passed every copy made before).
     ended: Mutex<HashMap<String, u64>>,
     /// Held while a transaction is ended (the ended check, the real message, the op).
@@ -260,10 +260,8 @@ impl Broker {
             put = Some(self.put_commit(&half, offset)?);
         }
         let op = self.put_op(half.msg.queue_id(), half.msg.queue_offset())?;
-        let half_end = self
-            .queue(TRANS_HALF_TOPIC, 0)
-            .map_or(0, |c| c.max_offset());
-        self.transactions.ended.lock().insert(id, half_end);
+        let written = self.log().written();
+        self.transactions.ended.lock().insert(id, written);
         drop(guard);
         let status = self.wait_durable(op.physical_offset + u64::from(op.size))?;
         Ok(put.map(|p| PutResult { status, ..p }))
@@ -431,7 +429,14 @@ impl Broker {
             self.offsets
                 .set(SYS_TRANS_GROUP, TRANS_OP_HALF_TOPIC, 0, op_next);
         }
-        self.transactions.ended.lock().retain(|_, end| *end > i);
+        // An ended transaction is forgotten once the pass reaches a half record appended after
+        // its end: every copy made before the end has been passed.
+        if let Some(next) = half_cq.get(i) {
+            self.transactions
+                .ended
+                .lock()
+                .retain(|_, written| *written > next.physical_offset);
+        }
         result
     }
 
@@ -457,6 +462,9 @@ impl Broker {
             };
             let half = self.read_half(unit.physical_offset)?;
             let id = half.id();
+            // Held from the ended check to the copy: an end finishing after the check sees
+            // (and its record covers) the copy.
+            let guard = self.transactions.end_lock.lock();
             if self.transactions.ended.lock().contains_key(&id) {
                 *i += 1;
                 continue;
@@ -492,9 +500,11 @@ impl Broker {
                 None => {}
             }
             if self.committed_before(&half, &id, &mut scan)? {
-                let _guard = self.transactions.end_lock.lock();
                 self.put_op(half.msg.queue_id(), off)?;
-                self.transactions.ended.lock().insert(id, half_end);
+                self.transactions
+                    .ended
+                    .lock()
+                    .insert(id, self.log().written());
                 *i += 1;
                 continue;
             }
@@ -510,6 +520,7 @@ impl Broker {
                     (checks + u64::from(checker.is_some())).to_string(),
                 );
             let put = self.put_with(&copy, half.msg.queue_id(), half.opts())?;
+            drop(guard);
             *i += 1;
             let Some(checker) = checker else {
                 if self.transactions.warned.lock().insert(group.to_owned()) {
