@@ -277,7 +277,9 @@ fn unknown_then_checked(state: TransactionState) -> (tempfile::TempDir, Store, V
     assert_eq!(pull.status, PullStatus::NoNewMsg);
     let checked = rx_seen.recv_timeout(Duration::from_secs(30)).unwrap();
     assert_eq!(checked.property("TRANSACTION_CHECK_TIMES"), Some("1"));
-    assert_eq!(checked.topic(), HALF);
+    // The checker sees the real topic and queue (the copy's CommitLog offset).
+    assert_eq!(checked.topic(), "t");
+    assert_eq!(checked.queue_id(), 0);
     assert_eq!(checked.msg_id(), r.msg_id.to_string());
     assert!(checked.physical_offset() > r.offset_msg_id.physical_offset);
     wait_until("the op of the check-back", || {

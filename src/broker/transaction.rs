@@ -24,7 +24,8 @@
 //!
 //! Exactly once: a transaction ended in this process is remembered (by its transaction id,
 //! shared by every re-appended copy), so neither a second end nor a check of a stale copy can
-//! commit it twice. A commit's real message is written before its op, so a crash between the
+//! commit it twice. Ends, and the check service's decision to copy a half message, hold one
+//! lock, so an end racing a check either is seen by it or comes after the copy it made. A commit's real message is written before its op, so a crash between the
 //! two leaves a half message without an op whose commit is stored: before a half message
 //! written by an earlier process is checked back or ended, its real queue is searched for a
 //! COMMIT record with the same id, and if one is found only the missing op is written.
@@ -531,7 +532,19 @@ impl Broker {
                 continue;
             };
             self.wait_durable(put.physical_offset + u64::from(put.size))?;
-            let copy = self.message_at(put.physical_offset)?;
+            // The checker sees the real topic and queue, as RocketMQ's check request does
+            // (`AbstractTransactionalMessageCheckListener.sendCheckMessage`).
+            let real_topic: Arc<str> = Arc::from(
+                half.msg
+                    .property(keys::REAL_TOPIC)
+                    .unwrap_or(TRANS_HALF_TOPIC),
+            );
+            let real_queue = half.prop_u64(keys::REAL_QUEUE_ID).unwrap_or(0) as u32;
+            let copy = self.with_record(put.physical_offset, |rec, _| {
+                let mut view = rec.clone();
+                view.meta.queue_id = real_queue;
+                MessageExt::from_record(&view, real_topic)
+            })?;
             let state = match catch_unwind(AssertUnwindSafe(|| checker(&copy))) {
                 Ok(s) => s,
                 Err(_) => {
