@@ -554,8 +554,14 @@ fn compressed_bodies_survive_commit_and_check() {
 #[test]
 fn a_commit_without_its_op_is_found_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
+    // 1. Checked back (a copy is made), the checker does not know yet.
+    let store = common::small(dir.path())
+        .transaction_check_interval(Duration::from_millis(20))
+        .transaction_timeout(Duration::from_millis(50))
+        .transaction_check_max(1000)
+        .open()
+        .unwrap();
     let (seen_tx, seen_rx) = crossbeam_channel::unbounded();
-    let store = open(dir.path(), true);
     let tx = store.transaction_producer("g", move |m: &MessageExt| {
         let _ = seen_tx.send(m.physical_offset());
         TransactionState::Unknown
@@ -564,13 +570,31 @@ fn a_commit_without_its_op_is_found_after_reopen() {
         .send_in_transaction(Message::new("t", "once"), |_| TransactionState::Unknown)
         .unwrap();
     seen_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    drop(tx);
+    store.close().unwrap();
+
+    // 2. With no check running, the producer commits the original half message.
+    let store = common::small(dir.path())
+        .flush_policy(FlushPolicy::SYNC)
+        .transaction_check_interval(Duration::from_secs(3600))
+        .open()
+        .unwrap();
+    let tx = store.transaction_producer("g", |_: &MessageExt| TransactionState::Unknown);
     tx.end_transaction(&r.offset_msg_id, TransactionState::Commit)
         .unwrap();
     assert_eq!(common::read_queue(&store, &r.queue).len(), 1);
     let ops_before = store.max_offset(&q(OP, 0)).unwrap();
+    let half_max = store.max_offset(&q(HALF, 0)).unwrap();
+    let passed = store
+        .pull_consumer("CID_RMQ_SYS_TRANS")
+        .committed_offset(&q(HALF, 0))
+        .unwrap()
+        .unwrap_or(0);
+    assert!(passed < half_max, "the latest copy is still to be checked");
     drop(tx);
     store.close().unwrap();
 
+    // 3. Reopened with checks running and a checker that would commit again.
     let store = open(dir.path(), true);
     let asked = Arc::new(AtomicUsize::new(0));
     let a = asked.clone();

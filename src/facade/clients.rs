@@ -34,7 +34,8 @@ impl Store {
     /// of the group's transactions left unknown (see [`TransactionProducer`]). The checker
     /// runs on the store's check service thread; one that panics counts as `Unknown`. A
     /// later `transaction_producer` of the same group replaces the checker; it is removed
-    /// when the last clone of its producer is dropped.
+    /// when the last clone of its producer is dropped. A checker that holds a `Store` handle
+    /// keeps the store open until [`Store::close`] (dropping the other handles does not).
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
