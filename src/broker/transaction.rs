@@ -125,6 +125,8 @@ struct Scanned {
 /// A half message read back.
 struct Half {
     msg: MessageExt,
+    /// Its content as a message to store again (properties parsed once), in the half topic.
+    copy: Message,
     /// The stored body when compressed (copies keep it as stored).
     raw_body: Option<Vec<u8>>,
     /// The compression bits of the sys flag.
@@ -133,8 +135,7 @@ struct Half {
 
 impl Half {
     fn id(&self) -> String {
-        self.msg
-            .property(keys::TRANSACTION_ID)
+        self.prop(keys::TRANSACTION_ID)
             .map_or_else(|| self.msg.msg_id(), str::to_owned)
     }
 
@@ -150,8 +151,12 @@ impl Half {
         }
     }
 
+    fn prop(&self, name: &str) -> Option<&str> {
+        self.copy.property(name)
+    }
+
     fn prop_u64(&self, name: &str) -> Option<u64> {
-        self.msg.property(name).and_then(|v| v.parse().ok())
+        self.prop(name).and_then(|v| v.parse().ok())
     }
 }
 
@@ -212,8 +217,10 @@ impl Broker {
         let half = self.with_record(offset, |rec, _| {
             (rec.topic == TRANS_HALF_TOPIC).then(|| {
                 let flags = rec.meta.sys_flag & compression;
+                let msg = MessageExt::from_record(rec, Arc::from(rec.topic));
                 Half {
-                    msg: MessageExt::from_record(rec, Arc::from(rec.topic)),
+                    copy: msg.copy_to(TRANS_HALF_TOPIC.to_owned(), |k| !NOT_COPIED.contains(&k)),
+                    msg,
                     raw_body: (flags != 0).then(|| rec.body.to_vec()),
                     flags,
                 }
@@ -242,11 +249,11 @@ impl Broker {
         self.check_writable()?;
         let half = self.read_half(offset)?;
         if let Some(g) = group
-            && half.msg.property(keys::PRODUCER_GROUP) != Some(g)
+            && half.prop(keys::PRODUCER_GROUP) != Some(g)
         {
             return Err(Error::InvalidMessage(format!(
                 "the half message at commitlog offset {offset} belongs to producer group {:?}, not {g:?}",
-                half.msg.property(keys::PRODUCER_GROUP).unwrap_or("")
+                half.prop(keys::PRODUCER_GROUP).unwrap_or("")
             )));
         }
         let id = half.id();
@@ -270,9 +277,8 @@ impl Broker {
 
     /// The real message of a committed half message.
     fn put_commit(&self, half: &Half, offset: u64) -> Result<PutResult> {
-        let m = &half.msg;
-        let topic = m
-            .property(keys::REAL_TOPIC)
+        let topic = half
+            .prop(keys::REAL_TOPIC)
             .map(str::to_owned)
             .ok_or_else(|| {
                 Error::InvalidMessage(format!(
@@ -281,7 +287,8 @@ impl Broker {
                 ))
             })?;
         let queue_id = self.real_queue(half, &topic);
-        let real = m.copy_to(topic, |k| !NOT_COPIED.contains(&k));
+        let mut real = half.copy.clone();
+        real.topic = topic;
         let opts = PutOptions {
             sys_flag: half.flags | sys_flag::TRANSACTION_COMMIT,
             prepared_offset: offset as i64,
@@ -319,7 +326,7 @@ impl Broker {
         if half.msg.physical_offset() >= opened_at {
             return Ok(false);
         }
-        let Some(topic) = half.msg.property(keys::REAL_TOPIC) else {
+        let Some(topic) = half.prop(keys::REAL_TOPIC) else {
             return Ok(false);
         };
         let queue_id = self.real_queue(half, topic);
@@ -488,8 +495,8 @@ impl Broker {
                     let original = half.prop_u64(PREPARED_QUEUE_OFFSET).unwrap_or(off);
                     if !removed.contains(&original) {
                         let copy = half
-                            .msg
-                            .copy_to(TRANS_HALF_TOPIC.to_owned(), |k| !NOT_COPIED.contains(&k))
+                            .copy
+                            .clone()
                             .with_property(PREPARED_QUEUE_OFFSET, original.to_string());
                         self.put_with(&copy, half.msg.queue_id(), half.opts())?;
                     }
@@ -509,17 +516,12 @@ impl Broker {
                 *i += 1;
                 continue;
             }
-            let group = half.msg.property(keys::PRODUCER_GROUP).unwrap_or("");
+            let group = half.prop(keys::PRODUCER_GROUP).unwrap_or("");
             let checker = self.transactions.checkers.lock().get(group).cloned();
-            let copy = half
-                .msg
-                .copy_to(TRANS_HALF_TOPIC.to_owned(), |k| {
-                    !NOT_COPIED.contains(&k) && k != CHECK_TIMES
-                })
-                .with_property(
-                    CHECK_TIMES,
-                    (checks + u64::from(checker.is_some())).to_string(),
-                );
+            let copy = half.copy.clone().with_property(
+                CHECK_TIMES,
+                (checks + u64::from(checker.is_some())).to_string(),
+            );
             let put = self.put_with(&copy, half.msg.queue_id(), half.opts())?;
             drop(guard);
             *i += 1;
@@ -566,14 +568,11 @@ impl Broker {
         ::log::warn!(
             "transaction check: half message {} of producer group {:?} reached the maximum of {} checks; moved to {TRANS_CHECK_MAX_TIME_TOPIC}",
             half.msg.msg_id(),
-            half.msg.property(keys::PRODUCER_GROUP).unwrap_or(""),
+            half.prop(keys::PRODUCER_GROUP).unwrap_or(""),
             self.config().transaction_check_max
         );
-        let copy = half
-            .msg
-            .copy_to(TRANS_CHECK_MAX_TIME_TOPIC.to_owned(), |k| {
-                !NOT_COPIED.contains(&k)
-            });
+        let mut copy = half.copy.clone();
+        copy.topic = TRANS_CHECK_MAX_TIME_TOPIC.to_owned();
         self.put_with(&copy, 0, half.opts()).map(drop)
     }
 }
