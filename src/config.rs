@@ -126,6 +126,16 @@ pub struct StoreConfig {
     pub auto_create_topics: bool,
     /// Queue count of auto-created topics (RocketMQ `defaultTopicQueueNums`). Default 4.
     pub default_topic_queues: u32,
+    /// How often the transaction check service looks for half messages left without a commit
+    /// or rollback (RocketMQ `transactionCheckInterval`). Default 30 s.
+    pub transaction_check_interval: Duration,
+    /// Age (since the producer sent it) after which a half message with no commit or rollback
+    /// is checked back with its producer group's checker (RocketMQ `transactionTimeOut`);
+    /// a message's `CHECK_IMMUNITY_TIME_IN_SECONDS` property overrides it. Default 6 s.
+    pub transaction_timeout: Duration,
+    /// Checks after which a half message still unresolved is discarded into
+    /// `TRANS_CHECK_MAX_TIME_TOPIC` (RocketMQ `transactionCheckMax`). Default 15.
+    pub transaction_check_max: u32,
 }
 
 impl Default for StoreConfig {
@@ -148,6 +158,9 @@ impl Default for StoreConfig {
             queue_lock_lease: Duration::from_secs(60),
             auto_create_topics: true,
             default_topic_queues: 4,
+            transaction_check_interval: Duration::from_secs(30),
+            transaction_timeout: Duration::from_secs(6),
+            transaction_check_max: 15,
         }
     }
 }
@@ -230,6 +243,11 @@ impl StoreConfig {
             ));
         }
         self.delay_levels()?;
+        if self.transaction_check_interval.is_zero() || self.transaction_check_max == 0 {
+            return bad(
+                "transaction_check_interval and transaction_check_max must be positive".into(),
+            );
+        }
         if self.default_topic_queues == 0 || self.default_topic_queues > MAX_QUEUES_PER_TOPIC {
             return bad(format!(
                 "default_topic_queues {} must be between 1 and {MAX_QUEUES_PER_TOPIC}",

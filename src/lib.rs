@@ -56,6 +56,7 @@ pub use client::push::{
     ConsumeOrderlyContext, ConsumeStatus, ConsumerStats, MessageModel, OrderlyStatus, PushConsumer,
     PushConsumerBuilder, StalledQueue,
 };
+pub use client::transaction::{TransactionProducer, TransactionSendResult, TransactionState};
 pub use config::{FlushPolicy, RecoveryMode, StoreConfig};
 pub use error::{Error, Result};
 pub use facade::{

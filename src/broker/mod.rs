@@ -1,7 +1,8 @@
 //! The broker layer: what a RocketMQ broker does for one store, on top of the log engine.
 //! Topics and their configuration, consumer offsets, the schedule service (delay levels and
 //! delivery times), retries and dead letters, queue locks for orderly consumers, and the
-//! registry of in-process consumer groups. It depends on the engine, never on the clients.
+//! registry of in-process consumer groups, and transactional messages with their check
+//! service. It depends on the engine, never on the clients.
 
 pub(crate) mod group;
 mod json_file;
@@ -15,6 +16,8 @@ pub(crate) mod schedule;
 pub(crate) mod schedule_service;
 mod timer;
 pub(crate) mod topics;
+pub(crate) mod transaction;
+pub(crate) mod transaction_service;
 pub(crate) mod validate;
 
 use std::ops::Deref;
@@ -57,6 +60,8 @@ pub(crate) struct Broker {
     pub(crate) locks: locks::QueueLocks,
     /// Consumer groups and their members.
     pub(crate) groups: group::Groups,
+    /// Transaction checkers and the transactions ended since open.
+    transactions: transaction::Transactions,
 }
 
 impl Deref for Broker {
@@ -165,6 +170,7 @@ impl Broker {
             offsets::ConsumerOffsets::load_file(&fs, &config_dir, "broadcastOffset.json")?;
         Ok(Broker {
             ids: MessageIdGenerator::new(engine.config().store_host.ip()),
+            transactions: transaction::Transactions::new(engine.log().written()),
             engine,
             topics,
             offsets,
@@ -190,6 +196,7 @@ impl Broker {
         let (schedule_wake, _) = crossbeam_channel::bounded(1);
         Ok(Broker {
             ids: MessageIdGenerator::new(engine.config().store_host.ip()),
+            transactions: transaction::Transactions::new(engine.log().written()),
             engine,
             topics,
             offsets,

@@ -69,6 +69,9 @@ pub(crate) struct PutOptions<'a> {
     /// Create the topic if it is missing, whatever `auto_create_topics` says (store-internal
     /// puts: deliveries, retries, dead letters).
     pub(crate) create_topic: bool,
+    /// PREPARED_TRANSACTION_OFFSET: for a committed transactional message, the CommitLog
+    /// offset of its half message.
+    pub(crate) prepared_offset: i64,
 }
 
 /// A message checked and sized, ready to be encoded.
@@ -205,7 +208,7 @@ impl<'a> Prepared<'a> {
             store_timestamp: 0,
             store_host,
             reconsume_times: self.opts.reconsume_times,
-            prepared_transaction_offset: 0,
+            prepared_transaction_offset: self.opts.prepared_offset,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The running store: the broker plus its background threads (flusher, schedule service), and
-//! the clients started from it that [`Runtime::shutdown`] stops first.
+//! The running store: the broker plus its background threads (flusher, schedule service,
+//! transaction check service), and the clients started from it that [`Runtime::shutdown`]
+//! stops first.
 //! Every `Store` handle and client handle shares one; dropping the last one closes the store.
 
 use std::path::{Path, PathBuf};
@@ -9,7 +10,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
-use super::{Broker, schedule_service};
+use super::{Broker, schedule_service, transaction_service};
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};
 use crate::storage::Fs;
@@ -69,6 +70,8 @@ impl Runtime {
         let spawned = crate::log::flusher::start(core.clone())
             .map(|(stop, thread)| background.push(Background { stop, thread }))
             .and_then(|()| schedule_service::start(core.clone(), wake_rx))
+            .map(|(stop, thread)| background.push(Background { stop, thread }))
+            .and_then(|()| transaction_service::start(core.clone()))
             .map(|(stop, thread)| background.push(Background { stop, thread }));
         let rt = Arc::new(Runtime {
             core,

@@ -5,3 +5,4 @@ pub(crate) mod async_send;
 pub(crate) mod producer;
 pub(crate) mod pull;
 pub(crate) mod push;
+pub(crate) mod transaction;

@@ -171,7 +171,7 @@ pub(crate) struct Shared {
 /// ```
 #[derive(Clone)]
 pub struct Producer {
-    inner: Arc<Shared>,
+    pub(crate) inner: Arc<Shared>,
     /// Started on the first `send_async`; its threads stop once every clone is dropped.
     async_sender: Arc<Mutex<Option<AsyncSender>>>,
 }
@@ -459,13 +459,39 @@ impl Producer {
 impl Shared {
     /// Checks what RocketMQ's client checks before a send.
     pub(crate) fn check(&self, msg: &Message) -> Result<()> {
+        self.check_allowing(msg, &[])
+    }
+
+    /// [`Shared::check`], letting the reserved property names in `allowed` through.
+    pub(crate) fn check_allowing(&self, msg: &Message, allowed: &[&str]) -> Result<()> {
         if !self.group_valid.load(Ordering::Relaxed) {
             validate::group(&self.group)?;
             self.group_valid.store(true, Ordering::Relaxed);
         }
         validate::client_topic(&msg.topic)?;
-        validate::user_properties(msg.properties.iter().map(|(k, _)| k.as_str()))?;
+        validate::user_properties(
+            msg.properties
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .filter(|k| !allowed.contains(k)),
+        )?;
         Ok(())
+    }
+
+    /// The body to store for `msg` and its sys-flag bits: zlib-compressed when it is at
+    /// least `compress_over` bytes (and not over the size limit), else `None`.
+    pub(crate) fn compressed(&self, msg: &Message) -> Result<Option<(Vec<u8>, i32)>> {
+        let core = self.store.core();
+        if msg.body.len() >= self.options.compress_over
+            && msg.body.len() <= core.config().max_message_size
+        {
+            let body = zlib(&msg.body, self.options.compress_level)?;
+            return Ok(Some((
+                body,
+                sys_flag::COMPRESSED | sys_flag::COMPRESSION_ZLIB,
+            )));
+        }
+        Ok(None)
     }
 
     /// Write queue count of the message's topic, creating the topic if allowed — but only
@@ -510,13 +536,10 @@ impl Shared {
             no_wait,
             ..PutOptions::default()
         };
-        let compressed;
-        if msg.body.len() >= self.options.compress_over
-            && msg.body.len() <= core.config().max_message_size
-        {
-            compressed = zlib(&msg.body, self.options.compress_level)?;
-            opts.body = Some(&compressed);
-            opts.sys_flag |= sys_flag::COMPRESSED | sys_flag::COMPRESSION_ZLIB;
+        let compressed = self.compressed(msg)?;
+        if let Some((body, flags)) = &compressed {
+            opts.body = Some(body);
+            opts.sys_flag |= flags;
         }
         core.put_with(msg, queue_id, opts)
     }

@@ -154,6 +154,24 @@ impl StoreBuilder {
         self
     }
 
+    /// Sets [`StoreConfig::transaction_check_interval`].
+    pub fn transaction_check_interval(mut self, interval: Duration) -> Self {
+        self.config.transaction_check_interval = interval;
+        self
+    }
+
+    /// Sets [`StoreConfig::transaction_timeout`].
+    pub fn transaction_timeout(mut self, timeout: Duration) -> Self {
+        self.config.transaction_timeout = timeout;
+        self
+    }
+
+    /// Sets [`StoreConfig::transaction_check_max`].
+    pub fn transaction_check_max(mut self, checks: u32) -> Self {
+        self.config.transaction_check_max = checks;
+        self
+    }
+
     /// Sets [`StoreConfig::default_topic_queues`].
     pub fn default_topic_queues(mut self, queues: u32) -> Self {
         self.config.default_topic_queues = queues;
