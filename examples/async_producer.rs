@@ -18,7 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .open()?;
     store.create_topic("events", 4)?;
-    let producer = store.producer("event-service");
+    let producer = store.producer("event-service")?;
 
     let n = 20_000;
     let ok = Arc::new(AtomicU64::new(0));

@@ -61,7 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect();
         println!("{} owns orders queues {qs:?}", c.id());
     }
-    let producer = store.producer("shop");
+    let producer = store.producer("shop")?;
     for i in 0..3000 {
         producer.send(Message::new("orders", format!("order {i}")))?;
     }

@@ -16,7 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let store = open()?;
     store.create_topic("reminders", 1)?;
-    let producer = store.producer("scheduler");
+    let producer = store.producer("scheduler")?;
     let sent = Instant::now();
     producer.send(Message::new("reminders", "level 1: after 1 s").with_delay_level(1))?;
     producer.send(
@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         store.max_offset(&q)?
     );
 
-    let consumer = store.pull_consumer("reader");
+    let consumer = store.pull_consumer("reader")?;
     let mut offset = 0;
     while offset < 2 {
         let r = consumer.pull_timeout(&q, "*", offset, 32, Duration::from_secs(5))?;
@@ -47,7 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     store.close()?;
     println!("closed at {:?}, reopening", sent.elapsed());
     let store = open()?;
-    let consumer = store.pull_consumer("reader");
+    let consumer = store.pull_consumer("reader")?;
     let r = consumer.pull_timeout(&q, "*", offset, 32, Duration::from_secs(10))?;
     for m in &r.messages {
         println!(

@@ -51,7 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seen = Arc::new(Mutex::new(HashMap::new()));
     let a = consumer(&store, "a", &seen)?;
     let b = consumer(&store, "b", &seen)?;
-    let producer = store.producer("shop");
+    let producer = store.producer("shop")?;
     let orders = 50;
     for step in STEPS {
         for n in 0..orders {

@@ -12,7 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = TempDir::new("ordered_producer")?;
     let store = Store::open(dir.path())?;
     store.create_topic("orders", 4)?;
-    let producer = store.producer("order-service");
+    let producer = store.producer("order-service")?;
 
     // Four threads, each driving its own orders through their steps.
     let steps = ["create", "pay", "complete"];
@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
 
     // Read every queue in order and check each order's steps arrive in sequence.
-    let consumer = store.pull_consumer("audit");
+    let consumer = store.pull_consumer("audit")?;
     let mut progress: HashMap<String, usize> = HashMap::new();
     let mut per_queue = Vec::new();
     for queue in consumer.queues("orders")? {

@@ -27,7 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = builder.clone().open()?;
     store.create_topic("orders", 2)?;
 
-    let producer = store.producer("order-service");
+    let producer = store.producer("order-service")?;
     let events = [
         ("ORDER-1", "created"),
         ("ORDER-2", "created"),
@@ -50,7 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // A pull consumer that only wants payments.
-    let consumer = store.pull_consumer("billing");
+    let consumer = store.pull_consumer("billing")?;
     for queue in consumer.queues("orders")? {
         let from = consumer.consume_offset(&queue, ConsumeFrom::FirstOffset)?;
         let r = consumer.pull(&queue, "paid", from, 32)?;
@@ -79,12 +79,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = std::time::Instant::now();
     let store = builder.open()?;
     println!("reopened in {:?}", started.elapsed());
-    let producer = store.producer("order-service");
+    let producer = store.producer("order-service")?;
     producer.send_ordered(
         Message::new("orders", "ORDER-1 paid again").with_tags("paid"),
         "ORDER-1",
     )?;
-    let consumer = store.pull_consumer("billing");
+    let consumer = store.pull_consumer("billing")?;
     for queue in consumer.queues("orders")? {
         let from = consumer.consume_offset(&queue, ConsumeFrom::FirstOffset)?;
         let r = consumer.pull_timeout(&queue, "paid", from, 32, Duration::from_millis(100))?;

@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ConsumeStatus::ReconsumeLater
         })?;
     store
-        .producer("gateway")
+        .producer("gateway")?
         .send(Message::new("payments", "charge card 4242").with_keys(["PAY-1"]))?;
 
     let dlq = MessageQueue::new("%DLQ%ledger", 0);

@@ -38,7 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         } else {
             TransactionState::Rollback
         }
-    });
+    })?;
 
     let order = |id: &str| Message::new("orders", format!("{id} created")).with_keys([id]);
     // 1. The row is written: commit.

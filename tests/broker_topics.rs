@@ -96,7 +96,7 @@ fn long_and_pop_retry_topics_found_on_disk_are_served() {
         let want: Vec<String> = (0..5).map(|i| format!("{pop_retry}-{i}")).collect();
         assert_eq!(bodies(&store, pop_retry), want, "round {round}");
         assert_eq!(bodies(&store, "plain"), ["first"], "round {round}");
-        let c = store.pull_consumer("g");
+        let c = store.pull_consumer("g").unwrap();
         assert_eq!(
             c.committed_offset(&MessageQueue::new(long.as_str(), 0))
                 .unwrap(),

@@ -52,7 +52,7 @@ fn sample_store(dir: &Path) -> (String, String) {
         let put = store.put(&msg, i % 2).unwrap();
         first.get_or_insert((put.offset_msg_id.to_string(), put.msg_id.to_string()));
     }
-    let pull = store.pull_consumer("billing");
+    let pull = store.pull_consumer("billing").unwrap();
     pull.commit_offset(&MessageQueue::new("orders", 0), 3)
         .unwrap();
     pull.commit_offset(&MessageQueue::new("orders", 1), 5)
@@ -358,10 +358,10 @@ fn read_only_store_refuses_writes_and_writes_nothing() {
         Err(Error::ReadOnly)
     ));
     assert!(matches!(
-        ro.pull_consumer("g").commit_offset(&q, 1),
+        ro.pull_consumer("g").unwrap().commit_offset(&q, 1),
         Err(Error::ReadOnly)
     ));
-    let sent = ro.producer("p").send(Message::new("orders", "x"));
+    let sent = ro.producer("p").unwrap().send(Message::new("orders", "x"));
     assert!(matches!(
         sent.map_err(|e| e.into_parts().0),
         Err(Error::ReadOnly)
@@ -471,6 +471,7 @@ fn read_only_follows_a_live_owner() {
         let q = q.clone();
         std::thread::spawn(move || {
             ro.pull_consumer("g")
+                .unwrap()
                 .pull_timeout(&q, "*", 0, 32, Duration::from_secs(60))
                 .unwrap()
         })

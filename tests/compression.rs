@@ -161,7 +161,7 @@ fn large_bodies_are_stored_as_level_5_zlib_streams() {
     {
         let store = open(tmp.path());
         store.create_topic("zip", 1).unwrap();
-        let p = store.producer("zip-producer");
+        let p = store.producer("zip-producer").unwrap();
         for (what, body, _) in &bodies {
             let r = p
                 .send(
@@ -219,6 +219,7 @@ fn zlib_header_is_the_one_javas_deflater_writes_at_level_5() {
         let store = open(tmp.path());
         let r = store
             .producer("zip-producer")
+            .unwrap()
             .send(Message::new("zip", body.clone()))
             .unwrap();
         store.close().unwrap();
@@ -257,7 +258,7 @@ fn consumers_get_the_original_body() {
     {
         let store = open(tmp.path());
         store.create_topic("zip", 1).unwrap();
-        let p = store.producer("zip-producer");
+        let p = store.producer("zip-producer").unwrap();
         let a = p
             .send(Message::new("zip", text.clone()).with_tags("text"))
             .unwrap();
@@ -267,7 +268,7 @@ fn consumers_get_the_original_body() {
         p.send(Message::new("zip", "plain").with_tags("text"))
             .unwrap();
         ids = (a.offset_msg_id.to_string(), b.offset_msg_id.to_string());
-        let c = store.pull_consumer("zip-consumer");
+        let c = store.pull_consumer("zip-consumer").unwrap();
         let r = c.pull(&q, "*", 0, 32).unwrap();
         assert_eq!(r.status, PullStatus::Found);
         assert_eq!(r.messages.len(), 3);
@@ -299,9 +300,12 @@ fn threshold_is_configurable() {
     let store = open(tmp.path());
     store.create_topic("zip", 1).unwrap();
     let q = MessageQueue::new("zip", 0);
-    let low = store.producer("zip-producer").compress_over(100);
-    let never = store.producer("zip-producer").compress_over(usize::MAX);
-    let always = store.producer("zip-producer").compress_over(0);
+    let low = store.producer("zip-producer").unwrap().compress_over(100);
+    let never = store
+        .producer("zip-producer")
+        .unwrap()
+        .compress_over(usize::MAX);
+    let always = store.producer("zip-producer").unwrap().compress_over(0);
     let cases: Vec<(&mqlite::Producer, Vec<u8>, bool)> = vec![
         (&low, text_body(100), true),
         (&low, text_body(99), false),
@@ -335,7 +339,7 @@ fn every_send_variant_compresses_but_batches_and_store_put_do_not() {
     let tmp = tempfile::tempdir().unwrap();
     let store = open(tmp.path());
     store.create_topic("zip", 2).unwrap();
-    let p = store.producer("zip-producer");
+    let p = store.producer("zip-producer").unwrap();
     let body = |i: u8| {
         let mut b = text_body(6000);
         b[0] = b'0' + i;
@@ -394,7 +398,7 @@ fn a_body_of_the_maximum_size_is_compressed_and_read_back() {
         .unwrap();
     store.create_topic("zip", 1).unwrap();
     let q = MessageQueue::new("zip", 0);
-    let p = store.producer("zip-producer");
+    let p = store.producer("zip-producer").unwrap();
     // Random data does not shrink: the stored stream is a little larger than the limit.
     let random = Rng::new(seed(0xC0_4D05)).bytes(64 * 1024);
     let text = text_body(64 * 1024);

@@ -10,12 +10,16 @@ fn store_with_offsets(dir: &std::path::Path) {
     for i in 0..40 {
         store.put(&Message::new("t", format!("m{i}")), 0).unwrap();
     }
-    let c = store.pull_consumer("g");
+    let c = store.pull_consumer("g").unwrap();
     c.commit_offset(&q, 7).unwrap();
     store.close().unwrap();
     // A second commit and close, so the file has a `.bak` holding offset 7.
     let store = Store::open(dir).unwrap();
-    store.pull_consumer("g").commit_offset(&q, 9).unwrap();
+    store
+        .pull_consumer("g")
+        .unwrap()
+        .commit_offset(&q, 9)
+        .unwrap();
     store.close().unwrap();
 }
 
@@ -37,7 +41,7 @@ fn damaged_offsets_fall_back_to_the_bak() {
     assert!(tmp.path().join("config/consumerOffset.json.bak").exists());
     cut_two_bytes(&file);
     let store = Store::open(tmp.path()).unwrap();
-    let c = store.pull_consumer("g");
+    let c = store.pull_consumer("g").unwrap();
     // The .bak is one persist behind: an older offset means redelivery, never a skip.
     assert_eq!(
         c.committed_offset(&MessageQueue::new("t", 0)).unwrap(),

@@ -39,7 +39,7 @@ fn offsets_json(dir: &Path) -> Value {
 fn filled(dir: &Path, per_queue: u64) -> Store {
     let store = small(dir).open().unwrap();
     store.create_topic("orders", 4).unwrap();
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for q in 0..4 {
         let mq = MessageQueue::new("orders", q);
         for i in 0..per_queue {
@@ -72,8 +72,8 @@ fn clock_past(ms: u64) {
 fn commit_and_read_back() {
     let tmp = tempfile::tempdir().unwrap();
     let store = filled(tmp.path(), 10);
-    let billing = store.pull_consumer("billing");
-    let audit = store.pull_consumer("audit");
+    let billing = store.pull_consumer("billing").unwrap();
+    let audit = store.pull_consumer("audit").unwrap();
     assert_eq!(billing.group(), "billing");
     assert_eq!(billing.committed_offset(&mq(0)).unwrap(), None);
     billing.commit_offset(&mq(0), 5).unwrap();
@@ -92,7 +92,7 @@ fn commit_and_read_back() {
         None
     );
     // Another handle of the same group sees them; a commit may move back (reset).
-    let again = store.pull_consumer("billing");
+    let again = store.pull_consumer("billing").unwrap();
     assert_eq!(again.committed_offset(&mq(1)).unwrap(), Some(7));
     again.commit_offset(&mq(1), 2).unwrap();
     assert_eq!(billing.clone().committed_offset(&mq(1)).unwrap(), Some(2));
@@ -110,11 +110,12 @@ fn commit_and_read_back() {
 fn offsets_file_has_rocketmqs_shape_and_survives_reopen() {
     let tmp = tempfile::tempdir().unwrap();
     let store = filled(tmp.path(), 10);
-    let billing = store.pull_consumer("billing");
+    let billing = store.pull_consumer("billing").unwrap();
     billing.commit_offset(&mq(0), 3).unwrap();
     billing.commit_offset(&mq(3), 10).unwrap();
     store
         .pull_consumer("audit")
+        .unwrap()
         .commit_offset(&mq(1), 1)
         .unwrap();
     // Not written at every commit: periodically (default 5 s) and at close.
@@ -141,13 +142,14 @@ fn offsets_file_has_rocketmqs_shape_and_survives_reopen() {
     assert!(json["dataVersion"]["timestamp"].as_u64().is_some());
 
     let store = small(tmp.path()).open().unwrap();
-    let billing = store.pull_consumer("billing");
+    let billing = store.pull_consumer("billing").unwrap();
     assert_eq!(billing.committed_offset(&mq(0)).unwrap(), Some(3));
     assert_eq!(billing.committed_offset(&mq(3)).unwrap(), Some(10));
     assert_eq!(billing.committed_offset(&mq(1)).unwrap(), None);
     assert_eq!(
         store
             .pull_consumer("audit")
+            .unwrap()
             .committed_offset(&mq(1))
             .unwrap(),
         Some(1)
@@ -164,7 +166,7 @@ fn offsets_are_persisted_periodically_while_open() {
     }
     let interval = Duration::from_millis(100);
     let store = open_with_interval(tmp.path(), interval);
-    let c = store.pull_consumer("billing");
+    let c = store.pull_consumer("billing").unwrap();
     let read = |dir: &Path| -> Option<u64> {
         let text = std::fs::read_to_string(offsets_file(dir)).ok()?;
         let v: Value = serde_json::from_str(&text).ok()?;
@@ -197,7 +199,7 @@ fn fastjson_unquoted_integer_keys_are_read() {
                 \"stateVersion\":0,\"timestamp\":1726766740123}\n}";
     std::fs::write(offsets_file(tmp.path()), text).unwrap();
     let store = small(tmp.path()).open().unwrap();
-    let c = store.pull_consumer("billing");
+    let c = store.pull_consumer("billing").unwrap();
     assert_eq!(c.committed_offset(&mq(0)).unwrap(), Some(5));
     assert_eq!(c.committed_offset(&mq(1)).unwrap(), Some(7));
     assert_eq!(c.committed_offset(&mq(2)).unwrap(), None);
@@ -221,12 +223,14 @@ fn a_damaged_offsets_file_falls_back_to_the_backup() {
         let store = filled(tmp.path(), 10);
         store
             .pull_consumer("billing")
+            .unwrap()
             .commit_offset(&mq(0), 3)
             .unwrap();
         store.close().unwrap();
         let store = small(tmp.path()).open().unwrap();
         store
             .pull_consumer("billing")
+            .unwrap()
             .commit_offset(&mq(0), 8)
             .unwrap();
         store.close().unwrap();
@@ -245,7 +249,7 @@ fn a_damaged_offsets_file_falls_back_to_the_backup() {
             None => std::fs::remove_file(&file).unwrap(),
         }
         let store = small(tmp.path()).open().unwrap();
-        let c = store.pull_consumer("billing");
+        let c = store.pull_consumer("billing").unwrap();
         // The older offset: messages 3..8 come again, nothing is skipped.
         assert_eq!(c.committed_offset(&mq(0)).unwrap(), Some(3), "damage {i}");
         store.close().unwrap();
@@ -266,7 +270,7 @@ fn a_damaged_offsets_file_falls_back_to_the_backup() {
         let store = small(tmp.path())
             .open()
             .unwrap_or_else(|e| panic!("damage {i}: reopen after removing both files: {e:?}"));
-        let c = store.pull_consumer("billing");
+        let c = store.pull_consumer("billing").unwrap();
         assert_eq!(c.committed_offset(&mq(0)).unwrap(), None, "damage {i}");
         assert_eq!(
             c.consume_offset(&mq(0), ConsumeFrom::FirstOffset).unwrap(),
@@ -287,7 +291,7 @@ fn offsets_past_a_queues_end_are_kept_after_a_clean_close() {
     )
     .unwrap();
     let store = small(tmp.path()).open().unwrap();
-    let c = store.pull_consumer("billing");
+    let c = store.pull_consumer("billing").unwrap();
     assert_eq!(c.committed_offset(&mq(0)).unwrap(), Some(1000));
     assert_eq!(c.committed_offset(&mq(1)).unwrap(), Some(4));
     // A pull from there is told where to go on, as RocketMQ answers OFFSET_OVERFLOW_BADLY.
@@ -312,13 +316,14 @@ fn offsets_past_a_queues_end_are_lowered_after_crash_recovery() {
     // committed past may be gone.
     std::fs::write(tmp.path().join("abort"), b"1").unwrap();
     let store = small(tmp.path()).open().unwrap();
-    let c = store.pull_consumer("billing");
+    let c = store.pull_consumer("billing").unwrap();
     assert_eq!(c.committed_offset(&mq(0)).unwrap(), Some(10));
     assert_eq!(c.committed_offset(&mq(1)).unwrap(), Some(4));
     assert_eq!(c.committed_offset(&mq(2)).unwrap(), Some(10));
     // What is written next at offset 10 is delivered.
     store
         .producer("p")
+        .unwrap()
         .send_to(Message::new("orders", "new"), &mq(0))
         .unwrap();
     let r = c.pull(&mq(0), "*", 10, 32).unwrap();
@@ -340,7 +345,7 @@ fn offsets_kill_child() {
         return;
     };
     let store = open_with_interval(Path::new(&dir), Duration::from_millis(10));
-    let c = store.pull_consumer(CHILD_GROUP);
+    let c = store.pull_consumer(CHILD_GROUP).unwrap();
     println!("READY");
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
@@ -450,7 +455,7 @@ fn kill_9_loses_at_most_recent_offsets_and_never_skips() {
             }
         }
         let store = small(&dir).open().unwrap();
-        let c = store.pull_consumer(CHILD_GROUP);
+        let c = store.pull_consumer(CHILD_GROUP).unwrap();
         let mut restored = 0;
         let mut redelivered = 0;
         for q in 0..4 {
@@ -500,8 +505,8 @@ fn consume_from_applies_only_without_a_committed_offset() {
     store.create_topic("cf", 2).unwrap();
     let q0 = MessageQueue::new("cf", 0);
     let q1 = MessageQueue::new("cf", 1);
-    let p = store.producer("p");
-    let c = store.pull_consumer("fresh");
+    let p = store.producer("p").unwrap();
+    let c = store.pull_consumer("fresh").unwrap();
     // An empty queue: everything resolves to 0.
     for from in [
         ConsumeFrom::LastOffset,
@@ -568,7 +573,7 @@ fn offset_by_time_finds_the_first_message_at_or_after_a_time() {
     let store = small(tmp.path()).open().unwrap();
     store.create_topic("tt", 2).unwrap();
     let q = MessageQueue::new("tt", 0);
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     // Runs of 1..6 messages with distinct, increasing store times between runs.
     let mut rng = common::Rng::new(common::seed(0x71_3E01));
     for _ in 0..25 {
@@ -599,7 +604,7 @@ fn offset_by_time_finds_the_first_message_at_or_after_a_time() {
         probes.extend([t - 1, t, t + 1]);
     }
     probes.extend([0, u64::MAX]);
-    let c = store.pull_consumer("g");
+    let c = store.pull_consumer("g").unwrap();
     for ms in probes {
         let want = oracle(ms);
         assert_eq!(store.offset_by_time(&q, ms).unwrap(), want, "at {ms}");
@@ -621,7 +626,7 @@ fn consumer_lag_counts_what_the_group_has_not_consumed() {
     let tmp = tempfile::tempdir().unwrap();
     let store = small(tmp.path()).open().unwrap();
     store.create_topic("lag", 3).unwrap();
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for (q, n) in [(0, 10), (1, 5)] {
         for i in 0..n {
             p.send_to(
@@ -632,7 +637,7 @@ fn consumer_lag_counts_what_the_group_has_not_consumed() {
         }
     }
     assert_eq!(store.consumer_lag("g", "lag").unwrap(), 15);
-    let c = store.pull_consumer("g");
+    let c = store.pull_consumer("g").unwrap();
     c.commit_offset(&MessageQueue::new("lag", 0), 4).unwrap();
     assert_eq!(store.consumer_lag("g", "lag").unwrap(), 11);
     c.commit_offset(&MessageQueue::new("lag", 1), 5).unwrap();
@@ -669,7 +674,7 @@ fn reset_offset_by_time_moves_every_queue() {
     let tmp = tempfile::tempdir().unwrap();
     let store = small(tmp.path()).open().unwrap();
     store.create_topic("rs", 3).unwrap();
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     let q = |i| MessageQueue::new("rs", i);
     for i in 0..4 {
         p.send_to(Message::new("rs", format!("old{i}")), &q(0))
@@ -684,7 +689,7 @@ fn reset_offset_by_time_moves_every_queue() {
         p.send_to(Message::new("rs", format!("new{i}")), &q(0))
             .unwrap();
     }
-    let c = store.pull_consumer("g");
+    let c = store.pull_consumer("g").unwrap();
     c.commit_offset(&q(0), 7).unwrap();
     store.reset_offset_by_time("g", "rs", t).unwrap();
     assert_eq!(c.committed_offset(&q(0)).unwrap(), Some(4));
@@ -711,7 +716,11 @@ fn reset_offset_by_time_moves_every_queue() {
     store.close().unwrap();
     let store = small(tmp.path()).open().unwrap();
     assert_eq!(
-        store.pull_consumer("g").committed_offset(&q(0)).unwrap(),
+        store
+            .pull_consumer("g")
+            .unwrap()
+            .committed_offset(&q(0))
+            .unwrap(),
         Some(7)
     );
     store.close().unwrap();

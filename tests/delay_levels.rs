@@ -215,7 +215,7 @@ fn check_on_time(
 /// Sends a mix of delay levels and deliver-at times to `t` queue 0; returns them with their
 /// due times.
 fn send_mix(store: &Store, tag: &str, levels: &[usize], at_ms: &[i64]) -> Vec<Pending> {
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     let q = MessageQueue::new("t", 0);
     let mut out = Vec::new();
     for (i, &level) in levels.iter().enumerate() {
@@ -349,7 +349,7 @@ fn the_default_table_and_the_schedule_queues() {
     store.create_topic("t", 2).unwrap();
     let t1 = MessageQueue::new("t", 1);
     let watcher = Watcher::start(&store, "t", 2);
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     let send = |body: &str, level: u32| {
         let r = p
             .send_to(Message::new("t", body).with_delay_level(level), &t1)
@@ -495,7 +495,7 @@ fn delay_child() {
     }
     let store = builder(dir).open().unwrap();
     store.create_topic("t", 2).unwrap();
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     let mut rng = Rng::new(seed);
     emit("READY");
     for i in 0.. {
@@ -526,7 +526,7 @@ fn scripted_store(dir: &Path) -> Store {
 }
 
 fn filler(store: &Store, n: usize) {
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     let q = MessageQueue::new("f", 0);
     for i in 0..n {
         let mut body = format!("filler-{i}-").into_bytes();
@@ -537,7 +537,7 @@ fn filler(store: &Store, n: usize) {
 
 fn scripted_child(dir: &Path, mode: &str) {
     let store = scripted_store(dir);
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     let t0 = MessageQueue::new("t", 0);
     match mode {
         "deliver" => {

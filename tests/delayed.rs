@@ -20,7 +20,7 @@ fn wait_for(
     n: usize,
     within: Duration,
 ) -> Vec<mqlite::MessageExt> {
-    let consumer = store.pull_consumer("g");
+    let consumer = store.pull_consumer("g").unwrap();
     let deadline = Instant::now() + within;
     let mut got = Vec::new();
     let mut off = 0;
@@ -48,7 +48,7 @@ fn delay_levels_deliver_on_time() {
     let store = open(dir.path());
     store.create_topic("t", 1).unwrap();
     let q = MessageQueue::new("t", 0);
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     let sent_at = Instant::now();
     let r = p
         .send(
@@ -104,7 +104,7 @@ fn deliver_at_and_reopen_deliver_exactly_once() {
     {
         let store = open(dir.path());
         store.create_topic("t", 1).unwrap();
-        let p = store.producer("p");
+        let p = store.producer("p").unwrap();
         let now = SystemTime::now();
         // Timer entries arrive out of delivery order.
         for (i, ms) in [700u64, 300, 500].iter().enumerate() {

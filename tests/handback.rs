@@ -121,7 +121,7 @@ fn a_checkpoint_behind_the_queues_after_a_clean_close_is_a_clean_store() {
     let store = open(dir);
     let want: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
     assert_eq!(bodies(&store), want);
-    let c = store.pull_consumer("g");
+    let c = store.pull_consumer("g").unwrap();
     assert_eq!(
         c.committed_offset(&MessageQueue::new("t", 0)).unwrap(),
         Some(500),

@@ -40,7 +40,7 @@ fn close_stops_running_push_consumers_and_commits_what_they_consumed() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     store.create_topic("t", 4).unwrap();
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for i in 0..N {
         p.send(Message::new("t", format!("{i}"))).unwrap();
     }
@@ -145,7 +145,7 @@ fn close_drains_pending_async_sends_with_their_real_results() {
         .unwrap();
     store.create_topic("t", 1).unwrap();
     let results: Arc<Mutex<Vec<mqlite::Result<mqlite::SendResult>>>> = Arc::default();
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for i in 0..N {
         let results = results.clone();
         p.send_async(Message::new("t", format!("{i}")), move |r| {
@@ -201,9 +201,9 @@ fn clients_get_closed_errors_after_close() {
     let store = Store::open(dir.path()).unwrap();
     store.create_topic("t", 1).unwrap();
     let q = MessageQueue::new("t", 0);
-    let producer = store.producer("p");
+    let producer = store.producer("p").unwrap();
     producer.send(Message::new("t", "x")).unwrap();
-    let pull = store.pull_consumer("g");
+    let pull = store.pull_consumer("g").unwrap();
     let running = store
         .push_consumer("g2")
         .subscribe("t", "*")
@@ -262,7 +262,11 @@ fn shutdown_timeout_does_not_wait_for_a_stuck_listener() {
             ConsumeStatus::Success
         })
         .unwrap();
-    store.producer("p").send(Message::new("t", "slow")).unwrap();
+    store
+        .producer("p")
+        .unwrap()
+        .send(Message::new("t", "slow"))
+        .unwrap();
     assert_eq!(entered_rx.recv_timeout(WAIT).unwrap(), "slow");
     assert!(!stuck.shutdown_timeout(Duration::from_millis(20)).unwrap());
     assert!(store.consumer_ids("g").is_empty(), "it left the group");
@@ -311,7 +315,11 @@ fn orderly_shutdown_timeout_keeps_the_queue_lock_until_the_listener_returns() {
             OrderlyStatus::Success
         })
         .unwrap();
-    store.producer("p").send(Message::new("t", "x")).unwrap();
+    store
+        .producer("p")
+        .unwrap()
+        .send(Message::new("t", "x"))
+        .unwrap();
     entered_rx.recv_timeout(WAIT).unwrap();
     assert!(!c.shutdown_timeout(Duration::from_millis(20)).unwrap());
     assert!(

@@ -10,7 +10,7 @@ fn offsets_of_unknown_queues_and_past_the_end_are_refused() {
     for _ in 0..5 {
         store.put(&Message::new("t", "x"), 0).unwrap();
     }
-    let c = store.pull_consumer("g");
+    let c = store.pull_consumer("g").unwrap();
     let q0 = MessageQueue::new("t", 0);
     assert!(matches!(
         c.commit_offset(&MessageQueue::new("nope", 0), 1),
@@ -109,6 +109,7 @@ fn subscribing_never_creates_a_topic_and_takes_it_when_it_appears() {
     // The producer creates the topic; the running consumer takes its queues.
     store
         .producer("p")
+        .unwrap()
         .send(Message::new("orders", "first"))
         .unwrap();
     let got = rx.recv_timeout(Duration::from_secs(30)).unwrap();

@@ -41,7 +41,7 @@ fn open(dir: &Path, sim: &SimStorage, policy: FlushPolicy) -> Store {
 
 /// The store holds exactly the model's messages, and committed offsets are where they may be.
 fn check(store: &Store, model: &Model, after_crash: bool, step: usize) {
-    let consumer = store.pull_consumer(GROUP);
+    let consumer = store.pull_consumer(GROUP).unwrap();
     for q in 0..QUEUES {
         let mq = MessageQueue::new(TOPIC, q);
         let want = model.queues.get(&q).map_or(&[][..], Vec::as_slice);
@@ -89,6 +89,7 @@ fn run(seed: u64, policy: FlushPolicy, steps: usize) {
                 n += 1;
                 let r = store
                     .producer("p")
+                    .unwrap()
                     .send_to(
                         Message::new(TOPIC, body.clone()),
                         &MessageQueue::new(TOPIC, q),
@@ -110,7 +111,11 @@ fn run(seed: u64, policy: FlushPolicy, steps: usize) {
                     .collect();
                 n += 1;
                 let bodies: Vec<Vec<u8>> = msgs.iter().map(|m| m.body().to_vec()).collect();
-                let results = store.producer("p").send_batch(msgs).expect("batch");
+                let results = store
+                    .producer("p")
+                    .unwrap()
+                    .send_batch(msgs)
+                    .expect("batch");
                 let q = results[0].queue.queue_id;
                 assert!(results.iter().all(|r| r.queue.queue_id == q));
                 let v = model.queues.entry(q).or_default();
@@ -138,6 +143,7 @@ fn run(seed: u64, policy: FlushPolicy, steps: usize) {
                 let from = rng.range(0, len + 2);
                 let r = store
                     .pull_consumer(GROUP)
+                    .unwrap()
                     .pull(&MessageQueue::new(TOPIC, q), "*", from, 16)
                     .expect("pull");
                 if from < len {
@@ -159,6 +165,7 @@ fn run(seed: u64, policy: FlushPolicy, steps: usize) {
                 let off = rng.range(cur, len.max(cur) + 1);
                 store
                     .pull_consumer(GROUP)
+                    .unwrap()
                     .commit_offset(&MessageQueue::new(TOPIC, q), off)
                     .expect("commit");
                 model.committed.insert(q, off);
@@ -205,7 +212,7 @@ fn run(seed: u64, policy: FlushPolicy, steps: usize) {
                     }
                 }
                 // A committed offset past a queue's end is not kept: read it from the store.
-                let consumer = store.pull_consumer(GROUP);
+                let consumer = store.pull_consumer(GROUP).unwrap();
                 for q in 0..QUEUES {
                     let c = consumer
                         .committed_offset(&MessageQueue::new(TOPIC, q))

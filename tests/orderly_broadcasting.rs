@@ -14,7 +14,11 @@ fn broadcasting_orderly_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = common::small(dir.path()).open().unwrap();
     store.create_topic("b", 2).unwrap();
-    store.producer("p").send(Message::new("b", "x")).unwrap();
+    store
+        .producer("p")
+        .unwrap()
+        .send(Message::new("b", "x"))
+        .unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
     let err = store

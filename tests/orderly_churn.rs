@@ -178,7 +178,7 @@ fn churn(default_seed: u64, timing: Timing) {
         let store = store.clone();
         let mut rng = common::Rng::new(seed ^ 0xFEED);
         std::thread::spawn(move || {
-            let p = store.producer("p");
+            let p = store.producer("p").unwrap();
             let mut keys: Vec<u32> = (0..KEYS).collect();
             for seq in 0..PER_KEY {
                 for i in (1..keys.len()).rev() {

@@ -43,6 +43,7 @@ fn queue() -> MessageQueue {
 fn committed(store: &Store) -> u64 {
     store
         .pull_consumer(GROUP)
+        .unwrap()
         .committed_offset(&queue())
         .unwrap()
         .unwrap_or(0)
@@ -52,7 +53,7 @@ fn setup(n: usize) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = common::small(dir.path()).open().unwrap();
     store.create_topic(TOPIC, 1).unwrap();
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for i in 0..n {
         p.send(Message::new(TOPIC, format!("m{i}"))).unwrap();
     }

@@ -81,6 +81,7 @@ fn seen(log: &Log, queue: u32) -> Vec<(u64, i32)> {
 fn committed(store: &Store, queue: u32) -> Option<u64> {
     store
         .pull_consumer(GROUP)
+        .unwrap()
         .committed_offset(&MessageQueue::new(TOPIC, queue))
         .unwrap()
 }
@@ -88,7 +89,7 @@ fn committed(store: &Store, queue: u32) -> Option<u64> {
 #[test]
 fn after_max_reconsume_times_the_message_goes_to_the_dlq_and_the_queue_moves_on() {
     let (_dir, store) = setup(2);
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     let q0 = MessageQueue::new(TOPIC, 0);
     let q1 = MessageQueue::new(TOPIC, 1);
     p.send_to(
@@ -184,7 +185,7 @@ fn after_max_reconsume_times_the_message_goes_to_the_dlq_and_the_queue_moves_on(
 #[test]
 fn max_zero_sends_the_first_failure_to_the_dlq() {
     let (_dir, store) = setup(1);
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     p.send(Message::new(TOPIC, "poison")).unwrap();
     p.send(Message::new(TOPIC, "fine")).unwrap();
     let log: Log = Arc::default();
@@ -206,7 +207,7 @@ fn max_zero_sends_the_first_failure_to_the_dlq() {
 #[test]
 fn several_dead_letters_keep_the_queue_in_order() {
     let (_dir, store) = setup(1);
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     let bodies = ["ok-0", "poison-1", "ok-2", "poison-3", "ok-4"];
     for b in bodies {
         p.send(Message::new(TOPIC, b)).unwrap();

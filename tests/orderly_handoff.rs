@@ -91,7 +91,7 @@ fn setup() -> (tempfile::TempDir, Store, MessageQueue) {
     let store = common::small(dir.path()).open().unwrap();
     store.create_topic(TOPIC, 1).unwrap();
     let q = MessageQueue::new(TOPIC, 0);
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for i in 0..TOTAL {
         p.send_to(Message::new(TOPIC, format!("m{i}")), &q).unwrap();
     }
@@ -160,7 +160,11 @@ fn a_joining_consumer_waits_for_the_batch_in_flight() {
     a.shutdown().unwrap();
     check_log(&sh, "z", "a");
     assert_eq!(
-        store.pull_consumer(GROUP).committed_offset(&q).unwrap(),
+        store
+            .pull_consumer(GROUP)
+            .unwrap()
+            .committed_offset(&q)
+            .unwrap(),
         Some(TOTAL)
     );
 }
@@ -195,7 +199,11 @@ fn a_leaving_consumer_finishes_its_batch_before_the_queue_moves() {
     z.shutdown().unwrap();
     check_log(&sh, "a", "z");
     assert_eq!(
-        store.pull_consumer(GROUP).committed_offset(&q).unwrap(),
+        store
+            .pull_consumer(GROUP)
+            .unwrap()
+            .committed_offset(&q)
+            .unwrap(),
         Some(TOTAL)
     );
 }
@@ -247,7 +255,11 @@ fn a_periodic_rebalance_during_shutdown_never_overlaps_the_batch_in_flight() {
     let offsets: Vec<u64> = log.iter().map(|(_, o)| *o).collect();
     assert_eq!(offsets, (0..TOTAL).collect::<Vec<_>>(), "{log:?}");
     assert_eq!(
-        store.pull_consumer(GROUP).committed_offset(&q).unwrap(),
+        store
+            .pull_consumer(GROUP)
+            .unwrap()
+            .committed_offset(&q)
+            .unwrap(),
         Some(TOTAL)
     );
 }

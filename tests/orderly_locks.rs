@@ -50,7 +50,7 @@ fn start(store: &Store, log: &Log, lock_interval: Option<Duration>) -> PushConsu
 }
 
 fn send_to_all(store: &Store, queues: &[MessageQueue], per_queue: u64) {
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for i in 0..per_queue {
         for q in queues {
             p.send_to(Message::new(TOPIC, format!("{}-{i}", q.queue_id)), q)
@@ -148,7 +148,7 @@ fn queues_of_a_dead_holder_are_taken_over_when_the_lease_lapses() {
         queues
     );
     // Committed where it stopped.
-    let pc = store.pull_consumer(GROUP);
+    let pc = store.pull_consumer(GROUP).unwrap();
     for q in &queues {
         assert_eq!(pc.committed_offset(q).unwrap(), Some(5), "{q}");
     }

@@ -27,7 +27,7 @@ fn setup(queues: u32, per_queue: usize) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = common::small(dir.path()).open().unwrap();
     store.create_topic(TOPIC, queues).unwrap();
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for i in 0..per_queue {
         for q in 0..queues {
             p.send_to(

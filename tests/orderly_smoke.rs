@@ -38,7 +38,7 @@ fn per_key_order_survives_joins_and_leaves() {
     let store = common::small(dir.path()).open().unwrap();
     store.create_topic("orders", 8).unwrap();
     let log: Log = Arc::default();
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     let mut consumers = vec![start(&store, "a", &log)];
     let (keys, per_key) = (1000u32, 10u32);
     for seq in 0..per_key {

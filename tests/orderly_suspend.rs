@@ -77,7 +77,7 @@ fn start(
 }
 
 fn send(store: &Store, queue: u32, n: usize) {
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     let q = MessageQueue::new(TOPIC, queue);
     for i in 0..n {
         p.send_to(Message::new(TOPIC, format!("{queue}-{i}")), &q)
@@ -309,6 +309,7 @@ fn a_suspended_batch_comes_back_whole_and_in_order() {
     assert_eq!(
         store
             .pull_consumer(GROUP)
+            .unwrap()
             .committed_offset(&MessageQueue::new(TOPIC, 0))
             .unwrap(),
         Some(7)
@@ -389,6 +390,7 @@ fn orderly_retries_are_unlimited_by_default() {
         .map(|q| {
             let c = store
                 .pull_consumer(GROUP)
+                .unwrap()
                 .committed_offset(&MessageQueue::new(TOPIC, q))
                 .unwrap();
             (q, c)

@@ -248,6 +248,7 @@ fn scenario(dir: &Path, sim: &SimStorage) -> (Acked, Option<Error>) {
         }
         store
             .pull_consumer("g")
+            .unwrap()
             .commit_offset(&MessageQueue::new(TOPIC, 0), 3)?;
         Ok(())
     };

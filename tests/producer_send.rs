@@ -71,7 +71,7 @@ fn send_result_matches_the_stored_message() {
     let tmp = tempfile::tempdir().unwrap();
     let store = small(tmp.path()).open().unwrap();
     store.create_topic("orders", 4).unwrap();
-    let producer = store.producer("order-service");
+    let producer = store.producer("order-service").unwrap();
     assert_eq!(producer.group(), "order-service");
     let msg = Message::new("orders", b"order 1 created".to_vec())
         .with_tags("created")
@@ -180,7 +180,7 @@ fn round_robin_visits_queues_in_turn_and_clones_share_it() {
     let tmp = tempfile::tempdir().unwrap();
     let store = small(tmp.path()).open().unwrap();
     store.create_topic("rr", 4).unwrap();
-    let p = store.producer("rr-producer");
+    let p = store.producer("rr-producer").unwrap();
     let clone = p.clone();
     let mut queues = Vec::new();
     for i in 0..24 {
@@ -215,7 +215,7 @@ fn send_to_and_selector_pick_the_queue() {
     let store = small(tmp.path()).open().unwrap();
     store.create_topic("sel", 4).unwrap();
     store.create_topic("other", 4).unwrap();
-    let p = store.producer("sel-producer");
+    let p = store.producer("sel-producer").unwrap();
 
     for q in [2, 0, 3, 2] {
         let mq = MessageQueue::new("sel", q);
@@ -300,7 +300,7 @@ fn send_ordered_maps_keys_by_java_hash() {
     {
         let store = small(tmp.path()).open().unwrap();
         store.create_topic("ordered", 3).unwrap();
-        let p = store.producer("ordered-producer");
+        let p = store.producer("ordered-producer").unwrap();
         for round in 0..3 {
             for k in &keys {
                 let r = p
@@ -335,7 +335,7 @@ fn send_ordered_maps_keys_by_java_hash() {
     }
     // Stable across a reopen while the queue count stays the same.
     let store = small(tmp.path()).open().unwrap();
-    let p = store.producer("ordered-producer");
+    let p = store.producer("ordered-producer").unwrap();
     for k in &keys {
         let r = p.send_ordered(Message::new("ordered", "again"), k).unwrap();
         assert_eq!(r.queue.queue_id, placed[k], "key {k:?} moved after reopen");
@@ -356,7 +356,7 @@ fn concurrent_producers_keep_each_producers_order_per_queue() {
     let tmp = tempfile::tempdir().unwrap();
     let store = small(tmp.path()).open().unwrap();
     store.create_topic("conc", 4).unwrap();
-    let producer = store.producer("conc-producer");
+    let producer = store.producer("conc-producer").unwrap();
     let base = seed(0x5E4D_0001);
     let handles: Vec<_> = (0..THREADS)
         .map(|t| {
@@ -425,7 +425,7 @@ fn batch_goes_to_one_queue_as_one_contiguous_region() {
         .open()
         .unwrap();
     store.create_topic("batch", 4).unwrap();
-    let p = store.producer("batch-producer");
+    let p = store.producer("batch-producer").unwrap();
     p.send_to(
         Message::new("batch", "before"),
         &MessageQueue::new("batch", 0),
@@ -478,7 +478,7 @@ fn batch_is_all_or_nothing() {
     let store = small(tmp.path()).max_message_size(10_000).open().unwrap();
     store.create_topic("batch", 2).unwrap();
     store.create_topic("other", 2).unwrap();
-    let p = store.producer("batch-producer");
+    let p = store.producer("batch-producer").unwrap();
     p.send(Message::new("batch", "seed")).unwrap();
     let good = |i: usize| Message::new("batch", format!("good {i}")).with_tags("ok");
     let with_bad = |bad: Message| -> Vec<Message> {
@@ -568,7 +568,7 @@ fn send_async_calls_back_off_thread_once_durable() {
         .open()
         .unwrap();
     store.create_topic("async", 4).unwrap();
-    let p = store.producer("async-producer");
+    let p = store.producer("async-producer").unwrap();
     let caller = std::thread::current().id();
     let (tx, rx) = mpsc::channel();
     const N: usize = 300;
@@ -644,7 +644,7 @@ fn send_async_never_makes_the_caller_do_the_work() {
         .open()
         .unwrap();
     store.create_topic("big", 1).unwrap();
-    let p = store.producer("big-producer");
+    let p = store.producer("big-producer").unwrap();
     let (tx, rx) = mpsc::channel();
     let msg = Message::new("big", body.clone());
     let t = Instant::now();
@@ -688,6 +688,7 @@ fn send_async_full_in_flight_queue_gives_busy_and_the_message_back() {
     store.create_topic("busy", 1).unwrap();
     let p = store
         .producer("busy-producer")
+        .unwrap()
         .max_in_flight(2)
         .send_timeout(timeout);
     let (tx, rx) = mpsc::channel();
@@ -738,6 +739,7 @@ fn send_async_in_flight_bound_counts_sends_until_called_back() {
     store.create_topic("held", 1).unwrap();
     let p = store
         .producer("held-producer")
+        .unwrap()
         .max_in_flight(4)
         .send_timeout(Duration::from_millis(20));
     let (release_tx, release_rx) = mpsc::channel::<()>();
@@ -781,7 +783,7 @@ fn send_oneway_stores_without_reporting() {
         let store = small(tmp.path()).flush_policy(policy).open().unwrap();
         store.create_topic("oneway", 1).unwrap();
         let q = MessageQueue::new("oneway", 0);
-        let p = store.producer("oneway-producer");
+        let p = store.producer("oneway-producer").unwrap();
         for i in 0..5 {
             p.send_oneway(Message::new("oneway", format!("o{i}")).with_tags("o"))
                 .unwrap();
@@ -819,7 +821,7 @@ fn send_oneway_stores_without_reporting() {
 fn send_error_hands_back_message_and_error() {
     let tmp = tempfile::tempdir().unwrap();
     let store = small(tmp.path()).open().unwrap();
-    let p = store.producer("err-producer");
+    let p = store.producer("err-producer").unwrap();
     let msg = Message::new("bad topic", "body").with_tags("t");
     let e = p.send(msg.clone()).unwrap_err();
     assert!(matches!(e.error(), Error::InvalidTopic { topic, .. } if topic == "bad topic"));
@@ -860,7 +862,7 @@ fn a_flush_past_the_sync_timeout_reports_flush_disk_timeout() {
         .unwrap();
     store.create_topic("slow", 1).unwrap();
     let q = MessageQueue::new("slow", 0);
-    let p = store.producer("slow-producer");
+    let p = store.producer("slow-producer").unwrap();
     let mut timeouts = 0;
     for i in 0..20u64 {
         let r = p.send(Message::new("slow", format!("s{i}"))).unwrap();

@@ -76,7 +76,7 @@ fn is_message(e: &Error) -> bool {
 fn open(dir: &std::path::Path) -> Store {
     let store = small(dir).max_message_size(1000).open().unwrap();
     store.create_topic("valid", 4).unwrap();
-    let p = store.producer("setup");
+    let p = store.producer("setup").unwrap();
     for i in 0..8 {
         p.send(Message::new("valid", format!("seed {i}"))).unwrap();
     }
@@ -119,7 +119,7 @@ fn bad_topics() -> Vec<String> {
 fn topic_names_are_checked() {
     let tmp = tempfile::tempdir().unwrap();
     let store = open(tmp.path());
-    let p = store.producer("validator");
+    let p = store.producer("validator").unwrap();
     for topic in bad_topics() {
         let msg = Message::new(topic.clone(), "body");
         refused(
@@ -176,7 +176,7 @@ fn topic_names_are_checked() {
 fn producer_refuses_user_topics_over_127_even_with_a_retry_prefix() {
     let tmp = tempfile::tempdir().unwrap();
     let store = open(tmp.path());
-    let p = store.producer("validator");
+    let p = store.producer("validator").unwrap();
     for prefix in ["%RETRY%", "%DLQ%"] {
         let topic = format!("{prefix}{}", "g".repeat(150));
         refused(
@@ -204,45 +204,34 @@ fn group_names_are_checked() {
         "grüppe",
         "g\u{1}",
     ] {
-        let p = store.producer(group);
-        assert_eq!(p.group(), group);
-        let msg = Message::new("valid", "body");
-        refused(
-            &store,
-            &format!("group {group:?}"),
-            msg.clone(),
-            |m| p.send(m),
-            is_group,
+        // Refused when the client is made, before anything can be sent or committed.
+        let before = snapshot(&store);
+        assert!(is_group(&store.producer(group).unwrap_err()), "{group:?}");
+        assert!(
+            is_group(&store.pull_consumer(group).unwrap_err()),
+            "{group:?}"
         );
-        refused(
-            &store,
-            &format!("oneway group {group:?}"),
-            msg.clone(),
-            |m| p.send_oneway(m).map(|()| panic!("oneway accepted")),
-            is_group,
+        assert!(
+            is_group(
+                &store
+                    .transaction_producer(group, |_| mqlite::TransactionState::Commit)
+                    .unwrap_err()
+            ),
+            "{group:?}"
         );
-        let e = p.send_batch(vec![msg.clone()]).unwrap_err();
-        assert!(is_group(e.error()), "{:?}", e.error());
-        // Asynchronous sends report it through the callback.
-        let (tx, rx) = std::sync::mpsc::channel();
-        p.send_async(msg.clone(), move |r| {
-            let e = r.unwrap_err();
-            tx.send(is_group(&e)).unwrap();
-        })
-        .unwrap();
-        let ok = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
-        assert!(ok, "async send with group {group:?}");
-        // Consumer groups too.
-        let c = store.pull_consumer(group);
-        let q = MessageQueue::new("valid", 0);
-        assert!(matches!(
-            c.commit_offset(&q, 1),
-            Err(Error::InvalidGroup { .. })
-        ));
-        assert!(matches!(
-            c.committed_offset(&q),
-            Err(Error::InvalidGroup { .. })
-        ));
+        let pushed = store
+            .push_consumer(group)
+            .subscribe("valid", "*")
+            .start_concurrently(|_| mqlite::ConsumeStatus::Success);
+        assert!(
+            matches!(pushed, Err(Error::InvalidGroup { .. })),
+            "{group:?}"
+        );
+        assert_eq!(
+            snapshot(&store),
+            before,
+            "group {group:?}: something was written"
+        );
         assert!(matches!(
             store.consumer_lag(group, "valid"),
             Err(Error::InvalidGroup { .. })
@@ -257,13 +246,15 @@ fn group_names_are_checked() {
     let ok = "G".repeat(120);
     store
         .producer(&ok)
+        .unwrap()
         .send(Message::new("valid", "ok"))
         .unwrap();
     store
         .producer("%|_-az09")
+        .unwrap()
         .send(Message::new("valid", "ok"))
         .unwrap();
-    let c = store.pull_consumer(&ok);
+    let c = store.pull_consumer(&ok).unwrap();
     c.commit_offset(&MessageQueue::new("valid", 0), 1).unwrap();
     assert_eq!(
         c.committed_offset(&MessageQueue::new("valid", 0)).unwrap(),
@@ -277,7 +268,7 @@ fn group_names_are_checked() {
 fn bodies_are_checked() {
     let tmp = tempfile::tempdir().unwrap();
     let store = open(tmp.path());
-    let p = store.producer("validator");
+    let p = store.producer("validator").unwrap();
     let q = MessageQueue::new("valid", 1);
     for (what, body) in [
         ("empty", Vec::new()),
@@ -322,7 +313,7 @@ fn default_maximum_body_is_4_mib() {
         .open()
         .unwrap();
     store.create_topic("big", 1).unwrap();
-    let p = store.producer("validator");
+    let p = store.producer("validator").unwrap();
     let msg = Message::new("big", vec![b'z'; (4 << 20) + 1]);
     refused(&store, "4 MiB + 1", msg.clone(), |m| p.send(m), is_message);
     refused(
@@ -345,7 +336,7 @@ fn default_maximum_body_is_4_mib() {
 fn properties_over_32767_bytes_are_refused_at_the_exact_boundary() {
     let tmp = tempfile::tempdir().unwrap();
     let store = open(tmp.path());
-    let p = store.producer("validator");
+    let p = store.producer("validator").unwrap();
     // Stored properties: "p" 0x01 value 0x02 (len + 3), UNIQ_KEY 0x01 32 hex 0x02 (42) and,
     // with the whole-record CRC on (the default), "__CRC32#" 0x01 10 digits 0x02 (20): the
     // limit covers all of it, as RocketMQ's `PROPERTIES_SIZE_EXCEEDED` check does.
@@ -390,7 +381,7 @@ fn properties_over_32767_bytes_are_refused_at_the_exact_boundary() {
 fn reserved_property_names_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let store = open(tmp.path());
-    let p = store.producer("validator");
+    let p = store.producer("validator").unwrap();
     let names = [
         "TAGS",
         "KEYS",
@@ -432,7 +423,7 @@ fn reserved_property_names_are_refused() {
 fn separators_spaces_and_empty_properties_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let store = open(tmp.path());
-    let p = store.producer("validator");
+    let p = store.producer("validator").unwrap();
     let base = || Message::new("valid", "body");
     let cases = [
         ("0x01 in tag", base().with_tags("a\u{1}b")),
@@ -479,7 +470,7 @@ fn unknown_queues_and_topics_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let store = small(tmp.path()).auto_create_topics(false).open().unwrap();
     store.create_topic("valid", 4).unwrap();
-    let p: Producer = store.producer("validator");
+    let p: Producer = store.producer("validator").unwrap();
     let msg = Message::new("valid", "body");
     refused(
         &store,
@@ -535,7 +526,7 @@ fn unknown_queues_and_topics_are_refused() {
 fn refused_message_does_not_create_its_topic() {
     let tmp = tempfile::tempdir().unwrap();
     let store = small(tmp.path()).max_message_size(1000).open().unwrap();
-    let p = store.producer("validator");
+    let p = store.producer("validator").unwrap();
     let cases = [
         ("empty body", Message::new("fresh-empty", Vec::new())),
         (

@@ -34,7 +34,7 @@ fn filled(dir: &Path) -> (Store, MessageQueue) {
     let store = small(dir).open().unwrap();
     store.create_topic("f", 1).unwrap();
     let q = MessageQueue::new("f", 0);
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for (i, t) in TAGS.iter().enumerate() {
         let mut m = Message::new("f", format!("{i}"));
         if let Some(t) = t {
@@ -47,7 +47,11 @@ fn filled(dir: &Path) -> (Store, MessageQueue) {
 
 /// Offsets a pull of the whole queue with `expr` returns.
 fn pulled(store: &Store, q: &MessageQueue, expr: &str) -> Vec<u64> {
-    let r = store.pull_consumer("g").pull(q, expr, 0, 64).unwrap();
+    let r = store
+        .pull_consumer("g")
+        .unwrap()
+        .pull(q, expr, 0, 64)
+        .unwrap();
     if r.messages.is_empty() {
         assert_eq!(r.status, PullStatus::NoMatchedMsg, "{expr:?}");
     } else {
@@ -99,7 +103,7 @@ fn colliding_tag_hashes_are_told_apart_by_the_exact_check() {
     // A queue that holds only the colliding tag.
     store.create_topic("only", 1).unwrap();
     let only = MessageQueue::new("only", 0);
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for i in 0..5 {
         p.send_to(
             Message::new("only", format!("bb{i}")).with_tags("BB"),
@@ -107,7 +111,7 @@ fn colliding_tag_hashes_are_told_apart_by_the_exact_check() {
         )
         .unwrap();
     }
-    let c = store.pull_consumer("g");
+    let c = store.pull_consumer("g").unwrap();
     let r = c.pull(&only, "Aa", 0, 32).unwrap();
     assert_eq!(r.status, PullStatus::NoMatchedMsg);
     assert!(r.messages.is_empty());
@@ -139,7 +143,7 @@ fn colliding_tag_hashes_are_told_apart_by_the_exact_check() {
 fn malformed_expressions_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let (store, q) = filled(tmp.path());
-    let c = store.pull_consumer("g");
+    let c = store.pull_consumer("g").unwrap();
     for expr in [
         "a || || b",
         "a | b",

@@ -22,7 +22,7 @@ fn send_later(
     delay: Duration,
     msgs: Vec<(Message, u32)>,
 ) -> std::thread::JoinHandle<Vec<Instant>> {
-    let p = store.producer("late-producer");
+    let p = store.producer("late-producer").unwrap();
     std::thread::spawn(move || {
         std::thread::sleep(delay);
         msgs.into_iter()
@@ -42,7 +42,7 @@ fn a_waiting_pull_is_woken_by_the_arrival() {
         let store = small(tmp.path()).flush_policy(policy).open().unwrap();
         store.create_topic("lp", 1).unwrap();
         let q = MessageQueue::new("lp", 0);
-        let c = store.pull_consumer("g");
+        let c = store.pull_consumer("g").unwrap();
         let delay = Duration::from_millis(300);
         let start = Instant::now();
         let sender = send_later(&store, delay, vec![(Message::new("lp", "late"), 0)]);
@@ -75,7 +75,7 @@ fn without_arrivals_it_returns_no_new_msg_at_the_timeout() {
     let store = small(tmp.path()).open().unwrap();
     store.create_topic("lp", 1).unwrap();
     let q = MessageQueue::new("lp", 0);
-    let c = store.pull_consumer("g");
+    let c = store.pull_consumer("g").unwrap();
     // Empty queue, offset 0.
     let timeout = Duration::from_millis(300);
     let t = Instant::now();
@@ -85,7 +85,7 @@ fn without_arrivals_it_returns_no_new_msg_at_the_timeout() {
     assert_eq!(r.next_begin_offset, 0);
     assert!(waited >= timeout && waited < timeout + LONG, "{waited:?}");
     // At the end of a queue with messages.
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for i in 0..3 {
         p.send(Message::new("lp", format!("m{i}"))).unwrap();
     }
@@ -115,7 +115,7 @@ fn non_matching_arrivals_are_skipped_while_waiting() {
     let store = small(tmp.path()).open().unwrap();
     store.create_topic("lp", 1).unwrap();
     let q = MessageQueue::new("lp", 0);
-    let c = store.pull_consumer("g");
+    let c = store.pull_consumer("g").unwrap();
     // Two non-matching messages, then a matching one.
     let start = Instant::now();
     let sender = send_later(
@@ -127,7 +127,7 @@ fn non_matching_arrivals_are_skipped_while_waiting() {
         ],
     );
     let sender2 = {
-        let p = store.producer("p2");
+        let p = store.producer("p2").unwrap();
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(400));
             p.send(Message::new("lp", "a1").with_tags("a")).unwrap();
@@ -177,12 +177,12 @@ fn messages_already_there_and_errors_return_at_once() {
     let store = small(tmp.path()).open().unwrap();
     store.create_topic("lp", 1).unwrap();
     let q = MessageQueue::new("lp", 0);
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for i in 0..5 {
         p.send(Message::new("lp", format!("m{i}")).with_tags("x"))
             .unwrap();
     }
-    let c = store.pull_consumer("g");
+    let c = store.pull_consumer("g").unwrap();
     let t = Instant::now();
     let r = c.pull_timeout(&q, "x", 1, 2, LONG).unwrap();
     assert_eq!(r.status, PullStatus::Found);
@@ -212,7 +212,7 @@ fn an_arrival_in_another_queue_does_not_end_the_wait() {
     let store = small(tmp.path()).open().unwrap();
     store.create_topic("lp", 2).unwrap();
     store.create_topic("other", 1).unwrap();
-    let c = store.pull_consumer("g");
+    let c = store.pull_consumer("g").unwrap();
     let timeout = Duration::from_millis(500);
     let sender = send_later(
         &store,
@@ -243,7 +243,7 @@ fn every_waiter_is_woken() {
     let barrier = Arc::new(Barrier::new(WAITERS + 1));
     let waiters: Vec<_> = (0..WAITERS)
         .map(|i| {
-            let c = store.pull_consumer(&format!("g{i}"));
+            let c = store.pull_consumer(&format!("g{i}")).unwrap();
             let q = q.clone();
             let barrier = barrier.clone();
             std::thread::spawn(move || {
@@ -256,7 +256,11 @@ fn every_waiter_is_woken() {
     barrier.wait();
     std::thread::sleep(Duration::from_millis(200));
     let t = Instant::now();
-    store.producer("p").send(Message::new("lp", "all")).unwrap();
+    store
+        .producer("p")
+        .unwrap()
+        .send(Message::new("lp", "all"))
+        .unwrap();
     for w in waiters {
         let (r, at) = w.join().unwrap();
         assert_eq!(r.status, PullStatus::Found);

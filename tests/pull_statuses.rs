@@ -38,7 +38,7 @@ fn empty_queue() {
     let tmp = tempfile::tempdir().unwrap();
     let store = small(tmp.path()).open().unwrap();
     store.create_topic("empty", 2).unwrap();
-    let c = store.pull_consumer("g");
+    let c = store.pull_consumer("g").unwrap();
     let queues = c.queues("empty").unwrap();
     assert_eq!(
         queues,
@@ -92,7 +92,7 @@ fn unknown_topic_and_queue() {
     let tmp = tempfile::tempdir().unwrap();
     let store = small(tmp.path()).open().unwrap();
     store.create_topic("known", 2).unwrap();
-    let c = store.pull_consumer("g");
+    let c = store.pull_consumer("g").unwrap();
     assert!(matches!(c.queues("unknown"), Err(Error::TopicNotFound(t)) if t == "unknown"));
     assert!(matches!(
         c.pull(&MessageQueue::new("unknown", 0), "*", 0, 32),
@@ -114,7 +114,7 @@ fn statuses_on_a_filled_queue() {
     store.create_topic("t", 1).unwrap();
     let q = MessageQueue::new("t", 0);
     fill(&store, &q, &[None; 10]);
-    let c = store.pull_consumer("g");
+    let c = store.pull_consumer("g").unwrap();
     let r = c.pull(&q, "*", 0, 32).unwrap();
     expect(&r, PullStatus::Found, 10, 0, 10);
     let offsets: Vec<u64> = r.messages.iter().map(|m| m.queue_offset()).collect();
@@ -174,7 +174,7 @@ fn found_continues_after_the_last_examined_unit() {
         None,
     ];
     fill(&store, &q, &tags);
-    let c = store.pull_consumer("g");
+    let c = store.pull_consumer("g").unwrap();
     let r = c.pull(&q, "a", 0, 1).unwrap();
     expect(&r, PullStatus::Found, 2, 0, 7);
     assert_eq!(r.messages[0].queue_offset(), 1);
@@ -216,7 +216,7 @@ fn no_matched_scans_at_most_16000_units_per_pull() {
         .unwrap();
     store.create_topic("many", 1).unwrap();
     let q = MessageQueue::new("many", 0);
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     let batch: Vec<Message> = (0..500)
         .map(|_| Message::new("many", "x").with_tags("other"))
         .collect();
@@ -225,7 +225,7 @@ fn no_matched_scans_at_most_16000_units_per_pull() {
     }
     p.send(Message::new("many", "hit").with_tags("wanted"))
         .unwrap();
-    let c = store.pull_consumer("g");
+    let c = store.pull_consumer("g").unwrap();
     let r = c.pull(&q, "wanted", 0, 32).unwrap();
     expect(&r, PullStatus::NoMatchedMsg, 16_000, 0, 17_001);
     let r = c.pull(&q, "wanted", 16_000, 32).unwrap();
@@ -241,7 +241,7 @@ fn offsets_below_the_min_and_past_the_max_after_deleting_segments() {
     let store = small(tmp.path()).open().unwrap();
     store.create_topic("old", 1).unwrap();
     let q = MessageQueue::new("old", 0);
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for i in 0..400 {
         p.send(Message::new("old", vec![b'a' + (i % 26) as u8; 1000]))
             .unwrap();
@@ -252,7 +252,7 @@ fn offsets_below_the_min_and_past_the_max_after_deleting_segments() {
     let min = store.min_offset(&q).unwrap();
     let max = store.max_offset(&q).unwrap();
     assert!(min > 0 && min < max, "min {min} max {max}");
-    let c = store.pull_consumer("g");
+    let c = store.pull_consumer("g").unwrap();
     for off in [0, min - 1] {
         expect(
             &c.pull(&q, "*", off, 32).unwrap(),
@@ -290,7 +290,7 @@ fn a_consumer_loop_reads_everything_once_in_order() {
     let tmp = tempfile::tempdir().unwrap();
     let store = small(tmp.path()).open().unwrap();
     store.create_topic("loop", 3).unwrap();
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for i in 0..600 {
         p.send(
             Message::new("loop", format!("{i:04}")).with_tags(if i % 4 == 0 {
@@ -301,7 +301,7 @@ fn a_consumer_loop_reads_everything_once_in_order() {
         )
         .unwrap();
     }
-    let c = store.pull_consumer("g");
+    let c = store.pull_consumer("g").unwrap();
     let mut all = Vec::new();
     let mut matched = 0;
     for q in c.queues("loop").unwrap() {
@@ -348,8 +348,8 @@ fn under_sync_a_sent_message_is_found_at_once() {
         .unwrap();
     store.create_topic("s", 1).unwrap();
     let q = MessageQueue::new("s", 0);
-    let p = store.producer("p");
-    let c = store.pull_consumer("g");
+    let p = store.producer("p").unwrap();
+    let c = store.pull_consumer("g").unwrap();
     for i in 0..20u64 {
         let r = p.send(Message::new("s", format!("s{i}"))).unwrap();
         let got = c.pull(&q, "*", r.queue_offset, 32).unwrap();

@@ -83,7 +83,7 @@ impl Sampler {
 }
 
 fn fill(store: &Store, topic: &str, queue: u32, n: usize, body: usize) {
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     let q = MessageQueue::new(topic, queue);
     for i in 0..n {
         let mut b = format!("{queue}:{i}:").into_bytes();
@@ -100,7 +100,7 @@ fn distinct(seen: &Seen) -> usize {
 
 /// Sends a few more messages and checks they are consumed: fetching did not stay paused.
 fn still_flowing(store: &Store, consumer: &PushConsumer, seen: &Seen, topic: &str, before: usize) {
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for i in 0..10 {
         p.send(Message::new(topic, format!("late-{i}"))).unwrap();
     }
@@ -202,7 +202,7 @@ fn the_offset_span_stops_fetching_before_the_count_does() {
     let dir = tempfile::tempdir().unwrap();
     let store = common::small(dir.path()).open().unwrap();
     store.create_topic("t", 1).unwrap();
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     let q = MessageQueue::new("t", 0);
     for i in 0..3000 {
         let tag = if i % 10 == 0 { "a" } else { "b" };

@@ -255,7 +255,7 @@ fn greedy_or_inventive_user_strategies_still_give_one_owner_per_queue() {
             c.assigned_queues()
         );
     }
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for i in 0..80 {
         p.send(Message::new(TOPIC, format!("m{i}"))).unwrap();
     }
@@ -328,7 +328,7 @@ fn joins_leaves_and_drops_move_queues_with_one_owner_and_nothing_lost() {
     let producing = {
         let (store, sent, stop) = (store.clone(), sent.clone(), stop.clone());
         std::thread::spawn(move || {
-            let p = store.producer("p");
+            let p = store.producer("p").unwrap();
             let mut i = 0;
             while !stop.load(Ordering::SeqCst) {
                 let r = p.send(Message::new(TOPIC, format!("m{i}"))).unwrap();
@@ -437,7 +437,7 @@ fn raising_the_queue_count_rebalances_at_once() {
     assert_partition(&[&a, &b], 10, "10 queues");
     assert_eq!(topic_queues(&a), vec![0, 1, 2, 3, 4]);
     assert_eq!(topic_queues(&b), vec![5, 6, 7, 8, 9]);
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     let mut sent = BTreeSet::new();
     for i in 0..100u32 {
         let r = p
@@ -487,7 +487,7 @@ fn dead_fetch_thread(survivor_rebalance: Option<Duration>) {
         .start_concurrently(recorder(&log, "survivor", Duration::ZERO))
         .unwrap();
     assert_partition(&[&victim, &survivor], 8, "both alive");
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     let mut sent = BTreeSet::new();
     for i in 0..80 {
         let r = p.send(Message::new(TOPIC, format!("before-{i}"))).unwrap();
@@ -556,7 +556,7 @@ fn stop_and_resume(by_drop: bool) {
     let store = common::small(dir.path()).open().unwrap();
     store.create_topic(TOPIC, 1).unwrap();
     let q = MessageQueue::new(TOPIC, 0);
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for i in 0..200 {
         p.send(Message::new(TOPIC, format!("m{i}"))).unwrap();
     }
@@ -589,14 +589,22 @@ fn stop_and_resume(by_drop: bool) {
         done.iter().all(|&o| o < first_gap),
         "in-flight messages finished, the rest handed back: consumed {done:?}"
     );
-    let committed = store.pull_consumer("g").committed_offset(&q).unwrap();
+    let committed = store
+        .pull_consumer("g")
+        .unwrap()
+        .committed_offset(&q)
+        .unwrap();
     assert_eq!(committed, Some(first_gap), "committed where it stopped");
     // The commit is on disk: a reopened store has it.
     drop(p);
     store.close().unwrap();
     let store = common::small(dir.path()).open().unwrap();
     assert_eq!(
-        store.pull_consumer("g").committed_offset(&q).unwrap(),
+        store
+            .pull_consumer("g")
+            .unwrap()
+            .committed_offset(&q)
+            .unwrap(),
         Some(first_gap)
     );
     let next = builder(&store, "g", "next")

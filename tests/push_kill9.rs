@@ -77,7 +77,7 @@ fn push_child() {
         })
         .unwrap();
     emit("READY");
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for i in 0.. {
         let body = format!("c{cycle}-{i}");
         p.send(Message::new("t", body.as_str())).unwrap();
@@ -147,7 +147,7 @@ fn kill_9_during_consumption_loses_nothing() {
     {
         let store = open(dir.path());
         store.create_topic("t", 4).unwrap();
-        let p = store.producer("p");
+        let p = store.producer("p").unwrap();
         for i in 0..PRELOADED {
             let body = format!("pre-{i}");
             p.send(Message::new("t", body.as_str())).unwrap();

@@ -63,7 +63,7 @@ fn queue_count_changes_rebalance_at_once_under_load() {
         })
         .collect();
     let mut rounds = Vec::new();
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for round in 0..10 {
         let (group, topic) = (format!("g{round}"), format!("t{round}"));
         store.create_topic(&topic, 4).unwrap();

@@ -119,6 +119,7 @@ fn walk_levels(levels: &str, max: Option<u32>) -> Vec<Seen> {
         .unwrap();
     let sent = store
         .producer("p")
+        .unwrap()
         .send(
             Message::new("t", "poison")
                 .with_tags("tag-a")
@@ -310,7 +311,7 @@ fn a_retried_message_succeeds_and_is_not_retried_again() {
             }
         })
         .unwrap();
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     let mut ids = BTreeMap::new();
     for (topic, body) in [("orders", "o1"), ("payments", "p1"), ("orders", "o2")] {
         let r = p.send(Message::new(topic, body)).unwrap();
@@ -353,7 +354,7 @@ fn batches_are_bounded_and_a_failed_batch_is_retried_whole() {
         .open()
         .unwrap();
     store.create_topic("t", 1).unwrap();
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for i in 0..100 {
         p.send(Message::new("t", format!("m{i:03}"))).unwrap();
     }
@@ -430,7 +431,7 @@ fn batches_are_bounded_and_a_failed_batch_is_retried_whole() {
     let dir = tempfile::tempdir().unwrap();
     let store = common::small(dir.path()).open().unwrap();
     store.create_topic("t", 1).unwrap();
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for i in 0..60 {
         p.send(Message::new("t", format!("m{i}"))).unwrap();
     }
@@ -488,7 +489,7 @@ fn broadcasting_failures_are_dropped() {
         "no retry topic for broadcasting: {:?}",
         consumer.assigned_queues()
     );
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for i in 0..20 {
         p.send(Message::new("t", format!("m{i}"))).unwrap();
     }
@@ -517,7 +518,7 @@ fn the_committed_offset_is_the_smallest_in_flight() {
     let store = common::small(dir.path()).open().unwrap();
     store.create_topic("t", 1).unwrap();
     let q = MessageQueue::new("t", 0);
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for i in 0..50 {
         p.send(Message::new("t", format!("m{i}"))).unwrap();
     }
@@ -547,7 +548,7 @@ fn the_committed_offset_is_the_smallest_in_flight() {
     wait_until("all but offset 10", Duration::from_secs(10), || {
         done.lock().len() == 49
     });
-    let pc = store.pull_consumer("g");
+    let pc = store.pull_consumer("g").unwrap();
     // The other 39 finished after offset 10 started; the commit stays at 10.
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(pc.committed_offset(&q).unwrap(), Some(10));
@@ -594,8 +595,8 @@ fn the_committed_offset_reaches_the_end_once_all_is_consumed() {
             ConsumeStatus::Success
         })
         .unwrap();
-    let p = store.producer("p");
-    let pc = store.pull_consumer("g");
+    let p = store.producer("p").unwrap();
+    let pc = store.pull_consumer("g").unwrap();
     let set_gate = |open: bool| {
         let (lock, cv) = &*gate;
         *lock.lock() = open;

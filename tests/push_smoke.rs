@@ -55,7 +55,7 @@ fn three_consumers_share_eight_queues_and_take_over() {
         .collect();
     sizes.sort();
     assert_eq!(sizes, vec![2, 3, 3]);
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for i in 0..400 {
         p.send(Message::new("t", format!("m{i}"))).unwrap();
     }
@@ -116,6 +116,7 @@ fn reconsume_later_walks_retry_levels_into_the_dlq() {
         .unwrap();
     let sent = store
         .producer("p")
+        .unwrap()
         .send(Message::new("t", "poison").with_tags("x"))
         .unwrap();
     let dlq = mqlite::MessageQueue::new("%DLQ%g", 0);
@@ -155,7 +156,7 @@ fn broadcasting_delivers_everything_to_everyone() {
                 .unwrap()
         })
         .collect();
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for i in 0..100 {
         p.send(Message::new("t", format!("m{i}"))).unwrap();
     }

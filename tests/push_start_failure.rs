@@ -60,7 +60,11 @@ fn a_failed_thread_spawn_stops_what_start_started() {
         })
         .unwrap();
     assert_eq!(store.consumer_ids("g"), vec![c.id().to_owned()]);
-    store.producer("p").send(Message::new("t", "x")).unwrap();
+    store
+        .producer("p")
+        .unwrap()
+        .send(Message::new("t", "x"))
+        .unwrap();
     assert_eq!(rx.recv_timeout(Duration::from_secs(60)).unwrap(), b"x");
     c.shutdown().unwrap();
     store.close().unwrap();

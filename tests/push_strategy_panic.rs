@@ -63,7 +63,7 @@ fn a_panicking_strategy_falls_back_to_averaging() {
         .chain(topic_queues(&good))
         .collect();
     assert_eq!(all.len(), 4, "every queue has one owner");
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for i in 0..40 {
         p.send(Message::new("t", format!("{i}"))).unwrap();
     }

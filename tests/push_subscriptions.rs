@@ -95,7 +95,7 @@ fn several_topics_with_their_own_tag_expressions() {
         .collect();
     topics.remove("%RETRY%g");
     assert_eq!(topics, ["a", "b", "c"].map(String::from).into());
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     let send = |topic: &str, body: &str, tag: Option<&str>| {
         let mut m = Message::new(topic, body);
         if let Some(t) = tag {
@@ -139,7 +139,7 @@ fn consume_from_applies_only_without_a_committed_offset() {
     let dir = tempfile::tempdir().unwrap();
     let store = common::small(dir.path()).open().unwrap();
     store.create_topic("t", 2).unwrap();
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for i in 0..10 {
         p.send(Message::new("t", format!("old{i}"))).unwrap();
     }
@@ -225,7 +225,7 @@ fn broadcasting_keeps_offsets_per_instance_across_a_reopen() {
     {
         let store = open();
         store.create_topic("t", 2).unwrap();
-        let p = store.producer("p");
+        let p = store.producer("p").unwrap();
         let i1 = start(&store, "i1", ConsumeFrom::FirstOffset, &b1);
         let i2 = start(&store, "i2", ConsumeFrom::FirstOffset, &b2);
         // Broadcasting consumers read every queue, and no retry topic.
@@ -247,6 +247,7 @@ fn broadcasting_keeps_offsets_per_instance_across_a_reopen() {
         assert_eq!(
             store
                 .pull_consumer("bc")
+                .unwrap()
                 .committed_offset(&MessageQueue::new("t", 0))
                 .unwrap(),
             None
@@ -257,7 +258,7 @@ fn broadcasting_keeps_offsets_per_instance_across_a_reopen() {
         .expect("config/broadcastOffset.json");
     assert!(file.contains("i1") && file.contains("i2"), "{file}");
     let store = open();
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     // i1 resumes from its own offsets: exactly what it missed.
     b1.lock().clear();
     let i1 = start(&store, "i1", ConsumeFrom::FirstOffset, &b1);
@@ -285,7 +286,7 @@ fn concurrency(threads: Option<usize>) -> usize {
     let dir = tempfile::tempdir().unwrap();
     let store = common::small(dir.path()).open().unwrap();
     store.create_topic("t", 4).unwrap();
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for i in 0..48 {
         p.send(Message::new("t", format!("m{i}"))).unwrap();
     }
@@ -373,6 +374,7 @@ fn two_consumers_of_a_group_cannot_share_an_instance_name() {
     other.shutdown().unwrap();
     store
         .producer("p")
+        .unwrap()
         .send(Message::new("t", "still"))
         .unwrap();
     expect(&bodies, &["t/still"]);

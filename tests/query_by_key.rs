@@ -18,7 +18,7 @@ fn finds_by_key_and_msg_id_within_the_time_range() {
     let dir = tempfile::tempdir().unwrap();
     let store = common::small(dir.path()).open().unwrap();
     store.create_topic("orders", 4).unwrap();
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     let mut early = Vec::new();
     for i in 0..20 {
         let key = if i % 2 == 0 { "ORDER-A" } else { "ORDER-B" };
@@ -74,7 +74,7 @@ fn finds_by_key_and_msg_id_within_the_time_range() {
 fn returns_at_most_64() {
     let dir = tempfile::tempdir().unwrap();
     let store = common::small(dir.path()).open().unwrap();
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for i in 0..100 {
         p.send(Message::new("t", format!("m{i}")).with_keys(["K"]))
             .unwrap();

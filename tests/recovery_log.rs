@@ -18,14 +18,18 @@ fn a_backup_config_file_read_is_logged() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(tmp.path()).unwrap();
     store.put(&Message::new("t", "x"), 0).unwrap();
-    let c = store.pull_consumer("g");
+    let c = store.pull_consumer("g").unwrap();
     let q = mqlite::MessageQueue::new("t", 0);
     c.commit_offset(&q, 1).unwrap();
     store.close().unwrap();
     // Written twice so a .bak exists, then the main file is damaged.
     let store = Store::open(tmp.path()).unwrap();
     store.put(&Message::new("t", "y"), 0).unwrap();
-    store.pull_consumer("g").commit_offset(&q, 2).unwrap();
+    store
+        .pull_consumer("g")
+        .unwrap()
+        .commit_offset(&q, 2)
+        .unwrap();
     store.close().unwrap();
     let file = tmp.path().join("config").join("consumerOffset.json");
     std::fs::write(&file, b"{\"offsetTable\":{\"t@g\":{\"0\":").unwrap();

@@ -35,7 +35,7 @@ fn a_running_push_consumer_follows_a_reset_and_does_not_overwrite_it() {
     let store = Store::open(dir.path()).unwrap();
     store.create_topic("t", 1).unwrap();
     let q = MessageQueue::new("t", 0);
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for i in 0..N {
         p.send(Message::new("t", format!("{i}"))).unwrap();
     }
@@ -70,7 +70,7 @@ fn a_running_push_consumer_follows_a_reset_and_does_not_overwrite_it() {
             ConsumeStatus::Success
         })
         .unwrap();
-    let pull = store.pull_consumer("g");
+    let pull = store.pull_consumer("g").unwrap();
     assert_eq!(
         entered_rx.recv_timeout(WAIT).unwrap(),
         (1, format!("{}", N - 1))
@@ -114,7 +114,7 @@ fn orderly_and_broadcasting_consumers_follow_resets() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     store.create_topic("t", 2).unwrap();
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for i in 0..20 {
         p.send_ordered(Message::new("t", format!("{i}")), format!("{}", i % 2))
             .unwrap();

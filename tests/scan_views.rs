@@ -10,7 +10,7 @@ fn views_match_owned_messages() {
         .open()
         .unwrap();
     store.create_topic("v", 2).unwrap();
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     for i in 0..300u32 {
         let body = if i % 50 == 7 {
             vec![b'z'; 5000 + i as usize] // compressed by the producer

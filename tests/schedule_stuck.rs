@@ -41,7 +41,7 @@ fn an_undeliverable_delayed_message_stays_pending_and_goes_out_later() {
             .unwrap();
         store.create_topic("t", 1).unwrap();
         store.create_topic("u", 1).unwrap();
-        let p = store.producer("p");
+        let p = store.producer("p").unwrap();
         p.send(Message::new("t", big.clone()).with_delay_level(1))
             .unwrap();
         p.send(Message::new("t", "small").with_delay_level(1))
@@ -68,6 +68,7 @@ fn an_undeliverable_delayed_message_stays_pending_and_goes_out_later() {
         // second, by which time level 1 has been retried (every second) several times.
         store
             .producer("p")
+            .unwrap()
             .send(Message::new("u", "later").with_delay_level(2))
             .unwrap();
         wait_until("the later level-2 message", || {
@@ -123,6 +124,7 @@ fn an_undeliverable_timer_message_stays_pending_while_others_go_out() {
         store.create_topic("timed", 1).unwrap();
         store
             .producer("p")
+            .unwrap()
             .send(Message::new("timed", big.clone()).with_deliver_at(in_ms(3000)))
             .unwrap();
         store.close().unwrap();
@@ -139,7 +141,7 @@ fn an_undeliverable_timer_message_stays_pending_while_others_go_out() {
         wait_until("the failure to be reported", || {
             !capture_log::lines(log::Level::Warn, "timer entry at offset 0").is_empty()
         });
-        let p = store.producer("p");
+        let p = store.producer("p").unwrap();
         p.send(Message::new("timed", "now").with_deliver_at(in_ms(0)))
             .unwrap();
         wait_until("the later timer entry", || {

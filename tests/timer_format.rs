@@ -93,7 +93,7 @@ fn a_deliver_at_record_is_in_rocketmq_timer_format() {
     let dir = tempfile::tempdir().unwrap();
     let store = common::small(dir.path()).open().unwrap();
     store.create_topic("t", 2).unwrap();
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     let due = now_ms() + HOUR;
     let r = p
         .send_to(
@@ -134,7 +134,7 @@ fn an_hour_ahead_is_not_delivered_early_after_its_consume_queue_is_rebuilt() {
     {
         let store = common::small(dir.path()).open().unwrap();
         store.create_topic("t", 1).unwrap();
-        let p = store.producer("p");
+        let p = store.producer("p").unwrap();
         let now = now_ms();
         // The far one first, so that it would go first if its time were read wrong.
         p.send_to(
@@ -180,7 +180,7 @@ fn delivered_copies_keep_compression_and_get_wait_false() {
         .open()
         .unwrap();
     store.create_topic("t", 2).unwrap();
-    let p = store.producer("p").compress_over(100);
+    let p = store.producer("p").unwrap().compress_over(100);
     let body: Vec<u8> = b"compressible line\n".repeat(100);
     let q1 = MessageQueue::new("t", 1);
     let level = p
@@ -257,7 +257,7 @@ fn crash_between_deliveries(keep: Keep) {
     let n = 6;
     let store = open().unwrap();
     store.create_topic("t", 1).unwrap();
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     let start = now_ms();
     for i in 0..n {
         let m = Message::new("t", format!("m{i}")).with_deliver_at(at(start + 250 * (i + 1)));

@@ -46,7 +46,15 @@ fn create_describe_and_list() {
             .map(|q| MessageQueue::new("orders", q))
             .collect::<Vec<_>>()
     );
-    assert_eq!(store.pull_consumer("g").queues("audit").unwrap().len(), 1);
+    assert_eq!(
+        store
+            .pull_consumer("g")
+            .unwrap()
+            .queues("audit")
+            .unwrap()
+            .len(),
+        1
+    );
     assert!(matches!(store.queues("nope"), Err(Error::TopicNotFound(t)) if t == "nope"));
     // Queue directories exist for every queue.
     for q in 0..8 {
@@ -110,7 +118,7 @@ fn queue_counts_only_grow_and_growth_takes_effect() {
     {
         let store = small(tmp.path()).open().unwrap();
         store.create_topic("grow", 4).unwrap();
-        let p = store.producer("p");
+        let p = store.producer("p").unwrap();
         for i in 0..8 {
             p.send(Message::new("grow", format!("old{i}"))).unwrap();
         }
@@ -167,7 +175,7 @@ fn topics_are_created_on_the_first_send() {
     let store = small(tmp.path()).open().unwrap();
     assert!(store.config().auto_create_topics);
     assert_eq!(store.config().default_topic_queues, 4);
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     let r = p.send(Message::new("auto", "first")).unwrap();
     let cfg = store.topic("auto").unwrap();
     assert_eq!(
@@ -219,6 +227,7 @@ fn topics_are_created_on_the_first_send() {
     let store = small(tmp.path()).default_topic_queues(8).open().unwrap();
     store
         .producer("p")
+        .unwrap()
         .send(Message::new("eight", "x"))
         .unwrap();
     assert_eq!(store.topic("eight").unwrap().queue_count(), 8);
@@ -232,7 +241,7 @@ fn topics_are_created_on_the_first_send() {
 fn with_auto_creation_off_unknown_topics_are_not_found() {
     let tmp = tempfile::tempdir().unwrap();
     let store = small(tmp.path()).auto_create_topics(false).open().unwrap();
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     let msg = Message::new("unknown", "x");
     let nf = |e: &Error| matches!(e, Error::TopicNotFound(t) if t == "unknown");
     let e = p.send(msg.clone()).unwrap_err();
@@ -275,7 +284,11 @@ fn topics_json_has_rocketmqs_shape_and_survives_reopen() {
         let store = small(tmp.path()).open().unwrap();
         store.create_topic("orders", 8).unwrap();
         store.create_topic("billing", 1).unwrap();
-        store.producer("p").send(Message::new("auto", "x")).unwrap();
+        store
+            .producer("p")
+            .unwrap()
+            .send(Message::new("auto", "x"))
+            .unwrap();
         listed = store.topics();
         store.close().unwrap();
     }
@@ -385,7 +398,7 @@ fn a_rocketmq_written_topics_json_is_read() {
     assert_eq!(store.topic("TBW102").unwrap().perm, 7);
     // Consumers see the read queues, producers write to the write queues.
     assert_eq!(store.queues("orders").unwrap().len(), 2);
-    let p = store.producer("p");
+    let p = store.producer("p").unwrap();
     let mut seen = std::collections::BTreeSet::new();
     for i in 0..8 {
         seen.insert(

@@ -122,10 +122,12 @@ fn commit_stores_half_op_and_real_message_in_rocketmq_format() {
     store.create_topic("orders", 4).unwrap();
     let checks = Arc::new(AtomicUsize::new(0));
     let c = checks.clone();
-    let tx = store.transaction_producer("order-service", move |_: &MessageExt| {
-        c.fetch_add(1, Ordering::SeqCst);
-        TransactionState::Commit
-    });
+    let tx = store
+        .transaction_producer("order-service", move |_: &MessageExt| {
+            c.fetch_add(1, Ordering::SeqCst);
+            TransactionState::Commit
+        })
+        .unwrap();
     let msg = Message::new("orders", "order 1 created")
         .with_tags("created")
         .with_keys(["ORDER-1"])
@@ -213,6 +215,7 @@ fn commit_stores_half_op_and_real_message_in_rocketmq_format() {
     wait_until("the check service passes the half message", || {
         store
             .pull_consumer("CID_RMQ_SYS_TRANS")
+            .unwrap()
             .committed_offset(&q(HALF, 0))
             .unwrap()
             == Some(1)
@@ -232,10 +235,12 @@ fn rollback_writes_only_the_op() {
     let store = open_with(dir.path(), false, Duration::from_secs(3600));
     let checks = Arc::new(AtomicUsize::new(0));
     let c = checks.clone();
-    let tx = store.transaction_producer("g", move |_: &MessageExt| {
-        c.fetch_add(1, Ordering::SeqCst);
-        TransactionState::Commit
-    });
+    let tx = store
+        .transaction_producer("g", move |_: &MessageExt| {
+            c.fetch_add(1, Ordering::SeqCst);
+            TransactionState::Commit
+        })
+        .unwrap();
     let r = tx
         .send_in_transaction(Message::new("t", "x"), |_| TransactionState::Rollback)
         .unwrap();
@@ -246,6 +251,7 @@ fn rollback_writes_only_the_op() {
     wait_until("the check service passes the half message", || {
         store
             .pull_consumer("CID_RMQ_SYS_TRANS")
+            .unwrap()
             .committed_offset(&q(HALF, 0))
             .unwrap()
             == Some(1)
@@ -259,10 +265,12 @@ fn unknown_then_checked(state: TransactionState) -> (tempfile::TempDir, Store, V
     let store = open(dir.path(), true);
     store.create_topic("t", 1).unwrap();
     let (tx_seen, rx_seen) = crossbeam_channel::unbounded();
-    let tx = store.transaction_producer("g", move |m: &MessageExt| {
-        tx_seen.send(m.clone()).unwrap();
-        state
-    });
+    let tx = store
+        .transaction_producer("g", move |m: &MessageExt| {
+            tx_seen.send(m.clone()).unwrap();
+            state
+        })
+        .unwrap();
     let r = tx
         .send_in_transaction(Message::new("t", "pending").with_tags("a"), |_| {
             TransactionState::Unknown
@@ -272,6 +280,7 @@ fn unknown_then_checked(state: TransactionState) -> (tempfile::TempDir, Store, V
     // Consumers see nothing of a half message.
     let pull = store
         .pull_consumer("c")
+        .unwrap()
         .pull(&q("t", 0), "*", 0, 32)
         .unwrap();
     assert_eq!(pull.status, PullStatus::NoNewMsg);
@@ -306,6 +315,7 @@ fn unknown_is_checked_back_and_committed() {
     wait_until("the check service passes both half records", || {
         store
             .pull_consumer("CID_RMQ_SYS_TRANS")
+            .unwrap()
             .committed_offset(&q(HALF, 0))
             .unwrap()
             == Some(2)
@@ -319,6 +329,7 @@ fn unknown_is_checked_back_and_rolled_back() {
     wait_until("the check service passes both half records", || {
         store
             .pull_consumer("CID_RMQ_SYS_TRANS")
+            .unwrap()
             .committed_offset(&q(HALF, 0))
             .unwrap()
             == Some(2)
@@ -332,12 +343,14 @@ fn a_panicking_checker_counts_as_unknown() {
     let store = open(dir.path(), false);
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
-    let tx = store.transaction_producer("g", move |_: &MessageExt| {
-        if c.fetch_add(1, Ordering::SeqCst) == 0 {
-            panic!("checker failure (expected by the test)");
-        }
-        TransactionState::Commit
-    });
+    let tx = store
+        .transaction_producer("g", move |_: &MessageExt| {
+            if c.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("checker failure (expected by the test)");
+            }
+            TransactionState::Commit
+        })
+        .unwrap();
     // A local transaction that panics counts as Unknown too.
     let r = tx
         .send_in_transaction(Message::new("t", "x"), |_| {
@@ -364,10 +377,12 @@ fn too_many_checks_discard_into_the_check_max_topic() {
         .unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
-    let tx = store.transaction_producer("g", move |_: &MessageExt| {
-        c.fetch_add(1, Ordering::SeqCst);
-        TransactionState::Unknown
-    });
+    let tx = store
+        .transaction_producer("g", move |_: &MessageExt| {
+            c.fetch_add(1, Ordering::SeqCst);
+            TransactionState::Unknown
+        })
+        .unwrap();
     let r = tx
         .send_in_transaction(Message::new("t", "never decided"), |_| {
             TransactionState::Unknown
@@ -384,6 +399,7 @@ fn too_many_checks_discard_into_the_check_max_topic() {
     wait_until("the check service passes every copy", || {
         store
             .pull_consumer("CID_RMQ_SYS_TRANS")
+            .unwrap()
             .committed_offset(&q(HALF, 0))
             .unwrap()
             == Some(4)
@@ -398,7 +414,9 @@ fn no_checker_means_the_message_waits() {
     let dir = tempfile::tempdir().unwrap();
     // Sent with a checker registered, but never due while it is.
     let store = open_with(dir.path(), false, Duration::from_secs(3600));
-    let tx = store.transaction_producer("g", |_: &MessageExt| TransactionState::Commit);
+    let tx = store
+        .transaction_producer("g", |_: &MessageExt| TransactionState::Commit)
+        .unwrap();
     let clone = tx.clone();
     drop(tx);
     let r = clone
@@ -419,7 +437,9 @@ fn no_checker_means_the_message_waits() {
             .iter()
             .all(|h| h.property("TRANSACTION_CHECK_TIMES").unwrap_or("0") == "0")
     );
-    let _tx = store.transaction_producer("g", |_: &MessageExt| TransactionState::Commit);
+    let _tx = store
+        .transaction_producer("g", |_: &MessageExt| TransactionState::Commit)
+        .unwrap();
     wait_until("committed once a checker is registered", || {
         store.max_offset(&r.queue).unwrap() == 1
     });
@@ -431,7 +451,9 @@ fn no_checker_means_the_message_waits() {
 fn end_transaction_later_is_applied_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = common::small(dir.path()).open().unwrap(); // default 30 s check interval
-    let tx = store.transaction_producer("g", |_: &MessageExt| TransactionState::Rollback);
+    let tx = store
+        .transaction_producer("g", |_: &MessageExt| TransactionState::Rollback)
+        .unwrap();
     let r = tx
         .send_in_transaction(Message::new("t", "x"), |_| TransactionState::Unknown)
         .unwrap();
@@ -445,7 +467,9 @@ fn end_transaction_later_is_applied_once() {
     assert_eq!(common::read_queue(&store, &r.queue).len(), 1);
     assert_eq!(store.max_offset(&q(OP, 0)).unwrap(), 1);
     // Another group cannot end it; a non-half offset is refused.
-    let other = store.transaction_producer("other", |_: &MessageExt| TransactionState::Commit);
+    let other = store
+        .transaction_producer("other", |_: &MessageExt| TransactionState::Commit)
+        .unwrap();
     assert!(
         other
             .end_transaction(&r.offset_msg_id, TransactionState::Commit)
@@ -462,7 +486,9 @@ fn end_transaction_later_is_applied_once() {
 fn delays_are_stripped_and_batches_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), false);
-    let tx = store.transaction_producer("g", |_: &MessageExt| TransactionState::Commit);
+    let tx = store
+        .transaction_producer("g", |_: &MessageExt| TransactionState::Commit)
+        .unwrap();
     let r = tx
         .send_in_transaction(Message::new("t", "x").with_delay_level(3), |_| {
             TransactionState::Commit
@@ -488,12 +514,14 @@ fn check_immunity_time_defers_the_first_check() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), false);
     let (seen_tx, seen_rx) = crossbeam_channel::unbounded();
-    let tx = store.transaction_producer("g", move |m: &MessageExt| {
-        seen_tx
-            .send((m.born_timestamp(), now_ms(), m.clone()))
-            .unwrap();
-        TransactionState::Commit
-    });
+    let tx = store
+        .transaction_producer("g", move |m: &MessageExt| {
+            seen_tx
+                .send((m.born_timestamp(), now_ms(), m.clone()))
+                .unwrap();
+            TransactionState::Commit
+        })
+        .unwrap();
     let immune = tx
         .send_in_transaction(
             Message::new("t", "immune").with_property("CHECK_IMMUNITY_TIME_IN_SECONDS", "1"),
@@ -527,7 +555,9 @@ fn compressed_bodies_survive_commit_and_check() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), false);
     let body: Vec<u8> = (0..10_000u32).flat_map(|i| (i % 7).to_be_bytes()).collect();
-    let tx = store.transaction_producer("g", |_: &MessageExt| TransactionState::Commit);
+    let tx = store
+        .transaction_producer("g", |_: &MessageExt| TransactionState::Commit)
+        .unwrap();
     let a = tx
         .send_in_transaction(Message::new("t", body.clone()), |_| {
             TransactionState::Commit
@@ -562,10 +592,12 @@ fn a_commit_without_its_op_is_found_after_reopen() {
         .open()
         .unwrap();
     let (seen_tx, seen_rx) = crossbeam_channel::unbounded();
-    let tx = store.transaction_producer("g", move |m: &MessageExt| {
-        let _ = seen_tx.send(m.physical_offset());
-        TransactionState::Unknown
-    });
+    let tx = store
+        .transaction_producer("g", move |m: &MessageExt| {
+            let _ = seen_tx.send(m.physical_offset());
+            TransactionState::Unknown
+        })
+        .unwrap();
     let r = tx
         .send_in_transaction(Message::new("t", "once"), |_| TransactionState::Unknown)
         .unwrap();
@@ -579,7 +611,9 @@ fn a_commit_without_its_op_is_found_after_reopen() {
         .transaction_check_interval(Duration::from_secs(3600))
         .open()
         .unwrap();
-    let tx = store.transaction_producer("g", |_: &MessageExt| TransactionState::Unknown);
+    let tx = store
+        .transaction_producer("g", |_: &MessageExt| TransactionState::Unknown)
+        .unwrap();
     tx.end_transaction(&r.offset_msg_id, TransactionState::Commit)
         .unwrap();
     assert_eq!(common::read_queue(&store, &r.queue).len(), 1);
@@ -587,6 +621,7 @@ fn a_commit_without_its_op_is_found_after_reopen() {
     let half_max = store.max_offset(&q(HALF, 0)).unwrap();
     let passed = store
         .pull_consumer("CID_RMQ_SYS_TRANS")
+        .unwrap()
         .committed_offset(&q(HALF, 0))
         .unwrap()
         .unwrap_or(0);
@@ -598,14 +633,17 @@ fn a_commit_without_its_op_is_found_after_reopen() {
     let store = open(dir.path(), true);
     let asked = Arc::new(AtomicUsize::new(0));
     let a = asked.clone();
-    let tx = store.transaction_producer("g", move |_: &MessageExt| {
-        a.fetch_add(1, Ordering::SeqCst);
-        TransactionState::Commit
-    });
+    let tx = store
+        .transaction_producer("g", move |_: &MessageExt| {
+            a.fetch_add(1, Ordering::SeqCst);
+            TransactionState::Commit
+        })
+        .unwrap();
     wait_until("every copy passed", || {
         let max = store.max_offset(&q(HALF, 0)).unwrap();
         store
             .pull_consumer("CID_RMQ_SYS_TRANS")
+            .unwrap()
             .committed_offset(&q(HALF, 0))
             .unwrap()
             == Some(max)

@@ -71,7 +71,7 @@ fn transaction_child() {
     };
     let cycle: u64 = std::env::var(ENV_CYCLE).unwrap().parse().unwrap();
     let store = open(Path::new(&dir), cycle.is_multiple_of(2));
-    let tx = store.transaction_producer("orders", checker);
+    let tx = store.transaction_producer("orders", checker).unwrap();
     emit("READY");
     for i in 0.. {
         let body = format!("c{cycle}-{i}");
@@ -171,9 +171,9 @@ fn kill_9_between_half_and_end_keeps_transactions_exact() {
     }
     let cycles_took = began.elapsed();
     let store = open(dir.path(), false);
-    let _tx = store.transaction_producer("orders", checker);
+    let _tx = store.transaction_producer("orders", checker).unwrap();
     let half = MessageQueue::new(HALF, 0);
-    let sys = store.pull_consumer("CID_RMQ_SYS_TRANS");
+    let sys = store.pull_consumer("CID_RMQ_SYS_TRANS").unwrap();
     let expected: BTreeSet<&String> = stored.iter().filter(|b| commits(b.as_bytes())).collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     let delivered = loop {

@@ -62,7 +62,7 @@ struct Acked {
 
 fn run_round(dir: &Path, sim: &SimStorage, round: u64, target: usize, acked: &Mutex<Acked>) {
     let store = open(dir, sim);
-    let tx = store.transaction_producer("orders", checker);
+    let tx = store.transaction_producer("orders", checker).unwrap();
     let count = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
@@ -131,9 +131,9 @@ fn power_cuts_keep_transactions_exact() {
     }
     let acked = acked.into_inner().unwrap();
     let store = open(&dir, &sim);
-    let _tx = store.transaction_producer("orders", checker);
+    let _tx = store.transaction_producer("orders", checker).unwrap();
     let half = MessageQueue::new(HALF, 0);
-    let sys = store.pull_consumer("CID_RMQ_SYS_TRANS");
+    let sys = store.pull_consumer("CID_RMQ_SYS_TRANS").unwrap();
     let expected: Vec<&String> = acked
         .halves
         .iter()

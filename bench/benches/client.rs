@@ -25,7 +25,7 @@ fn produce(c: &mut Criterion) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let store = open(tmp.path());
     store.create_topic("produce", 4).expect("topic");
-    let producer = store.producer("bench");
+    let producer = store.producer("bench").unwrap();
     let body = vec![b'x'; 100];
     let mut group = c.benchmark_group("producer");
     group
@@ -52,7 +52,7 @@ fn produce(c: &mut Criterion) {
 fn prefill(dir: &std::path::Path) -> Store {
     let store = open(dir);
     store.create_topic("pull", 1).expect("topic");
-    let producer = store.producer("bench");
+    let producer = store.producer("bench").unwrap();
     let body = vec![b'x'; 100];
     let q = MessageQueue::new("pull", 0);
     for _ in 0..MESSAGES {
@@ -77,7 +77,7 @@ fn pull(c: &mut Criterion) {
         let name = if expr == "*" { "all_32" } else { "tag_32" };
         group.bench_function(name, |b| {
             let store: &Store = store.get_or_init(|| prefill(tmp.path()));
-            let consumer = store.pull_consumer("bench");
+            let consumer = store.pull_consumer("bench").unwrap();
             let filter = expr.parse().expect("filter");
             let mut offset = 0;
             b.iter(|| {

@@ -35,8 +35,8 @@ fn paced(base: Instant, n: usize, mut send: impl FnMut(Vec<u8>)) {
 /// Sends `n` paced messages and returns the one-way latencies observed by the consumer.
 fn run_window(store: &Store, base: Instant, n: usize, offset: &mut u64) -> Vec<Duration> {
     let q = MessageQueue::new("latency", 0);
-    let producer = store.producer("bench");
-    let consumer = store.pull_consumer("bench");
+    let producer = store.producer("bench").unwrap();
+    let consumer = store.pull_consumer("bench").unwrap();
     let done = Arc::new(AtomicBool::new(false));
     let start_offset = *offset;
     let latencies = std::thread::scope(|s| {

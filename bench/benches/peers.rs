@@ -50,7 +50,7 @@ fn mqlite_append(dir: &Path, n: usize, body: usize) -> (usize, Duration) {
         .flush_policy(FlushPolicy::ASYNC)
         .open()
         .expect("open");
-    let producer = store.producer("bench");
+    let producer = store.producer("bench").unwrap();
     let payload = vec![b'x'; body];
     let start = Instant::now();
     for _ in 0..n {

@@ -24,7 +24,7 @@ fn prefill(dir: &std::path::Path) -> Store {
         .open()
         .expect("open");
     store.create_topic("push", 8).expect("topic");
-    let p = store.producer("bench");
+    let p = store.producer("bench").unwrap();
     let body = vec![b'x'; 100];
     for i in 0..MESSAGES {
         p.send_ordered(Message::new("push", body.clone()), (i % 1000).to_string())
@@ -114,7 +114,7 @@ fn latency(c: &mut Criterion) {
             ConsumeStatus::Success
         })
         .expect("start");
-    let producer = store.producer("lat");
+    let producer = store.producer("lat").unwrap();
     let mut group = c.benchmark_group("push");
     group
         .sample_size(10)

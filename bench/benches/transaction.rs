@@ -17,8 +17,10 @@ fn transaction(c: &mut Criterion) {
         .open()
         .expect("open store");
     store.create_topic("orders", 4).expect("topic");
-    let producer = store.producer("bench");
-    let tx = store.transaction_producer("bench-tx", |_: &MessageExt| TransactionState::Commit);
+    let producer = store.producer("bench").unwrap();
+    let tx = store
+        .transaction_producer("bench-tx", |_: &MessageExt| TransactionState::Commit)
+        .unwrap();
     let body = vec![b'x'; 100];
     let mut group = c.benchmark_group("transaction");
     group

@@ -467,7 +467,7 @@ fn print(args: &Args, store: &Store) -> Res {
     let expr = args.opt("tag").unwrap_or("*");
     let limit = args.num("limit")?.unwrap_or(u64::MAX);
     let queue = args.num("queue")?;
-    let pull = store.pull_consumer("mqlite-cli");
+    let pull = store.pull_consumer("mqlite-cli")?;
     let mut out = Vec::new();
     'queues: for (q, min, max) in topic_queues(store, name)? {
         if queue.is_some_and(|n| n != u64::from(q.queue_id)) {
@@ -558,7 +558,7 @@ fn tail(args: &Args, store: &Store) -> Res {
     let expr = args.opt("tag").unwrap_or("*");
     let count = args.num("count")?;
     let from_start = args.opts.contains_key("from-start");
-    let pull = store.pull_consumer("mqlite-cli");
+    let pull = store.pull_consumer("mqlite-cli")?;
     let mut next: BTreeMap<u32, u64> = BTreeMap::new();
     let mut printed = 0u64;
     let stdout = std::io::stdout();
@@ -684,7 +684,7 @@ fn send(args: &Args, dir: &str) -> Res {
         msg = msg.with_keys(keys.iter().map(String::as_str));
     }
     let r = store
-        .producer("mqlite-cli")
+        .producer("mqlite-cli")?
         .send(msg)
         .map_err(|e| Fail(e.error().to_string(), 1))?;
     store.close()?;

@@ -163,7 +163,7 @@ pub(crate) struct Shared {
 /// ```
 /// # let dir = tempfile::tempdir()?;
 /// let store = mqlite::Store::open(dir.path())?;
-/// let producer = store.producer("order-service");
+/// let producer = store.producer("order-service")?;
 /// let r = producer.send(mqlite::Message::new("orders", "order 1 created").with_tags("created"))?;
 /// assert_eq!(r.status, mqlite::SendStatus::SendOk);
 /// assert_eq!(r.queue.topic, "orders");
@@ -262,7 +262,7 @@ impl Producer {
     /// # let store = mqlite::Store::open(dir.path())?;
     /// store.create_topic("orders", 4)?;
     /// let q = mqlite::MessageQueue::new("orders", 2);
-    /// let r = store.producer("p").send_to(mqlite::Message::new("orders", "x"), &q)?;
+    /// let r = store.producer("p")?.send_to(mqlite::Message::new("orders", "x"), &q)?;
     /// assert_eq!(r.queue, q);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -294,7 +294,7 @@ impl Producer {
     /// ```
     /// # let dir = tempfile::tempdir()?;
     /// # let store = mqlite::Store::open(dir.path())?;
-    /// let p = store.producer("p");
+    /// let p = store.producer("p")?;
     /// let r = p.send_with_selector(mqlite::Message::new("t", "x"), |queues, _msg| queues.len() - 1)?;
     /// assert_eq!(r.queue.queue_id, 3); // auto-created topics have 4 queues
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -326,7 +326,7 @@ impl Producer {
     /// ```
     /// # let dir = tempfile::tempdir()?;
     /// # let store = mqlite::Store::open(dir.path())?;
-    /// let p = store.producer("p");
+    /// let p = store.producer("p")?;
     /// let a = p.send_ordered(mqlite::Message::new("orders", "created"), "ORDER-7")?;
     /// let b = p.send_ordered(mqlite::Message::new("orders", "paid"), "ORDER-7")?;
     /// assert_eq!(a.queue, b.queue);
@@ -362,7 +362,7 @@ impl Producer {
     /// ```
     /// # let dir = tempfile::tempdir()?;
     /// # let store = mqlite::Store::open(dir.path())?;
-    /// let p = store.producer("p");
+    /// let p = store.producer("p")?;
     /// let msgs = (0..3).map(|i| mqlite::Message::new("t", format!("m{i}"))).collect();
     /// let rs = p.send_batch(msgs)?;
     /// assert_eq!(rs[2].queue_offset, rs[0].queue_offset + 2);
@@ -430,7 +430,7 @@ impl Producer {
     /// # let dir = tempfile::tempdir()?;
     /// # let store = mqlite::Store::open(dir.path())?;
     /// let (tx, rx) = std::sync::mpsc::channel();
-    /// store.producer("p").send_async(mqlite::Message::new("t", "x"), move |r: mqlite::Result<mqlite::SendResult>| {
+    /// store.producer("p")?.send_async(mqlite::Message::new("t", "x"), move |r: mqlite::Result<mqlite::SendResult>| {
     ///     tx.send(r.map(|r| r.queue_offset).map_err(|e| e.to_string())).unwrap();
     /// })?;
     /// assert_eq!(rx.recv().unwrap(), Ok(0));

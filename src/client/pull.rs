@@ -33,11 +33,11 @@ pub enum ConsumeFrom {
 /// # let dir = tempfile::tempdir()?;
 /// let store = mqlite::Store::open(dir.path())?;
 /// store.create_topic("orders", 1)?;
-/// let producer = store.producer("p");
+/// let producer = store.producer("p")?;
 /// producer.send(Message::new("orders", "a").with_tags("created"))?;
 /// producer.send(Message::new("orders", "b").with_tags("paid"))?;
 ///
-/// let consumer = store.pull_consumer("billing");
+/// let consumer = store.pull_consumer("billing")?;
 /// let queue = &consumer.queues("orders")?[0];
 /// let r = consumer.pull(queue, "paid", 0, 32)?;
 /// assert_eq!(r.status, PullStatus::Found);
@@ -105,9 +105,9 @@ impl PullConsumer {
     /// # let dir = tempfile::tempdir()?;
     /// # let store = mqlite::Store::open(dir.path())?;
     /// store.create_topic("t", 1)?;
-    /// let consumer = store.pull_consumer("g");
+    /// let consumer = store.pull_consumer("g")?;
     /// let q = mqlite::MessageQueue::new("t", 0);
-    /// let producer = store.producer("p");
+    /// let producer = store.producer("p")?;
     /// let sender = std::thread::spawn(move || {
     ///     std::thread::sleep(std::time::Duration::from_millis(20));
     ///     producer.send(mqlite::Message::new("t", "late")).unwrap();

@@ -67,7 +67,7 @@ impl Drop for Registration {
 /// let store = mqlite::Store::open(dir.path())?;
 /// let tx = store.transaction_producer("order-service", |_msg: &mqlite::MessageExt| {
 ///     TransactionState::Commit // look the order up in the database
-/// });
+/// })?;
 /// let r = tx.send_in_transaction(Message::new("orders", "order 1 created"), |_msg| {
 ///     // insert the order row here
 ///     TransactionState::Commit
@@ -186,7 +186,7 @@ impl TransactionProducer {
     /// use mqlite::{Message, TransactionState};
     /// # let dir = tempfile::tempdir()?;
     /// # let store = mqlite::Store::open(dir.path())?;
-    /// let tx = store.transaction_producer("p", |_: &mqlite::MessageExt| TransactionState::Unknown);
+    /// let tx = store.transaction_producer("p", |_: &mqlite::MessageExt| TransactionState::Unknown)?;
     /// let r = tx.send_in_transaction(Message::new("t", "x"), |_| TransactionState::Unknown)?;
     /// assert!(store.get_messages(&r.queue, 0, 32)?.messages.is_empty());
     /// tx.end_transaction(&r.offset_msg_id, TransactionState::Commit)?;
@@ -208,7 +208,7 @@ impl TransactionProducer {
     /// ```
     /// # let dir = tempfile::tempdir()?;
     /// # let store = mqlite::Store::open(dir.path())?;
-    /// let tx = store.transaction_producer("p", |_: &mqlite::MessageExt| mqlite::TransactionState::Commit);
+    /// let tx = store.transaction_producer("p", |_: &mqlite::MessageExt| mqlite::TransactionState::Commit)?;
     /// let e = tx.send_batch_in_transaction(vec![mqlite::Message::new("t", "x")]).unwrap_err();
     /// assert!(matches!(e.error(), mqlite::Error::InvalidMessage(_)));
     /// assert_eq!(e.into_message().len(), 1);

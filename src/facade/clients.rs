@@ -9,21 +9,44 @@ use crate::message::MessageExt;
 use super::Store;
 
 impl Store {
-    /// A producer in `group`. The group name is checked at the first send.
-    pub fn producer(&self, group: &str) -> Producer {
-        Producer::new(self.rt.clone(), group, ProducerOptions::default())
+    /// A producer in `group`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidGroup`](crate::Error::InvalidGroup) if the group name is not a valid
+    /// RocketMQ group name (checked here, as RocketMQ's producer checks it at start).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = mqlite::Store::open(dir.path())?;
+    /// let producer = store.producer("order-service")?;
+    /// assert!(store.producer("no spaces")?.is_err());
+    /// # drop(producer);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn producer(&self, group: &str) -> crate::Result<Producer> {
+        crate::broker::validate::group(group)?;
+        Ok(Producer::new(
+            self.rt.clone(),
+            group,
+            ProducerOptions::default(),
+        ))
     }
 }
 
 impl Store {
-    /// A pull consumer in `group` (checked when offsets are used).
-    pub fn pull_consumer(&self, group: &str) -> PullConsumer {
-        PullConsumer::new(self.rt.clone(), group)
+    /// A pull consumer in `group`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidGroup`](crate::Error::InvalidGroup) if the group name is not valid.
+    pub fn pull_consumer(&self, group: &str) -> crate::Result<PullConsumer> {
+        crate::broker::validate::group(group)?;
+        Ok(PullConsumer::new(self.rt.clone(), group))
     }
 }
 
 impl Store {
-    /// A push consumer in `group`, to configure and start.
+    /// A push consumer in `group`, to configure and start (the group name is checked by
+    /// `start_*`, before anything runs).
     pub fn push_consumer(&self, group: &str) -> PushConsumerBuilder {
         PushConsumerBuilder::new(self.rt.clone(), group)
     }
@@ -46,14 +69,26 @@ impl Store {
     ///     } else {
     ///         mqlite::TransactionState::Rollback
     ///     }
-    /// });
+    /// })?;
     /// assert_eq!(tx.group(), "order-service");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn transaction_producer<F>(&self, group: &str, checker: F) -> TransactionProducer
+    ///
+    /// # Errors
+    /// [`Error::InvalidGroup`](crate::Error::InvalidGroup) if the group name is not valid.
+    pub fn transaction_producer<F>(
+        &self,
+        group: &str,
+        checker: F,
+    ) -> crate::Result<TransactionProducer>
     where
         F: Fn(&MessageExt) -> TransactionState + Send + Sync + 'static,
     {
-        TransactionProducer::new(self.rt.clone(), group, std::sync::Arc::new(checker))
+        crate::broker::validate::group(group)?;
+        Ok(TransactionProducer::new(
+            self.rt.clone(),
+            group,
+            std::sync::Arc::new(checker),
+        ))
     }
 }

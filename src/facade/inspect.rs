@@ -74,7 +74,7 @@ impl Store {
     /// # let dir = tempfile::tempdir()?;
     /// # let store = mqlite::Store::open(dir.path())?;
     /// store.create_topic("orders", 1)?;
-    /// store.pull_consumer("billing").commit_offset(&mqlite::MessageQueue::new("orders", 0), 0)?;
+    /// store.pull_consumer("billing")?.commit_offset(&mqlite::MessageQueue::new("orders", 0), 0)?;
     /// let offsets = store.consumer_offsets();
     /// assert_eq!((offsets[0].group.as_str(), offsets[0].offset), ("billing", 0));
     /// # Ok::<(), Box<dyn std::error::Error>>(())

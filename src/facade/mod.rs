@@ -251,7 +251,7 @@ impl Store {
     ///     .subscribe("t", "*")
     ///     .consume_from(ConsumeFrom::FirstOffset)
     ///     .start_concurrently(|_| ConsumeStatus::Success)?;
-    /// let producer = store.producer("p");
+    /// let producer = store.producer("p")?;
     /// producer.send_async(Message::new("t", "x"), |r| assert!(r.is_ok()))?;
     /// store.clone().close()?;              // stops `consumer`, drains the send
     /// assert!(matches!(

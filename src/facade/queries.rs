@@ -63,7 +63,7 @@ impl Store {
     /// ```
     /// # let dir = tempfile::tempdir()?;
     /// # let store = mqlite::Store::open(dir.path())?;
-    /// let p = store.producer("p");
+    /// let p = store.producer("p")?;
     /// p.send(mqlite::Message::new("orders", "created").with_keys(["ORDER-1"]))?;
     /// p.send(mqlite::Message::new("orders", "other").with_keys(["ORDER-2"]))?;
     /// let found = store.query_by_key("orders", "ORDER-1", 0, u64::MAX)?;
@@ -147,9 +147,9 @@ impl Store {
     /// # let dir = tempfile::tempdir()?;
     /// # let store = mqlite::Store::open(dir.path())?;
     /// store.create_topic("orders", 1)?;
-    /// store.producer("p").send(mqlite::Message::new("orders", "a"))?;
+    /// store.producer("p")?.send(mqlite::Message::new("orders", "a"))?;
     /// let q = mqlite::MessageQueue::new("orders", 0);
-    /// let pull = store.pull_consumer("billing");
+    /// let pull = store.pull_consumer("billing")?;
     /// pull.commit_offset(&q, 1)?;
     /// store.reset_offset_by_time("billing", "orders", 0)?; // back to the first message
     /// assert_eq!(pull.committed_offset(&q)?, Some(0));

@@ -136,7 +136,7 @@ pub(crate) struct Options {
 ///         }
 ///         ConsumeStatus::Success
 ///     })?;
-/// store.producer("p").send(Message::new("orders", "order 1").with_tags("paid"))?;
+/// store.producer("p")?.send(Message::new("orders", "order 1").with_tags("paid"))?;
 /// assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(5))?, b"order 1");
 /// consumer.shutdown()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -385,7 +385,7 @@ impl PushConsumerBuilder {
     ///         }
     ///         OrderlyStatus::Success
     ///     })?;
-    /// let p = store.producer("p");
+    /// let p = store.producer("p")?;
     /// for step in ["create", "pay", "complete"] {
     ///     p.send_ordered(Message::new("orders", step), "ORDER-1")?;
     /// }
@@ -502,7 +502,7 @@ impl PushConsumer {
     ///     .subscribe("t", "*")
     ///     .consume_from(ConsumeFrom::FirstOffset)
     ///     .start_concurrently(|_| ConsumeStatus::Success)?;
-    /// store.producer("p").send(Message::new("t", "x"))?;
+    /// store.producer("p")?.send(Message::new("t", "x"))?;
     /// let all_finished = consumer.shutdown_timeout(Duration::from_secs(1))?;
     /// # let _ = all_finished;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
