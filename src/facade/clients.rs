@@ -19,7 +19,7 @@ impl Store {
     /// # let dir = tempfile::tempdir()?;
     /// # let store = mqlite::Store::open(dir.path())?;
     /// let producer = store.producer("order-service")?;
-    /// assert!(store.producer("no spaces")?.is_err());
+    /// assert!(store.producer("no spaces").is_err());
     /// # drop(producer);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
