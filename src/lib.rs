@@ -54,7 +54,7 @@ pub use client::push::{
     ConsumeOrderlyContext, ConsumeStatus, ConsumerStats, MessageModel, OrderlyStatus, PushConsumer,
     PushConsumerBuilder, StalledQueue,
 };
-pub use config::{FlushPolicy, RecoveryMode, StoreConfig};
+pub use config::{FlushPolicy, IndexConfig, RecoveryMode, RetentionConfig, StoreConfig};
 pub use error::{Error, Result};
 pub use facade::{
     GetResult, PutResult, PutStatus, Store, StoreBuilder, ToOffsetMessageId, TopicConfig,

@@ -8,6 +8,7 @@ mod json_file;
 pub(crate) mod locks;
 mod offsets;
 pub(crate) mod put;
+mod query;
 pub(crate) mod read;
 pub(crate) mod retry;
 pub(crate) mod runtime;

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 
 use super::consume_queue::ConsumeQueue;
+use super::index::IndexService;
 use crate::error::Result;
 use crate::format::cq_unit::CqUnit;
 
@@ -23,6 +24,8 @@ pub(crate) struct PendingUnit {
     pub(crate) queue_offset: u64,
     pub(crate) unit: CqUnit,
     pub(crate) store_ts: u64,
+    /// The record's index keys `(UNIQ_KEY, KEYS)`, if it is indexed.
+    pub(crate) index: Option<(Option<Box<str>>, Option<Box<str>>)>,
 }
 
 impl PendingUnit {
@@ -64,8 +67,12 @@ impl Dispatcher {
         queue_offset: u64,
         unit: CqUnit,
         store_ts: u64,
+        index: Option<(&IndexService, (Option<&str>, Option<&str>))>,
     ) -> Result<()> {
         cq.put(queue_offset, unit)?;
+        if let Some((index, (uniq, keys))) = index {
+            index.put_message(cq.topic(), unit.physical_offset, store_ts, uniq, keys)?;
+        }
         self.logics_ts.fetch_max(store_ts, Ordering::Relaxed);
         Ok(())
     }
@@ -78,7 +85,11 @@ impl Dispatcher {
 
     /// Writes the pending units whose records end at or before `durable`. Returns whether any
     /// was written.
-    pub(crate) fn dispatch_durable(&self, durable: u64) -> Result<bool> {
+    pub(crate) fn dispatch_durable(
+        &self,
+        durable: u64,
+        index: Option<&IndexService>,
+    ) -> Result<bool> {
         let _writing = self.writing.lock();
         let ready: Vec<PendingUnit> = {
             let mut pending = self.pending.lock();
@@ -88,6 +99,15 @@ impl Dispatcher {
         let any = !ready.is_empty();
         for p in ready {
             p.cq.put(p.queue_offset, p.unit)?;
+            if let (Some(index), Some((uniq, keys))) = (index, &p.index) {
+                index.put_message(
+                    p.cq.topic(),
+                    p.unit.physical_offset,
+                    p.store_ts,
+                    uniq.as_deref(),
+                    keys.as_deref(),
+                )?;
+            }
             self.logics_ts.fetch_max(p.store_ts, Ordering::Relaxed);
         }
         Ok(any)

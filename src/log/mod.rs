@@ -10,6 +10,7 @@ pub(crate) mod consume_queue;
 mod dispatch;
 pub(crate) mod flusher;
 pub(crate) mod group_commit;
+pub(crate) mod index;
 pub(crate) mod open;
 
 use std::collections::HashMap;
@@ -86,6 +87,19 @@ pub(crate) trait Record {
     fn encode(&self, buf: &mut [u8], at: &Placement);
     /// The consume queue tag code of the record.
     fn tag_code(&self, store_ts: u64) -> i64;
+    /// The record's index keys, `(UNIQ_KEY, KEYS)`; `None` if it is not indexed (a rolled
+    /// back transaction).
+    fn index_keys(&self) -> Option<(Option<&str>, Option<&str>)>;
+}
+
+/// How many index entries a record with these keys gets.
+fn index_key_count(keys: Option<(Option<&str>, Option<&str>)>) -> u64 {
+    keys.map_or(0, |(uniq, keys)| {
+        uniq.into_iter()
+            .chain(keys.into_iter().flat_map(|k| k.split(' ')))
+            .filter(|k| !k.is_empty())
+            .count() as u64
+    })
 }
 
 /// Where a record goes, given to [`Record::encode`].
@@ -130,6 +144,10 @@ pub(crate) struct Engine {
     poisoned: AtomicBool,
     closed: AtomicBool,
     checkpoint: CheckpointFile,
+    /// The index files (`None` when indexing is off).
+    index: Option<index::IndexService>,
+    /// The disk-space guard refuses writes (the reason), see `broker::retention`.
+    disk_full: RwLock<Option<String>>,
     /// The delay table in ms (level n at index n - 1), for schedule-topic tag codes.
     delay_levels: Vec<u64>,
     /// Wakes readers waiting for any queue (push consumers' fetch threads).
@@ -181,6 +199,41 @@ impl Engine {
             return Err(Error::Poisoned);
         }
         Ok(())
+    }
+
+    /// Like [`Engine::check_writable`], and the disk-space guard must not be refusing puts.
+    pub(crate) fn check_space(&self) -> Result<()> {
+        self.check_writable()?;
+        if let Some(why) = self.disk_full.read().as_ref() {
+            return Err(Error::DiskFull(why.clone()));
+        }
+        Ok(())
+    }
+
+    /// Sets (`Some(reason)`) or clears the disk-space guard's refusal of puts.
+    pub(crate) fn set_disk_full(&self, reason: Option<String>) {
+        let mut g = self.disk_full.write();
+        match (&*g, &reason) {
+            (None, Some(r)) => ::log::warn!("puts refused: disk full ({r})"),
+            (Some(_), None) => ::log::info!("puts accepted again: disk space returned"),
+            _ => {}
+        }
+        *g = reason;
+    }
+
+    /// Whether the guard refuses puts.
+    pub(crate) fn is_disk_full(&self) -> bool {
+        self.disk_full.read().is_some()
+    }
+
+    /// The index files, if indexing is on.
+    pub(crate) fn index(&self) -> Option<&index::IndexService> {
+        self.index.as_ref()
+    }
+
+    /// The CommitLog segments, oldest first.
+    pub(crate) fn log_segments(&self) -> Vec<Arc<Segment>> {
+        self.log.segments()
     }
 
     /// Marks the store poisoned after a failed flush or dispatch: every later write fails
@@ -287,7 +340,7 @@ impl Engine {
         }
         let total: usize = records.iter().map(Record::len).sum();
         let mut guard = self.write.lock();
-        self.check_writable()?;
+        self.check_space()?;
         let ws = &mut *guard;
         let slot = match ws
             .slots
@@ -312,6 +365,9 @@ impl Engine {
         let first_queue_offset = slot.next_offset;
         slot.cq
             .reserve(first_queue_offset + records.len() as u64 - 1)?;
+        if let Some(index) = &self.index {
+            index.reserve(records.iter().map(|r| index_key_count(r.index_keys())).sum())?;
+        }
         // Store timestamps never go backwards, so recovery can rely on their order.
         let store_ts = now.max(ws.last_store_ts);
         let physical_offset = self.log.append(&mut ws.log, total, store_ts, |buf, phys| {
@@ -338,17 +394,22 @@ impl Engine {
                 tag_code: r.tag_code(store_ts),
             };
             phys += r.len() as u64;
+            let keys = self.index.as_ref().and(r.index_keys());
             if self.is_sync() {
                 self.dispatcher.defer(PendingUnit {
                     cq: slot.cq.clone(),
                     queue_offset,
                     unit,
                     store_ts,
+                    index: keys.map(|(u, k)| (u.map(Box::from), k.map(Box::from))),
                 });
-            } else if let Err(e) =
-                self.dispatcher
-                    .dispatch_appended(&slot.cq, queue_offset, unit, store_ts)
-            {
+            } else if let Err(e) = self.dispatcher.dispatch_appended(
+                &slot.cq,
+                queue_offset,
+                unit,
+                store_ts,
+                self.index.as_ref().zip(keys),
+            ) {
                 // The record is in the log but not in its queue: only recovery can mend that.
                 self.poison();
                 return Err(e);
@@ -378,7 +439,10 @@ impl Engine {
 
     /// Writes the pending consume queue units whose records end at or before `durable`.
     fn dispatch_durable(&self, durable: u64) -> Result<()> {
-        if self.dispatcher.dispatch_durable(durable)? {
+        if self
+            .dispatcher
+            .dispatch_durable(durable, self.index.as_ref())?
+        {
             self.arrivals().notify();
         }
         Ok(())
@@ -409,6 +473,12 @@ impl Engine {
         }
         let durable = self.flush_log(FlushScope::All)?;
         self.group.advance(durable);
+        if let Some(index) = &self.index
+            && let Err(e) = index.flush()
+        {
+            self.poison();
+            return Err(e);
+        }
         self.flush_queues(durable, FlushScope::All)
     }
 
@@ -425,7 +495,7 @@ impl Engine {
         self.checkpoint.write(&Checkpoint {
             physic_msg_timestamp: self.log.flushed_store_ts(),
             logics_msg_timestamp: logics,
-            index_msg_timestamp: 0,
+            index_msg_timestamp: self.index.as_ref().map_or(0, |i| i.durable_ts()),
             master_flushed_offset: durable,
             confirm_phy_offset: durable,
         })
@@ -436,10 +506,20 @@ impl Engine {
     pub(crate) fn delete_segments_before(&self, offset: u64) -> Result<u64> {
         self.check_writable()?;
         let min = self.log.delete_before(offset)?;
+        self.after_log_deletion(min)?;
+        Ok(min)
+    }
+
+    /// Deletes the consume queue and index files that point only below `min`, the
+    /// CommitLog's new smallest offset.
+    pub(crate) fn after_log_deletion(&self, min: u64) -> Result<()> {
         for q in self.all_queues() {
             q.delete_before(min)?;
         }
-        Ok(min)
+        if let Some(index) = &self.index {
+            index.delete_before(min)?;
+        }
+        Ok(())
     }
 
     /// Closes the engine: waits for appends in progress, flushes everything, writes the

@@ -50,6 +50,9 @@ pub(crate) struct Segment {
     zeroing_from: AtomicUsize,
     /// The whole segment was zero-filled and flushed before use ([`Segment::warm`]).
     warmed: AtomicBool,
+    /// The segment is accessed as 32-bit atomic words ([`Segment::words`]): no writer, no
+    /// byte slices.
+    word_mode: AtomicBool,
 }
 
 /// The next offset at or after `from` where the file `fd` holds data (`SEEK_DATA`), or
@@ -139,6 +142,7 @@ impl Segment {
             writer_taken: AtomicBool::new(false),
             zeroing_from: AtomicUsize::new(usize::MAX),
             warmed: AtomicBool::new(false),
+            word_mode: AtomicBool::new(false),
         })
     }
 
@@ -241,6 +245,9 @@ impl Segment {
         if from >= to {
             return Ok(false);
         }
+        if self.word_mode.load(Ordering::Acquire) {
+            return Ok(false);
+        }
         self.zeroing_from.store(from, Ordering::SeqCst);
         if self.published.load(Ordering::SeqCst).saturating_add(gap) > from {
             self.zeroing_from.store(usize::MAX, Ordering::SeqCst);
@@ -299,6 +306,40 @@ impl Segment {
             .map_err(|e| Error::io("flush segment", &self.path, e))
     }
 
+    /// The whole segment as 32-bit words that any number of threads may read and write at
+    /// once (index files: hash slots and entries are updated in place while queries read
+    /// them). Store big-endian values with `u32::to_be` and read them with `u32::from_be`.
+    /// `None` unless the segment publishes no bytes (so [`Segment::read`] hands out no slice
+    /// of it), has no writer, and its size is a multiple of 4; once this returns `Some`, the
+    /// segment never gets a writer and is never zeroed ahead.
+    pub(crate) fn words(&self) -> Option<&[std::sync::atomic::AtomicU32]> {
+        use std::sync::atomic::AtomicU32;
+        if self.published() != 0
+            || self.size % size_of::<AtomicU32>() != 0
+            || (self.map.as_ptr() as usize) % align_of::<AtomicU32>() != 0
+        {
+            return None;
+        }
+        self.word_mode.store(true, Ordering::SeqCst);
+        if self.writer_taken.load(Ordering::SeqCst) {
+            return None;
+        }
+        // SAFETY: the mapping covers `size` bytes, is aligned for `AtomicU32` (checked above)
+        // and lives as long as `self`. No non-atomic access to these bytes can happen while
+        // the slice exists: readers get no byte slices (nothing is published, and publishing
+        // needs a writer or `&mut self`), no writer exists or can be created (`word_mode` is
+        // set before `writer_taken` is checked, and `into_writer` checks `word_mode` first),
+        // zero-ahead skips word-mode segments, and `bytes_mut` needs `&mut self`, which the
+        // returned borrow excludes. All access through the slice is atomic, so concurrent
+        // readers and writers do not race.
+        Some(unsafe {
+            std::slice::from_raw_parts(
+                self.map.as_ptr().cast::<AtomicU32>(),
+                self.size / size_of::<AtomicU32>(),
+            )
+        })
+    }
+
     /// Allows a new [`Segment::into_writer`] after the previous writer is gone (`&mut self`
     /// proves it is: a writer holds a reference to the segment).
     pub(crate) fn reclaim_writer(&mut self) {
@@ -308,7 +349,8 @@ impl Segment {
     /// The unique writer of this segment, appending from the published length on; `None` if
     /// one was already handed out.
     pub(crate) fn into_writer(self: Arc<Self>) -> Option<SegmentWriter> {
-        if self.writer_taken.swap(true, Ordering::AcqRel) {
+        if self.word_mode.load(Ordering::SeqCst) || self.writer_taken.swap(true, Ordering::SeqCst)
+        {
             return None;
         }
         let pos = self.published();

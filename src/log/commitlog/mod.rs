@@ -282,6 +282,23 @@ impl CommitLog {
         Ok(self.min_offset())
     }
 
+    /// The segments, oldest first.
+    pub(crate) fn segments(&self) -> Vec<Arc<Segment>> {
+        self.set.snapshot()
+    }
+
+    /// Deletes the oldest segment if `deletable` says so and it is not the last one (the
+    /// one being written). Returns whether one was deleted.
+    pub(crate) fn delete_oldest_if(&self, deletable: impl Fn(&Segment) -> bool) -> Result<bool> {
+        let mut first = true;
+        let n = self.set.delete_front_while(|s| {
+            let go = first && deletable(s);
+            first = false;
+            go
+        })?;
+        Ok(n > 0)
+    }
+
     /// Deletes segment files after the one holding the writer (a segment prepared ahead but
     /// never used), so a closed store holds only what it wrote.
     pub(crate) fn remove_unused_segments(&self, writer_base: u64) -> Result<()> {
