@@ -50,7 +50,9 @@ fn finds_by_key_and_msg_id_within_the_time_range() {
         .unwrap();
     assert_eq!(late_a.len(), 10);
     assert!(late_a.iter().all(|m| m.body().starts_with(b"late")));
-    let early_b = store.query_by_key("orders", "ORDER-B", 0, middle, 64).unwrap();
+    let early_b = store
+        .query_by_key("orders", "ORDER-B", 0, middle, 64)
+        .unwrap();
     assert_eq!(early_b.len(), 10);
     // By msgId (UNIQ_KEY).
     let by_id = store
@@ -80,5 +82,8 @@ fn returns_at_most_64() {
         p.send(Message::new("t", format!("m{i}")).with_keys(["K"]))
             .unwrap();
     }
-    assert_eq!(store.query_by_key("t", "K", 0, u64::MAX, 64).unwrap().len(), 64);
+    assert_eq!(
+        store.query_by_key("t", "K", 0, u64::MAX, 64).unwrap().len(),
+        64
+    );
 }

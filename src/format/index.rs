@@ -158,7 +158,9 @@ impl IndexEntry {
 /// The size of an index file with `slots` hash slots and room for `entries` entries
 /// (`40 + slots*4 + entries*20`; 420,000,040 bytes with RocketMQ's defaults).
 pub fn file_size(slots: u32, entries: u32) -> u64 {
-    HEADER_SIZE as u64 + u64::from(slots) * SLOT_SIZE as u64 + u64::from(entries) * ENTRY_SIZE as u64
+    HEADER_SIZE as u64
+        + u64::from(slots) * SLOT_SIZE as u64
+        + u64::from(entries) * ENTRY_SIZE as u64
 }
 
 /// Byte offset of hash slot `slot`.

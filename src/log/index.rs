@@ -296,11 +296,17 @@ impl IndexService {
             let path = dir.join(&file);
             let len = fs.len(&path)?;
             let configured = fmt::file_size(config.max_hash_slots, config.max_index_entries);
-            let rocketmq = fmt::file_size(fmt::ROCKETMQ_MAX_HASH_SLOTS, fmt::ROCKETMQ_MAX_INDEX_ENTRIES);
+            let rocketmq = fmt::file_size(
+                fmt::ROCKETMQ_MAX_HASH_SLOTS,
+                fmt::ROCKETMQ_MAX_INDEX_ENTRIES,
+            );
             let (slots, entries) = if len == configured {
                 (config.max_hash_slots, config.max_index_entries)
             } else if len == rocketmq {
-                (fmt::ROCKETMQ_MAX_HASH_SLOTS, fmt::ROCKETMQ_MAX_INDEX_ENTRIES)
+                (
+                    fmt::ROCKETMQ_MAX_HASH_SLOTS,
+                    fmt::ROCKETMQ_MAX_INDEX_ENTRIES,
+                )
             } else {
                 ::log::warn!(
                     "index file {} is {len} bytes, which fits neither the configured index size ({configured}) nor RocketMQ's ({rocketmq}): left alone, not used",
@@ -311,7 +317,11 @@ impl IndexService {
             let mut seg = fs.open_segment(&path, 0, len)?;
             seg.set_published(0);
             if seg.words().is_none() {
-                return Err(Error::corrupted(&path, 0, "index file cannot be mapped as words"));
+                return Err(Error::corrupted(
+                    &path,
+                    0,
+                    "index file cannot be mapped as words",
+                ));
             }
             let probe = IndexFile::new(seg, name, slots, entries, IndexHeader::EMPTY);
             let Some(h) = probe.read_header() else {
@@ -334,7 +344,10 @@ impl IndexService {
                 }
                 let path = f.seg.path().to_path_buf();
                 files.pop();
-                drop_file(&path, "not known durable after an unclean exit; rebuilt from the commitlog")?;
+                drop_file(
+                    &path,
+                    "not known durable after an unclean exit; rebuilt from the commitlog",
+                )?;
                 load.dropped += 1;
             }
         }
@@ -490,7 +503,11 @@ impl IndexService {
             IndexHeader::EMPTY,
         ));
         if file.seg.words().is_none() {
-            return Err(Error::corrupted(&path, 0, "index file cannot be mapped as words"));
+            return Err(Error::corrupted(
+                &path,
+                0,
+                "index file cannot be mapped as words",
+            ));
         }
         file.write_header();
         self.fs.sync_dir(&self.dir)?;
@@ -563,8 +580,7 @@ impl IndexService {
             if f.used() > 1 && f.time_matched(begin.saturating_sub(999), end) {
                 f.select(hash, begin, end, max, &mut out, &mut once);
             }
-            if f.begin_ts.load(Ordering::Acquire) < begin.saturating_sub(999) || out.len() >= max
-            {
+            if f.begin_ts.load(Ordering::Acquire) < begin.saturating_sub(999) || out.len() >= max {
                 break;
             }
         }
@@ -577,8 +593,7 @@ impl IndexService {
         let removed: Vec<Arc<IndexFile>> = {
             let mut files = self.files.write();
             let mut removed = Vec::new();
-            while files.len() > 1 && (files[0].end_phy.load(Ordering::Acquire) as u64) < min_phys
-            {
+            while files.len() > 1 && (files[0].end_phy.load(Ordering::Acquire) as u64) < min_phys {
                 removed.push(files.remove(0));
             }
             removed

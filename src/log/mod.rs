@@ -366,7 +366,12 @@ impl Engine {
         slot.cq
             .reserve(first_queue_offset + records.len() as u64 - 1)?;
         if let Some(index) = &self.index {
-            index.reserve(records.iter().map(|r| index_key_count(r.index_keys())).sum())?;
+            index.reserve(
+                records
+                    .iter()
+                    .map(|r| index_key_count(r.index_keys()))
+                    .sum(),
+            )?;
         }
         // Store timestamps never go backwards, so recovery can rely on their order.
         let store_ts = now.max(ws.last_store_ts);

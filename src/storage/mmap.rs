@@ -349,8 +349,7 @@ impl Segment {
     /// The unique writer of this segment, appending from the published length on; `None` if
     /// one was already handed out.
     pub(crate) fn into_writer(self: Arc<Self>) -> Option<SegmentWriter> {
-        if self.word_mode.load(Ordering::SeqCst) || self.writer_taken.swap(true, Ordering::SeqCst)
-        {
+        if self.word_mode.load(Ordering::SeqCst) || self.writer_taken.swap(true, Ordering::SeqCst) {
             return None;
         }
         let pos = self.published();
