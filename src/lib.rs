@@ -47,6 +47,7 @@ mod view;
 #[cfg(feature = "sim")]
 pub use storage::sim;
 
+pub use broker::retention::CleanupReport;
 pub use client::allocate::{AllocateStrategy, Averagely, AveragelyByCircle, ConsistentHash};
 pub use client::producer::{Producer, SendError, SendResult, SendStatus};
 pub use client::pull::{ConsumeFrom, PullConsumer, PullResult, PullStatus};

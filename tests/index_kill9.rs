@@ -110,7 +110,9 @@ fn check(store: &Store, acked: &[(u64, String)], cycle: u32) {
         assert_eq!(by_id.physical_offset(), by_key[0].physical_offset());
     }
     // A shared key: the newest 64, newest first, as the log holds them.
-    let all = store.messages_between("orders", 0, u64::MAX, usize::MAX).unwrap();
+    let all = store
+        .messages_between("orders", 0, u64::MAX, usize::MAX)
+        .unwrap();
     let want: Vec<u64> = all
         .iter()
         .rev()

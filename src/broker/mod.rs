@@ -10,6 +10,7 @@ mod offsets;
 pub(crate) mod put;
 mod query;
 pub(crate) mod read;
+pub(crate) mod retention;
 pub(crate) mod retry;
 pub(crate) mod runtime;
 pub(crate) mod schedule;

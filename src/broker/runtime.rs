@@ -69,6 +69,8 @@ impl Runtime {
         let spawned = crate::log::flusher::start(core.clone())
             .map(|(stop, thread)| background.push(Background { stop, thread }))
             .and_then(|()| schedule_service::start(core.clone(), wake_rx))
+            .map(|(stop, thread)| background.push(Background { stop, thread }))
+            .and_then(|()| core.start_cleaner())
             .map(|(stop, thread)| background.push(Background { stop, thread }));
         let rt = Arc::new(Runtime {
             core,

@@ -397,9 +397,21 @@ impl IndexService {
         self.durable_ts.load(Ordering::Acquire)
     }
 
-    /// Number of index files.
-    pub(crate) fn file_count(&self) -> usize {
-        self.files.read().len()
+    /// Bytes the index files take on disk (the next file created ahead included).
+    pub(crate) fn file_bytes(&self) -> u64 {
+        let spare = self
+            .writer
+            .lock()
+            .spare
+            .as_ref()
+            .map_or(0, |f| f.seg.size() as u64);
+        spare
+            + self
+                .files
+                .read()
+                .iter()
+                .map(|f| f.seg.size() as u64)
+                .sum::<u64>()
     }
 
     /// Called before a record with `n` keys is appended: makes sure the keys will have room,

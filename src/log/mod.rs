@@ -12,6 +12,7 @@ pub(crate) mod flusher;
 pub(crate) mod group_commit;
 pub(crate) mod index;
 pub(crate) mod open;
+mod space;
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -219,11 +220,6 @@ impl Engine {
             _ => {}
         }
         *g = reason;
-    }
-
-    /// Whether the guard refuses puts.
-    pub(crate) fn is_disk_full(&self) -> bool {
-        self.disk_full.read().is_some()
     }
 
     /// The index files, if indexing is on.

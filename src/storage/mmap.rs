@@ -113,6 +113,28 @@ pub(crate) fn fallocate(fd: std::os::fd::RawFd, len: libc::off_t) -> std::io::Re
     }
 }
 
+/// Size and free space (for unprivileged users) of the file system holding `path`, in bytes
+/// (`statvfs`).
+pub(crate) fn disk_space(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: `c` is a NUL-terminated path and `st` points to writable memory of the right
+    // type; statvfs fills it on success, which is checked before it is read.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it initialised the struct.
+    let st = unsafe { st.assume_init() };
+    let frsize = st.f_frsize as u64;
+    Ok((
+        (st.f_blocks as u64).saturating_mul(frsize),
+        (st.f_bavail as u64).saturating_mul(frsize),
+    ))
+}
+
 impl Segment {
     /// Wraps the mapping `map` of the `size`-byte file `path` (made by the storage backend).
     pub(crate) fn new(
