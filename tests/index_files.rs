@@ -188,6 +188,13 @@ fn collisions_and_rolls_answer_like_a_scan() {
         b"m123"
     );
     store.close().unwrap();
+    // Full files were flushed and their end time recorded as indexMsgTimestamp.
+    let cp = std::fs::read(dir.path().join("checkpoint")).unwrap();
+    let index_ts = i64::from_be_bytes(cp[16..24].try_into().unwrap());
+    assert!(
+        index_ts >= all[0].store_timestamp() && index_ts <= all[n - 1].store_timestamp(),
+        "indexMsgTimestamp {index_ts}"
+    );
 
     // The scan of the same store (index off) answers the same, for a few keys.
     let scan = open(IndexConfig::DISABLED);
@@ -198,6 +205,27 @@ fn collisions_and_rolls_answer_like_a_scan() {
         }
     }
     scan.close().unwrap();
+}
+
+/// Under `Sync` a record is indexed once it is durable, and found at once after its put.
+#[test]
+fn sync_puts_are_indexed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::small_sync(dir.path())
+        .index(tiny_index(8, 40))
+        .open()
+        .unwrap();
+    fill(&store, 60, 7);
+    for i in 0..60 {
+        let found = store
+            .query_by_key("orders", &format!("U{i}"), 0, u64::MAX, 4)
+            .unwrap();
+        assert_eq!(found.len(), 1, "U{i}");
+        assert_eq!(found[0].body(), format!("m{i}").as_bytes());
+    }
+    assert_eq!(store.query_by_key("orders", "K3", 0, u64::MAX, 64).unwrap().len(), 9);
+    store.close().unwrap();
+    assert!(index_files(dir.path()).len() >= 4);
 }
 
 #[test]

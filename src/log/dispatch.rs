@@ -17,6 +17,12 @@ use super::index::IndexService;
 use crate::error::Result;
 use crate::format::cq_unit::CqUnit;
 
+/// A record's index keys: `UNIQ_KEY` and the space-separated `KEYS`.
+pub(crate) type IndexKeys<'a> = (Option<&'a str>, Option<&'a str>);
+
+/// [`IndexKeys`] kept until a record is durable.
+pub(crate) type OwnedIndexKeys = (Option<Box<str>>, Option<Box<str>>);
+
 /// A consume queue unit waiting for its record to become durable (`FlushPolicy::Sync`).
 #[derive(Debug)]
 pub(crate) struct PendingUnit {
@@ -25,7 +31,7 @@ pub(crate) struct PendingUnit {
     pub(crate) unit: CqUnit,
     pub(crate) store_ts: u64,
     /// The record's index keys `(UNIQ_KEY, KEYS)`, if it is indexed.
-    pub(crate) index: Option<(Option<Box<str>>, Option<Box<str>>)>,
+    pub(crate) index: Option<OwnedIndexKeys>,
 }
 
 impl PendingUnit {
@@ -67,7 +73,7 @@ impl Dispatcher {
         queue_offset: u64,
         unit: CqUnit,
         store_ts: u64,
-        index: Option<(&IndexService, (Option<&str>, Option<&str>))>,
+        index: Option<(&IndexService, IndexKeys<'_>)>,
     ) -> Result<()> {
         cq.put(queue_offset, unit)?;
         if let Some((index, (uniq, keys))) = index {

@@ -370,6 +370,12 @@ impl IndexService {
             .rev()
             .find(|f| f.used() > 1)
             .map(|f| f.end_phy.load(Ordering::Acquire) as u64);
+        // An empty newest file behind a file with room is the next file created ahead of the
+        // last run's writer: it stays the spare.
+        let spare = match files.len() {
+            n if n >= 2 && files[n - 1].used() <= 1 && !files[n - 2].is_full() => files.pop(),
+            _ => None,
+        };
         Ok((
             IndexService {
                 fs: fs.clone(),
@@ -379,6 +385,7 @@ impl IndexService {
                 files: RwLock::new(files.into_iter().map(Arc::new).collect()),
                 writer: Mutex::new(Writer {
                     indexed_through,
+                    spare: spare.map(Arc::new),
                     ..Writer::default()
                 }),
                 durable_ts: Arc::new(AtomicU64::new(durable_ts)),

@@ -32,13 +32,15 @@ impl Engine {
         Ok(total)
     }
 
-    /// How full the file system holding the store is, in percent.
+    /// How full the file system holding the store is, in percent, as `df` shows it
+    /// (`used / (used + available)`: space reserved for root counts as neither).
     pub(crate) fn disk_used_percent(&self) -> Result<f64> {
-        let (total, avail) = self.fs.disk_space(self.dir())?;
+        let (used, avail) = self.fs.disk_space(self.dir())?;
+        let total = used.saturating_add(avail);
         if total == 0 {
             return Ok(0.0);
         }
-        Ok((total - avail.min(total)) as f64 * 100.0 / total as f64)
+        Ok(used as f64 * 100.0 / total as f64)
     }
 
     /// The oldest CommitLog segment if it may be deleted at all: it is not the last one (the

@@ -110,7 +110,7 @@ pub(crate) trait Storage: Send + Sync + fmt::Debug {
         })
     }
 
-    /// Total and available bytes of the file system holding `path`.
+    /// Used and available bytes of the file system holding `path` (as `df` shows them).
     fn disk_space(&self, path: &Path) -> io::Result<(u64, u64)> {
         mmap::disk_space(path)
     }

@@ -129,7 +129,7 @@ impl Fs {
             .map_err(|e| Error::io("stat", path, e))
     }
 
-    /// Total and available bytes of the file system holding `path`.
+    /// Used and available bytes of the file system holding `path` (as `df` shows them).
     pub(crate) fn disk_space(&self, path: &Path) -> Result<(u64, u64)> {
         self.storage
             .disk_space(path)

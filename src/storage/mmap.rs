@@ -113,8 +113,9 @@ pub(crate) fn fallocate(fd: std::os::fd::RawFd, len: libc::off_t) -> std::io::Re
     }
 }
 
-/// Size and free space (for unprivileged users) of the file system holding `path`, in bytes
-/// (`statvfs`).
+/// Used and available (to unprivileged users) bytes of the file system holding `path`
+/// (`statvfs`): `df`'s "Used" and "Avail"; `df`'s "Use%" is `used / (used + avail)`.
+#[allow(clippy::unnecessary_cast)] // the field types differ between platforms
 pub(crate) fn disk_space(path: &Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
@@ -129,8 +130,9 @@ pub(crate) fn disk_space(path: &Path) -> std::io::Result<(u64, u64)> {
     // SAFETY: statvfs returned 0, so it initialised the struct.
     let st = unsafe { st.assume_init() };
     let frsize = st.f_frsize as u64;
+    let used = (st.f_blocks as u64).saturating_sub(st.f_bfree as u64);
     Ok((
-        (st.f_blocks as u64).saturating_mul(frsize),
+        used.saturating_mul(frsize),
         (st.f_bavail as u64).saturating_mul(frsize),
     ))
 }
@@ -337,8 +339,8 @@ impl Segment {
     pub(crate) fn words(&self) -> Option<&[std::sync::atomic::AtomicU32]> {
         use std::sync::atomic::AtomicU32;
         if self.published() != 0
-            || self.size % size_of::<AtomicU32>() != 0
-            || (self.map.as_ptr() as usize) % align_of::<AtomicU32>() != 0
+            || !self.size.is_multiple_of(size_of::<AtomicU32>())
+            || !(self.map.as_ptr() as usize).is_multiple_of(align_of::<AtomicU32>())
         {
             return None;
         }
