@@ -181,16 +181,44 @@ pub fn build_key(topic: &str, key: &str) -> String {
 /// RocketMQ's `IndexFile.indexKeyHashMethod` of `topic#key`: the absolute Java hash, 0 if
 /// that is still negative (`Integer.MIN_VALUE`). Computed without building the string.
 pub fn key_hash(topic: &str, key: &str) -> i32 {
-    let mut h: i32 = 0;
-    for unit in topic
-        .encode_utf16()
-        .chain(std::iter::once(u16::from(b'#')))
-        .chain(key.encode_utf16())
-    {
-        h = h.wrapping_mul(31).wrapping_add(i32::from(unit));
-    }
+    let h = java_hash_extend(java_hash_extend(0, topic), "#");
+    let h = java_hash_extend(h, key);
     let abs = h.wrapping_abs();
     if abs < 0 { 0 } else { abs }
+}
+
+/// Continues Java's `String.hashCode` (`h = 31*h + c` over UTF-16 code units) from `h` over
+/// `s`. ASCII text (msgIds, most keys) is hashed four bytes per step.
+fn java_hash_extend(mut h: i32, s: &str) -> i32 {
+    if !s.is_ascii() {
+        for unit in s.encode_utf16() {
+            h = h.wrapping_mul(31).wrapping_add(i32::from(unit));
+        }
+        return h;
+    }
+    const P2: i32 = 31 * 31;
+    const P3: i32 = 31 * 31 * 31;
+    const P4: i32 = 31 * 31 * 31 * 31;
+    let mut chunks = s.as_bytes().chunks_exact(4);
+    for c in &mut chunks {
+        h = h
+            .wrapping_mul(P4)
+            .wrapping_add(i32::from(c[0]).wrapping_mul(P3))
+            .wrapping_add(i32::from(c[1]).wrapping_mul(P2))
+            .wrapping_add(i32::from(c[2]).wrapping_mul(31))
+            .wrapping_add(i32::from(c[3]));
+    }
+    for &b in chunks.remainder() {
+        h = h.wrapping_mul(31).wrapping_add(i32::from(b));
+    }
+    h
+}
+
+/// An upper bound of the index entries a message gets: one for its msgId (if any), one per
+/// space-separated KEYS entry (empty ones, which get none, are counted too).
+pub fn key_count_bound(uniq: Option<&str>, keys: Option<&str>) -> u64 {
+    u64::from(uniq.is_some())
+        + keys.map_or(0, |k| k.bytes().filter(|&b| b == b' ').count() as u64 + 1)
 }
 
 /// The slot of `key_hash` in a file with `slots` slots.
@@ -275,5 +303,11 @@ mod tests {
         assert_eq!(time_diff(500, 1_000), 0);
         assert_eq!(time_diff(5_000, 0), 0);
         assert_eq!(file_size(5_000_000, 20_000_000), 420_000_040);
+        // The fast path equals String.hashCode over UTF-16, ASCII or not.
+        for (t, k) in [("topic", "0A1B2C3D4E5F60718293A4B5C6D7E8F9"), ("tö", "ключ 🔑"), ("", "")] {
+            let whole = crate::format::hash::java_string_hash(&format!("{t}#{k}"));
+            let abs = whole.wrapping_abs();
+            assert_eq!(key_hash(t, k), if abs < 0 { 0 } else { abs });
+        }
     }
 }

@@ -67,28 +67,19 @@ impl IndexFile {
     }
 
     fn load(&self, pos: u64) -> Option<u32> {
-        let w = self.words().get(usize::try_from(pos / 4).ok()?)?;
-        Some(u32::from_be(w.load(Ordering::Acquire)))
+        load(self.words(), pos)
     }
 
     fn store(&self, pos: u64, v: u32) {
-        if let Some(w) = usize::try_from(pos / 4)
-            .ok()
-            .and_then(|i| self.words().get(i))
-        {
-            w.store(v.to_be(), Ordering::Release);
-        }
+        store(self.words(), pos, v);
     }
 
     fn load_i64(&self, pos: u64) -> Option<i64> {
-        let hi = self.load(pos)?;
-        let lo = self.load(pos + 4)?;
-        Some(((u64::from(hi) << 32) | u64::from(lo)) as i64)
+        load_i64(self.words(), pos)
     }
 
     fn store_i64(&self, pos: u64, v: i64) {
-        self.store(pos, ((v as u64) >> 32) as u32);
-        self.store(pos + 4, v as u32);
+        store_i64(self.words(), pos, v);
     }
 
     fn header(&self) -> IndexHeader {
@@ -137,9 +128,10 @@ impl IndexFile {
 
     /// Adds one entry (the caller checked there is room). Only the index writer calls this.
     fn put(&self, key_hash: i32, phys: u64, store_ts: i64) {
+        let w = self.words();
         let n = self.used();
         let slot_pos = fmt::slot_pos(fmt::slot_of(key_hash, self.slots));
-        let prev = match self.load(slot_pos) {
+        let prev = match load(w, slot_pos) {
             Some(v) if v as i32 > 0 && v <= n => v,
             _ => 0,
         };
@@ -148,21 +140,29 @@ impl IndexFile {
             // it reads back its own store time.
             self.begin_ts.store(store_ts, Ordering::Release);
             self.begin_phy.store(phys as i64, Ordering::Release);
+            store_i64(w, fmt::BEGIN_TIMESTAMP as u64, store_ts);
+            store_i64(w, fmt::BEGIN_PHY_OFFSET as u64, phys as i64);
         }
-        let diff = fmt::time_diff(store_ts, self.begin_ts.load(Ordering::Acquire));
+        let diff = fmt::time_diff(store_ts, self.begin_ts.load(Ordering::Relaxed));
         let at = fmt::entry_pos(self.slots, n);
-        self.store(at + ENTRY_KEY_HASH as u64, key_hash as u32);
-        self.store_i64(at + ENTRY_PHY_OFFSET as u64, phys as i64);
-        self.store(at + ENTRY_TIME_DIFF as u64, diff as u32);
-        self.store(at + ENTRY_PREV as u64, prev);
-        self.store(slot_pos, n);
+        store(w, at + ENTRY_KEY_HASH as u64, key_hash as u32);
+        store_i64(w, at + ENTRY_PHY_OFFSET as u64, phys as i64);
+        store(w, at + ENTRY_TIME_DIFF as u64, diff as u32);
+        store(w, at + ENTRY_PREV as u64, prev);
+        // The entry is complete before the slot points at it (release).
+        store(w, slot_pos, n);
         if prev == 0 {
-            self.slot_count.fetch_add(1, Ordering::AcqRel);
+            // Only the index writer changes the counters: no read-modify-write needed.
+            let used = self.slot_count.load(Ordering::Relaxed) + 1;
+            self.slot_count.store(used, Ordering::Release);
+            store(w, fmt::HASH_SLOT_COUNT as u64, used as u32);
         }
         self.end_ts.store(store_ts, Ordering::Release);
         self.end_phy.store(phys as i64, Ordering::Release);
+        store_i64(w, fmt::END_TIMESTAMP as u64, store_ts);
+        store_i64(w, fmt::END_PHY_OFFSET as u64, phys as i64);
+        store(w, fmt::INDEX_COUNT as u64, n + 1);
         self.count.store(n as i32 + 1, Ordering::Release);
-        self.write_header();
     }
 
     /// RocketMQ's `isTimeMatched`.
@@ -246,6 +246,8 @@ pub(crate) struct IndexService {
 struct Writer {
     /// Offset of the last record indexed (all its keys).
     indexed_through: Option<u64>,
+    /// The newest file (the last of `files`), which entries go to.
+    current: Option<Arc<IndexFile>>,
     /// The background flush of the last file that filled.
     flushing: Option<JoinHandle<Result<()>>>,
     /// Keys of records appended but not yet indexed (under `Sync`, until durable).
@@ -376,15 +378,18 @@ impl IndexService {
             n if n >= 2 && files[n - 1].used() <= 1 && !files[n - 2].is_full() => files.pop(),
             _ => None,
         };
+        let files: Vec<Arc<IndexFile>> = files.into_iter().map(Arc::new).collect();
+        let current = files.last().cloned();
         Ok((
             IndexService {
                 fs: fs.clone(),
                 dir,
                 slots: config.max_hash_slots,
                 entries: config.max_index_entries,
-                files: RwLock::new(files.into_iter().map(Arc::new).collect()),
+                files: RwLock::new(files),
                 writer: Mutex::new(Writer {
                     indexed_through,
+                    current,
                     spare: spare.map(Arc::new),
                     ..Writer::default()
                 }),
@@ -429,13 +434,12 @@ impl IndexService {
             return Ok(());
         }
         let mut w = self.writer.lock();
-        let room = self
-            .files
-            .read()
-            .last()
+        let room = w
+            .current
+            .as_ref()
             .map_or(0, |f| u64::from(f.entries.saturating_sub(f.used())));
         if w.reserved + n > room && w.spare.is_none() {
-            let last_name = self.files.read().last().map_or(0, |f| f.name);
+            let last_name = w.current.as_ref().map_or(0, |f| f.name);
             w.spare = Some(self.create_file(last_name)?);
         }
         w.reserved += n;
@@ -453,23 +457,26 @@ impl IndexService {
         keys: Option<&str>,
     ) -> Result<()> {
         let mut w = self.writer.lock();
+        // What `reserve` counted for this record (under `Sync` a record may be reserved but
+        // skipped here, when recovery indexed it already).
+        let bound = fmt::key_count_bound(uniq, keys);
+        w.reserved = w.reserved.saturating_sub(bound);
         if w.indexed_through.is_some_and(|t| phys <= t) {
             return Ok(());
         }
-        let all = || {
-            uniq.into_iter()
+        if bound > 0 {
+            self.writable(&mut w, bound.min(u64::from(u32::MAX)) as u32)?;
+            let all = uniq
+                .into_iter()
                 .chain(keys.into_iter().flat_map(|k| k.split(' ')))
-                .filter(|k| !k.is_empty())
-        };
-        let n = all().count() as u32;
-        w.reserved = w.reserved.saturating_sub(u64::from(n));
-        if n > 0 {
-            let mut file = self.writable(&mut w, n)?;
-            for key in all() {
-                if file.is_full() {
-                    file = self.writable(&mut w, 1)?;
+                .filter(|k| !k.is_empty());
+            for key in all {
+                if w.current.as_ref().is_none_or(|f| f.is_full()) {
+                    self.writable(&mut w, 1)?;
                 }
-                file.put(fmt::key_hash(topic, key), phys, store_ts as i64);
+                if let Some(file) = &w.current {
+                    file.put(fmt::key_hash(topic, key), phys, store_ts as i64);
+                }
             }
         }
         w.indexed_through = Some(phys);
@@ -478,13 +485,13 @@ impl IndexService {
 
     /// The file to add `n` entries to: the newest, or a new one if it has no room (a message
     /// never straddles two files unless it has more keys than a file holds).
-    fn writable(&self, w: &mut Writer, n: u32) -> Result<Arc<IndexFile>> {
-        let last = self.files.read().last().cloned();
-        if let Some(f) = &last
+    fn writable(&self, w: &mut Writer, n: u32) -> Result<()> {
+        if let Some(f) = &w.current
             && (f.has_room(n) || (f.used() <= 1 && !f.is_full()))
         {
-            return Ok(f.clone());
+            return Ok(());
         }
+        let last = w.current.clone();
         let file = match w.spare.take() {
             Some(f) => f,
             None => self.create_file(last.as_ref().map_or(0, |f| f.name))?,
@@ -498,10 +505,11 @@ impl IndexService {
             file.write_header();
         }
         self.files.write().push(file.clone());
+        w.current = Some(file);
         if let Some(full) = last {
             self.flush_in_background(w, full)?;
         }
-        Ok(file)
+        Ok(())
     }
 
     /// Creates an empty index file named after the current time (later than `after`), its
@@ -625,6 +633,31 @@ impl IndexService {
         }
         Ok(removed.len())
     }
+}
+
+/// The big-endian word at byte `pos` (a multiple of 4) of `w`.
+fn load(w: &[AtomicU32], pos: u64) -> Option<u32> {
+    let word = w.get(usize::try_from(pos / 4).ok()?)?;
+    Some(u32::from_be(word.load(Ordering::Acquire)))
+}
+
+/// Stores `v` big-endian at byte `pos` of `w` (release); out of range is ignored (never the
+/// case for positions computed from the file's own geometry).
+fn store(w: &[AtomicU32], pos: u64, v: u32) {
+    if let Some(word) = usize::try_from(pos / 4).ok().and_then(|i| w.get(i)) {
+        word.store(v.to_be(), Ordering::Release);
+    }
+}
+
+fn load_i64(w: &[AtomicU32], pos: u64) -> Option<i64> {
+    let hi = load(w, pos)?;
+    let lo = load(w, pos + 4)?;
+    Some(((u64::from(hi) << 32) | u64::from(lo)) as i64)
+}
+
+fn store_i64(w: &[AtomicU32], pos: u64, v: i64) {
+    store(w, pos, ((v as u64) >> 32) as u32);
+    store(w, pos + 4, v as u32);
 }
 
 fn join_flush(h: JoinHandle<Result<()>>) -> Result<()> {

@@ -93,13 +93,10 @@ pub(crate) trait Record {
     fn index_keys(&self) -> Option<(Option<&str>, Option<&str>)>;
 }
 
-/// How many index entries a record with these keys gets.
+/// The index entries reserved for a record with these keys (an upper bound).
 fn index_key_count(keys: Option<(Option<&str>, Option<&str>)>) -> u64 {
     keys.map_or(0, |(uniq, keys)| {
-        uniq.into_iter()
-            .chain(keys.into_iter().flat_map(|k| k.split(' ')))
-            .filter(|k| !k.is_empty())
-            .count() as u64
+        crate::format::index::key_count_bound(uniq, keys)
     })
 }
 

@@ -344,7 +344,9 @@ impl Segment {
         {
             return None;
         }
-        self.word_mode.store(true, Ordering::SeqCst);
+        if !self.word_mode.load(Ordering::Relaxed) {
+            self.word_mode.store(true, Ordering::SeqCst);
+        }
         if self.writer_taken.load(Ordering::SeqCst) {
             return None;
         }
