@@ -223,7 +223,13 @@ fn sync_puts_are_indexed() {
         assert_eq!(found.len(), 1, "U{i}");
         assert_eq!(found[0].body(), format!("m{i}").as_bytes());
     }
-    assert_eq!(store.query_by_key("orders", "K3", 0, u64::MAX, 64).unwrap().len(), 9);
+    assert_eq!(
+        store
+            .query_by_key("orders", "K3", 0, u64::MAX, 64)
+            .unwrap()
+            .len(),
+        9
+    );
     store.close().unwrap();
     assert!(index_files(dir.path()).len() >= 4);
 }

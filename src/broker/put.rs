@@ -405,12 +405,6 @@ impl Record for Prepared<'_> {
         self.encode_record(buf, &meta);
     }
 
-    fn index_keys(&self) -> Option<(Option<&str>, Option<&str>)> {
-        let tx = self.opts.sys_flag & record::sys_flag::TRANSACTION_MASK;
-        (tx != record::sys_flag::TRANSACTION_ROLLBACK)
-            .then(|| (Some(self.msg_id.as_str()), self.keys_joined.as_deref()))
-    }
-
     fn tag_code(&self, store_ts: u64) -> i64 {
         match self.schedule_delay {
             // The delivery time: store time plus the level's delay.

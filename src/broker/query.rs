@@ -31,6 +31,12 @@ impl Broker {
         let Some(index) = self.index() else {
             return self.scan_by_key(&queues, key, begin, end, max);
         };
+        // Everything visible now is indexed before the lookup (the writer thread is usually
+        // there already).
+        if let Err(e) = self.index_pending() {
+            ::log::warn!("index files cannot catch up with the commitlog ({e}); scanning instead");
+            return self.scan_by_key(&queues, key, begin, end, max);
+        }
         // Key hashes collide: each entry's record is read and checked.
         let mut io_error = None;
         let mut accept = |phys: u64| match self.with_record(phys, |rec, _| {
@@ -83,6 +89,53 @@ impl Broker {
         found.sort_by_key(|m| std::cmp::Reverse(m.physical_offset()));
         found.truncate(max);
         Ok(found)
+    }
+
+    /// Starts the index writer thread (when the index is on): it indexes records as they
+    /// arrive, reading them back from the CommitLog (RocketMQ's reput), so appends do not
+    /// wait for the index.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn start_indexer(
+        self: &std::sync::Arc<Self>,
+    ) -> std::io::Result<Option<(crossbeam_channel::Sender<()>, std::thread::JoinHandle<()>)>> {
+        let Some(index) = self.index() else {
+            return Ok(None);
+        };
+        let kick = index.kick_receiver().clone();
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+        let broker = std::sync::Arc::downgrade(self);
+        let thread = std::thread::Builder::new()
+            .name("mqlite-indexer".into())
+            .spawn(move || {
+                let mut failing = false;
+                loop {
+                    crossbeam_channel::select! {
+                        recv(stop_rx) -> _ => return,
+                        recv(kick) -> _ => {}
+                        default(std::time::Duration::from_millis(200)) => {}
+                    }
+                    let Some(b) = broker.upgrade() else { return };
+                    if b.check_open().is_err() {
+                        return;
+                    }
+                    if let Some(index) = b.index() {
+                        index.kick_taken();
+                    }
+                    match b.index_pending() {
+                        Ok(()) if failing => {
+                            failing = false;
+                            ::log::info!("index files caught up with the commitlog again");
+                        }
+                        Ok(()) => {}
+                        Err(e) if !failing => {
+                            failing = true;
+                            ::log::warn!("index writer: {e}; retrying");
+                        }
+                        Err(_) => {}
+                    }
+                }
+            })?;
+        Ok(Some((stop_tx, thread)))
     }
 
     /// The message of `topic` whose msgId (`UNIQ_KEY`) is `msg_id` (RocketMQ's

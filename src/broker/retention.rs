@@ -138,7 +138,8 @@ impl Broker {
     /// After a put: if it started a new CommitLog segment, the forced deletions and the guard
     /// run now (a roll is where the store grows).
     pub(crate) fn after_put_at(&self, physical_offset: u64) {
-        if !physical_offset.is_multiple_of(self.config().commitlog_segment_size) || physical_offset == 0
+        if !physical_offset.is_multiple_of(self.config().commitlog_segment_size)
+            || physical_offset == 0
         {
             return;
         }

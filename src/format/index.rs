@@ -304,7 +304,11 @@ mod tests {
         assert_eq!(time_diff(5_000, 0), 0);
         assert_eq!(file_size(5_000_000, 20_000_000), 420_000_040);
         // The fast path equals String.hashCode over UTF-16, ASCII or not.
-        for (t, k) in [("topic", "0A1B2C3D4E5F60718293A4B5C6D7E8F9"), ("tö", "ключ 🔑"), ("", "")] {
+        for (t, k) in [
+            ("topic", "0A1B2C3D4E5F60718293A4B5C6D7E8F9"),
+            ("tö", "ключ 🔑"),
+            ("", ""),
+        ] {
             let whole = crate::format::hash::java_string_hash(&format!("{t}#{k}"));
             let abs = whole.wrapping_abs();
             assert_eq!(key_hash(t, k), if abs < 0 { 0 } else { abs });

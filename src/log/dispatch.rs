@@ -13,15 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 
 use super::consume_queue::ConsumeQueue;
-use super::index::IndexService;
 use crate::error::Result;
 use crate::format::cq_unit::CqUnit;
-
-/// A record's index keys: `UNIQ_KEY` and the space-separated `KEYS`.
-pub(crate) type IndexKeys<'a> = (Option<&'a str>, Option<&'a str>);
-
-/// [`IndexKeys`] kept until a record is durable.
-pub(crate) type OwnedIndexKeys = (Option<Box<str>>, Option<Box<str>>);
 
 /// A consume queue unit waiting for its record to become durable (`FlushPolicy::Sync`).
 #[derive(Debug)]
@@ -30,8 +23,6 @@ pub(crate) struct PendingUnit {
     pub(crate) queue_offset: u64,
     pub(crate) unit: CqUnit,
     pub(crate) store_ts: u64,
-    /// The record's index keys `(UNIQ_KEY, KEYS)`, if it is indexed.
-    pub(crate) index: Option<OwnedIndexKeys>,
 }
 
 impl PendingUnit {
@@ -73,12 +64,8 @@ impl Dispatcher {
         queue_offset: u64,
         unit: CqUnit,
         store_ts: u64,
-        index: Option<(&IndexService, IndexKeys<'_>)>,
     ) -> Result<()> {
         cq.put(queue_offset, unit)?;
-        if let Some((index, (uniq, keys))) = index {
-            index.put_message(cq.topic(), unit.physical_offset, store_ts, uniq, keys)?;
-        }
         self.logics_ts.fetch_max(store_ts, Ordering::Relaxed);
         Ok(())
     }
@@ -91,11 +78,7 @@ impl Dispatcher {
 
     /// Writes the pending units whose records end at or before `durable`. Returns whether any
     /// was written.
-    pub(crate) fn dispatch_durable(
-        &self,
-        durable: u64,
-        index: Option<&IndexService>,
-    ) -> Result<bool> {
+    pub(crate) fn dispatch_durable(&self, durable: u64) -> Result<bool> {
         let _writing = self.writing.lock();
         let ready: Vec<PendingUnit> = {
             let mut pending = self.pending.lock();
@@ -105,15 +88,6 @@ impl Dispatcher {
         let any = !ready.is_empty();
         for p in ready {
             p.cq.put(p.queue_offset, p.unit)?;
-            if let (Some(index), Some((uniq, keys))) = (index, &p.index) {
-                index.put_message(
-                    p.cq.topic(),
-                    p.unit.physical_offset,
-                    p.store_ts,
-                    uniq.as_deref(),
-                    keys.as_deref(),
-                )?;
-            }
             self.logics_ts.fetch_max(p.store_ts, Ordering::Relaxed);
         }
         Ok(any)

@@ -1,9 +1,13 @@
 //! The index files (`index/yyyyMMddHHmmssSSS`, RocketMQ's `IndexService`): a hash index from
-//! `topic#key` (every `UNIQ_KEY` and every space-separated `KEYS` entry) to CommitLog offsets,
-//! written by the dispatcher. Byte layout in [`crate::format::index`].
+//! `topic#key` (every `UNIQ_KEY` and every space-separated `KEYS` entry) to CommitLog offsets.
+//! Byte layout in [`crate::format::index`].
 //!
+//! - Entries are written by the index writer ([`crate::log::Engine::index_pending`]), which
+//!   reads visible records back from the CommitLog as RocketMQ's reput service does: the
+//!   store's `mqlite-indexer` thread runs it as records arrive (an append only signals it),
+//!   and a query runs it first, so a lookup sees every record visible when it starts.
 //! - Files are written in place through their mapping as 32-bit atomic words
-//!   ([`Segment::words`]), so queries read a file while the dispatcher adds to it.
+//!   ([`Segment::words`]), so queries read a file while the writer adds to it.
 //! - A file that fills is flushed (in the background) and its end time becomes the
 //!   checkpoint's `indexMsgTimestamp`; the file being written is flushed at close.
 //! - After a crash, every file not known durable (not full, or ending after
@@ -14,7 +18,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use parking_lot::{Mutex, RwLock};
@@ -240,6 +244,14 @@ pub(crate) struct IndexService {
     writer: Mutex<Writer>,
     /// `indexMsgTimestamp`: end time of the newest file known durable.
     durable_ts: Arc<AtomicU64>,
+    /// CommitLog offset up to which every record is indexed.
+    indexed_to: AtomicU64,
+    /// Held by whoever brings the index up to the log (the writer thread or a query).
+    indexing: Mutex<()>,
+    /// Set when the writer thread has been told of new records and not yet started on them.
+    kicked: AtomicBool,
+    kick_tx: crossbeam_channel::Sender<()>,
+    kick_rx: crossbeam_channel::Receiver<()>,
 }
 
 #[derive(Debug, Default)]
@@ -250,10 +262,7 @@ struct Writer {
     current: Option<Arc<IndexFile>>,
     /// The background flush of the last file that filled.
     flushing: Option<JoinHandle<Result<()>>>,
-    /// Keys of records appended but not yet indexed (under `Sync`, until durable).
-    reserved: u64,
-    /// The next file, created ahead by [`IndexService::reserve`] so that indexing an appended
-    /// record never needs disk space.
+    /// An empty file left by the last run (created ahead of its writer), used next.
     spare: Option<Arc<IndexFile>>,
 }
 
@@ -379,6 +388,7 @@ impl IndexService {
             _ => None,
         };
         let files: Vec<Arc<IndexFile>> = files.into_iter().map(Arc::new).collect();
+        let (kick_tx, kick_rx) = crossbeam_channel::bounded(1);
         let current = files.last().cloned();
         Ok((
             IndexService {
@@ -394,6 +404,11 @@ impl IndexService {
                     ..Writer::default()
                 }),
                 durable_ts: Arc::new(AtomicU64::new(durable_ts)),
+                indexed_to: AtomicU64::new(0),
+                indexing: Mutex::new(()),
+                kicked: AtomicBool::new(false),
+                kick_tx,
+                kick_rx,
             },
             load,
         ))
@@ -402,6 +417,38 @@ impl IndexService {
     /// CommitLog offset of the last record indexed; records up to it are not indexed again.
     pub(crate) fn indexed_through(&self) -> Option<u64> {
         self.writer.lock().indexed_through
+    }
+
+    /// CommitLog offset up to which every record is indexed.
+    pub(crate) fn indexed_to(&self) -> u64 {
+        self.indexed_to.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_indexed_to(&self, offset: u64) {
+        self.indexed_to.store(offset, Ordering::Release);
+    }
+
+    /// Serialises the catching up of the index with the log.
+    pub(crate) fn indexing(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.indexing.lock()
+    }
+
+    /// Tells the writer thread that records arrived (cheap when it already knows).
+    pub(crate) fn kick(&self) {
+        if !self.kicked.load(Ordering::Relaxed) {
+            self.kicked.store(true, Ordering::Relaxed);
+            let _ = self.kick_tx.try_send(());
+        }
+    }
+
+    /// The channel [`IndexService::kick`] signals, for a `select`.
+    pub(crate) fn kick_receiver(&self) -> &crossbeam_channel::Receiver<()> {
+        &self.kick_rx
+    }
+
+    /// Clears the kick after the writer thread received it.
+    pub(crate) fn kick_taken(&self) {
+        self.kicked.store(false, Ordering::Relaxed);
     }
 
     /// `indexMsgTimestamp` for the checkpoint.
@@ -426,26 +473,6 @@ impl IndexService {
                 .sum::<u64>()
     }
 
-    /// Called before a record with `n` keys is appended: makes sure the keys will have room,
-    /// creating the next file ahead if the newest one cannot take every key appended and not
-    /// yet indexed. An error (no space) fails the put before anything is written.
-    pub(crate) fn reserve(&self, n: u64) -> Result<()> {
-        if n == 0 {
-            return Ok(());
-        }
-        let mut w = self.writer.lock();
-        let room = w
-            .current
-            .as_ref()
-            .map_or(0, |f| u64::from(f.entries.saturating_sub(f.used())));
-        if w.reserved + n > room && w.spare.is_none() {
-            let last_name = w.current.as_ref().map_or(0, |f| f.name);
-            w.spare = Some(self.create_file(last_name)?);
-        }
-        w.reserved += n;
-        Ok(())
-    }
-
     /// Indexes one record: `topic#uniq` and `topic#k` for every non-empty space-separated
     /// `k` of `keys`. Records at or before [`IndexService::indexed_through`] are skipped.
     pub(crate) fn put_message(
@@ -457,10 +484,7 @@ impl IndexService {
         keys: Option<&str>,
     ) -> Result<()> {
         let mut w = self.writer.lock();
-        // What `reserve` counted for this record (under `Sync` a record may be reserved but
-        // skipped here, when recovery indexed it already).
         let bound = fmt::key_count_bound(uniq, keys);
-        w.reserved = w.reserved.saturating_sub(bound);
         if w.indexed_through.is_some_and(|t| phys <= t) {
             return Ok(());
         }

@@ -88,16 +88,6 @@ pub(crate) trait Record {
     fn encode(&self, buf: &mut [u8], at: &Placement);
     /// The consume queue tag code of the record.
     fn tag_code(&self, store_ts: u64) -> i64;
-    /// The record's index keys, `(UNIQ_KEY, KEYS)`; `None` if it is not indexed (a rolled
-    /// back transaction).
-    fn index_keys(&self) -> Option<(Option<&str>, Option<&str>)>;
-}
-
-/// The index entries reserved for a record with these keys (an upper bound).
-fn index_key_count(keys: Option<(Option<&str>, Option<&str>)>) -> u64 {
-    keys.map_or(0, |(uniq, keys)| {
-        crate::format::index::key_count_bound(uniq, keys)
-    })
 }
 
 /// Where a record goes, given to [`Record::encode`].
@@ -222,6 +212,47 @@ impl Engine {
     /// The index files, if indexing is on.
     pub(crate) fn index(&self) -> Option<&index::IndexService> {
         self.index.as_ref()
+    }
+
+    /// Indexes every visible record the index files do not cover yet (the index writer
+    /// thread runs this as records arrive; queries run it first, so they see every record
+    /// visible when they start). Records are read back from the log, as RocketMQ's reput
+    /// service does, so appends pay nothing for the index.
+    pub(crate) fn index_pending(&self) -> Result<()> {
+        use crate::format::properties::{get_many, keys};
+        use crate::format::record::sys_flag;
+        let Some(index) = &self.index else {
+            return Ok(());
+        };
+        let _one = index.indexing();
+        let mut at = index.indexed_to();
+        let limit = self.visible_end();
+        let mut cache = None;
+        loop {
+            let step = self.log.step(&mut cache, at, limit, |rec| {
+                let tx = rec.meta.sys_flag & sys_flag::TRANSACTION_MASK;
+                if tx == sys_flag::TRANSACTION_ROLLBACK {
+                    return Ok(());
+                }
+                let [uniq, ks] = get_many(rec.properties, [keys::UNIQ_KEY, keys::KEYS]);
+                index.put_message(
+                    rec.topic,
+                    rec.meta.physical_offset,
+                    rec.meta.store_timestamp.max(0) as u64,
+                    uniq,
+                    ks,
+                )
+            })?;
+            match step {
+                commitlog::Step::Record(r, next) => {
+                    r?;
+                    at = next;
+                }
+                commitlog::Step::Skip(next) => at = next,
+                commitlog::Step::End => return Ok(()),
+            }
+            index.set_indexed_to(at);
+        }
     }
 
     /// The CommitLog segments, oldest first.
@@ -358,14 +389,6 @@ impl Engine {
         let first_queue_offset = slot.next_offset;
         slot.cq
             .reserve(first_queue_offset + records.len() as u64 - 1)?;
-        if let Some(index) = &self.index {
-            index.reserve(
-                records
-                    .iter()
-                    .map(|r| index_key_count(r.index_keys()))
-                    .sum(),
-            )?;
-        }
         // Store timestamps never go backwards, so recovery can rely on their order.
         let store_ts = now.max(ws.last_store_ts);
         let physical_offset = self.log.append(&mut ws.log, total, store_ts, |buf, phys| {
@@ -392,22 +415,17 @@ impl Engine {
                 tag_code: r.tag_code(store_ts),
             };
             phys += r.len() as u64;
-            let keys = self.index.as_ref().and(r.index_keys());
             if self.is_sync() {
                 self.dispatcher.defer(PendingUnit {
                     cq: slot.cq.clone(),
                     queue_offset,
                     unit,
                     store_ts,
-                    index: keys.map(|(u, k)| (u.map(Box::from), k.map(Box::from))),
                 });
-            } else if let Err(e) = self.dispatcher.dispatch_appended(
-                &slot.cq,
-                queue_offset,
-                unit,
-                store_ts,
-                self.index.as_ref().zip(keys),
-            ) {
+            } else if let Err(e) =
+                self.dispatcher
+                    .dispatch_appended(&slot.cq, queue_offset, unit, store_ts)
+            {
                 // The record is in the log but not in its queue: only recovery can mend that.
                 self.poison();
                 return Err(e);
@@ -416,6 +434,9 @@ impl Engine {
         drop(guard);
         if !self.is_sync() {
             self.arrivals.notify();
+            if let Some(index) = &self.index {
+                index.kick();
+            }
         }
         Ok(Region {
             first_queue_offset,
@@ -437,11 +458,11 @@ impl Engine {
 
     /// Writes the pending consume queue units whose records end at or before `durable`.
     fn dispatch_durable(&self, durable: u64) -> Result<()> {
-        if self
-            .dispatcher
-            .dispatch_durable(durable, self.index.as_ref())?
-        {
+        if self.dispatcher.dispatch_durable(durable)? {
             self.arrivals().notify();
+            if let Some(index) = &self.index {
+                index.kick();
+            }
         }
         Ok(())
     }
@@ -472,7 +493,7 @@ impl Engine {
         let durable = self.flush_log(FlushScope::All)?;
         self.group.advance(durable);
         if let Some(index) = &self.index
-            && let Err(e) = index.flush()
+            && let Err(e) = self.index_pending().and_then(|()| index.flush())
         {
             self.poison();
             return Err(e);

@@ -238,6 +238,7 @@ fn open_index(
     let (index, load) = IndexService::open(fs, dir, &config.index, unclean, durable_ts, end)?;
     let log_min = segs.first().map_or(end, Segment::base);
     let from = index.indexed_through().unwrap_or(log_min).max(log_min);
+    index.set_indexed_to(end);
     if from >= end {
         return Ok(index);
     }
