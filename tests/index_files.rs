@@ -136,6 +136,7 @@ fn collisions_and_rolls_answer_like_a_scan() {
     store.create_topic("orders", 4).unwrap();
     let n = 34_000;
     fill(&store, n, 1000);
+    store.flush().unwrap(); // the index writer has caught up
     let files = index_files(dir.path());
     assert!(files.len() >= 17, "{} index files", files.len());
     let all = store.messages_between("orders", 0, u64::MAX, n).unwrap();

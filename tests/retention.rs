@@ -80,6 +80,7 @@ fn expired_segments_go_oldest_first_and_consumers_behind_move_to_the_min() {
     let q = MessageQueue::new("t", 0);
     let pull = store.pull_consumer("behind");
     pull.commit_offset(&q, 3).unwrap();
+    store.flush().unwrap(); // the index writer has caught up
     let index_before = index_files(dir.path());
     let segs = segments(dir.path());
     assert!(segs.len() >= 6);

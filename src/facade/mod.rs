@@ -160,9 +160,10 @@ impl Store {
     }
 
     /// Deletes the CommitLog segments that end at or before `offset` (never the segment being
-    /// written) and the consume queue files that only point into them; queues' min offsets
-    /// move up accordingly, and a reader behind them starts at the new minimum. Returns the new
-    /// smallest CommitLog offset. This is the manual form of retention.
+    /// written) and the consume queue and index files that only point into them; queues' min
+    /// offsets move up accordingly, and a reader behind them starts at the new minimum.
+    /// Returns the new smallest CommitLog offset. This is the manual form of retention by
+    /// offset; [`Store::cleanup_now`] runs the configured retention.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;

@@ -10,9 +10,13 @@
 //!   ([`Segment::words`]), so queries read a file while the writer adds to it.
 //! - A file that fills is flushed (in the background) and its end time becomes the
 //!   checkpoint's `indexMsgTimestamp`; the file being written is flushed at close.
-//! - After a crash, every file not known durable (not full, or ending after
-//!   `indexMsgTimestamp`) is deleted, as RocketMQ does, and open re-indexes the CommitLog from
-//!   the end of what is left ([`IndexService::indexed_through`]).
+//! - After a crash, every file ending after `indexMsgTimestamp` (not known durable) is
+//!   deleted, as RocketMQ does, and open re-indexes the CommitLog from the end of what is left
+//!   ([`IndexService::indexed_through`]). Open and close flush the file being written and
+//!   advance `indexMsgTimestamp` to its end, so a failed open or a crash right after one does
+//!   not cost a rebuild. (Entries added later within the same millisecond as such a flush
+//!   would survive a power cut only if their pages did; a lost entry makes a lookup miss its
+//!   record, never return a wrong one, since every hit is checked against the record.)
 //! - A message's keys all go to one file (a file rolls early rather than split a message), so
 //!   "indexed through offset X" is exact and a replay never indexes a message twice.
 
@@ -274,8 +278,8 @@ pub(crate) struct IndexLoad {
 }
 
 impl IndexService {
-    /// Loads `{root}/index`. After an unclean exit (`unclean`), files not known durable (not
-    /// full, or ending after `durable_ts`, the checkpoint's `indexMsgTimestamp`) are deleted,
+    /// Loads `{root}/index`. After an unclean exit (`unclean`), files not known durable
+    /// (ending after `durable_ts`, the checkpoint's `indexMsgTimestamp`) are deleted,
     /// as are, in any case, the newest files that index records at or past `log_end` (the log
     /// lost its tail) and files whose header contradicts their size. Files of another geometry
     /// than the configured one or RocketMQ's default are left alone and not used.
@@ -350,7 +354,7 @@ impl IndexService {
         if unclean {
             // RocketMQ: files ending after indexMsgTimestamp were not flushed.
             while let Some(f) = files.last() {
-                if f.is_full() && f.end_ts.load(Ordering::Acquire) as u64 <= durable_ts {
+                if f.end_ts.load(Ordering::Acquire) as u64 <= durable_ts {
                     break;
                 }
                 let path = f.seg.path().to_path_buf();
@@ -602,6 +606,11 @@ impl IndexService {
         let files = self.files.read().clone();
         if let Some(last) = files.last() {
             last.flush()?;
+            // Everything up to the last entry is durable now.
+            self.durable_ts.fetch_max(
+                last.end_ts.load(Ordering::Acquire).max(0) as u64,
+                Ordering::AcqRel,
+            );
         }
         Ok(())
     }

@@ -240,6 +240,7 @@ fn open_index(
     let from = index.indexed_through().unwrap_or(log_min).max(log_min);
     index.set_indexed_to(end);
     if from >= end {
+        index.flush()?;
         return Ok(index);
     }
     let policy = ScanPolicy {
@@ -268,6 +269,7 @@ fn open_index(
             ks,
         )
     })?;
+    index.flush()?;
     if load.dropped > 0 || indexed > 1 {
         ::log::info!(
             "index: {} file(s) dropped, {indexed} record(s) indexed from commitlog offset {from}",
