@@ -136,6 +136,57 @@ pub struct StoreConfig {
     /// Checks after which a half message still unresolved is discarded into
     /// `TRANS_CHECK_MAX_TIME_TOPIC` (RocketMQ `transactionCheckMax`). Default 15.
     pub transaction_check_max: u32,
+    /// The index files (`index/`): lookups by key and by message id. Default
+    /// [`IndexConfig::EMBEDDED`].
+    pub index: IndexConfig,
+    /// Retention and the disk-space guard. Default [`RetentionConfig::default`].
+    pub retention: RetentionConfig,
+}
+
+/// The index files (RocketMQ `messageIndexEnable`, `maxHashSlotNum`, `maxIndexNum`).
+///
+/// An index file takes `40 + max_hash_slots * 4 + max_index_entries * 20` bytes on disk from
+/// the moment it is created: 420,000,040 bytes with RocketMQ's values ([`IndexConfig::ROCKETMQ`]),
+/// 8,400,040 bytes (8 MiB) with mqlite's default ([`IndexConfig::EMBEDDED`]), which holds
+/// 400,000 keys (every message has one key, its msgId, plus one per business key). A store
+/// opened with other values keeps using the files it finds only if they have the configured
+/// size or RocketMQ's (the slot count is not stored in the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexConfig {
+    /// Write index entries for every stored message (RocketMQ `messageIndexEnable`). When off,
+    /// no index file is written or read and lookups by key scan the time range instead.
+    /// Default true.
+    pub enabled: bool,
+    /// Hash slots per file (RocketMQ `maxHashSlotNum`, 5,000,000). Default 100,000.
+    pub max_hash_slots: u32,
+    /// Entries per file (RocketMQ `maxIndexNum`, 20,000,000). Default 400,000.
+    pub max_index_entries: u32,
+}
+
+impl IndexConfig {
+    /// mqlite's default: 100,000 slots and 400,000 entries, 8 MiB per file.
+    pub const EMBEDDED: IndexConfig = IndexConfig {
+        enabled: true,
+        max_hash_slots: 100_000,
+        max_index_entries: 400_000,
+    };
+    /// RocketMQ's defaults: 5,000,000 slots and 20,000,000 entries, 420 MB per file.
+    pub const ROCKETMQ: IndexConfig = IndexConfig {
+        enabled: true,
+        max_hash_slots: crate::format::index::ROCKETMQ_MAX_HASH_SLOTS,
+        max_index_entries: crate::format::index::ROCKETMQ_MAX_INDEX_ENTRIES,
+    };
+    /// No index files.
+    pub const DISABLED: IndexConfig = IndexConfig {
+        enabled: false,
+        ..IndexConfig::EMBEDDED
+    };
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        IndexConfig::EMBEDDED
+    }
 }
 
 impl Default for StoreConfig {
@@ -161,6 +212,8 @@ impl Default for StoreConfig {
             transaction_check_interval: Duration::from_secs(30),
             transaction_timeout: Duration::from_secs(6),
             transaction_check_max: 15,
+            index: IndexConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -248,6 +301,17 @@ impl StoreConfig {
                 "transaction_check_interval and transaction_check_max must be positive".into(),
             );
         }
+        if self.index.max_hash_slots == 0
+            || self.index.max_index_entries < 2
+            || self.index.max_hash_slots > i32::MAX as u32 / 4
+            || self.index.max_index_entries > i32::MAX as u32 / 20
+        {
+            return bad(format!(
+                "index: max_hash_slots {} and max_index_entries {} must be at least 1 and 2 and keep a file under 2 GiB",
+                self.index.max_hash_slots, self.index.max_index_entries
+            ));
+        }
+        self.retention.validate()?;
         if self.default_topic_queues == 0 || self.default_topic_queues > MAX_QUEUES_PER_TOPIC {
             return bad(format!(
                 "default_topic_queues {} must be between 1 and {MAX_QUEUES_PER_TOPIC}",
@@ -297,5 +361,113 @@ impl StoreConfig {
             ));
         }
         Ok(out)
+    }
+}
+
+/// Retention (RocketMQ's `CleanCommitLogService`) and the disk-space guard.
+///
+/// CommitLog segments are deleted oldest first, never the one being written, at most
+/// [`RetentionConfig::delete_batch_max`] per run with [`RetentionConfig::delete_interval`]
+/// between deletions, when a run is due:
+/// - in a [`RetentionConfig::delete_when`] hour, or when the disk holding the store is more
+///   than [`RetentionConfig::disk_max_used_space_ratio`] % full, segments older than
+///   [`RetentionConfig::file_reserved_time`] (by file modification time) go;
+/// - above [`RetentionConfig::disk_clean_forcibly_ratio`] %, or while the store is larger
+///   than [`RetentionConfig::max_store_bytes`], segments go whatever their age, consumed or
+///   not (the loss is logged per consumer group).
+///
+/// Consume queue and index files that point only into deleted segments go with them.
+/// Above [`RetentionConfig::disk_full_ratio`] % (or with the store over
+/// `max_store_bytes` and nothing left to delete) puts fail with
+/// [`Error::DiskFull`](crate::Error::DiskFull) until space returns; that is checked every
+/// [`RetentionConfig::check_interval`] and when a segment fills.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetentionConfig {
+    /// Run the cleaner thread. When off, nothing is deleted except by
+    /// [`Store::cleanup_now`](crate::Store::cleanup_now) and
+    /// [`Store::delete_segments_before`](crate::Store::delete_segments_before); the guard
+    /// still runs. Default true.
+    pub enabled: bool,
+    /// Age (by modification time) after which a segment may be deleted (RocketMQ
+    /// `fileReservedTime`). Default 72 h.
+    pub file_reserved_time: Duration,
+    /// Hours of the day (UTC; RocketMQ uses local time) in which expired segments are deleted,
+    /// `;`-separated two-digit hours (RocketMQ `deleteWhen`). Default `"04"`.
+    pub delete_when: String,
+    /// Disk usage in percent above which expired segments are deleted at any hour (RocketMQ
+    /// `diskMaxUsedSpaceRatio`, clamped to 10..=95). Default 75.
+    pub disk_max_used_space_ratio: u32,
+    /// Disk usage in percent above which segments are deleted whatever their age (RocketMQ
+    /// `diskSpaceCleanForciblyRatio`). Default 85.
+    pub disk_clean_forcibly_ratio: u32,
+    /// Disk usage in percent above which puts fail with `Error::DiskFull` (RocketMQ
+    /// `diskSpaceWarningLevelRatio`). Default 90.
+    pub disk_full_ratio: u32,
+    /// Upper bound of the store's size in bytes (CommitLog, consume queues and index files),
+    /// or `None` (the default) for no bound. Above it the oldest segments are deleted whatever
+    /// their age; if that cannot bring the store under it, puts fail with `Error::DiskFull`.
+    pub max_store_bytes: Option<u64>,
+    /// How often the cleaner and the guard run (RocketMQ `cleanResourceInterval`). Default
+    /// 10 s.
+    pub check_interval: Duration,
+    /// Pause between two deletions in one run (RocketMQ `deleteCommitLogFilesInterval`).
+    /// Default 100 ms.
+    pub delete_interval: Duration,
+    /// Most segments deleted in one run (RocketMQ `deleteFileBatchMax`). Default 10.
+    pub delete_batch_max: usize,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            enabled: true,
+            file_reserved_time: Duration::from_secs(72 * 3600),
+            delete_when: "04".into(),
+            disk_max_used_space_ratio: 75,
+            disk_clean_forcibly_ratio: 85,
+            disk_full_ratio: 90,
+            max_store_bytes: None,
+            check_interval: Duration::from_secs(10),
+            delete_interval: Duration::from_millis(100),
+            delete_batch_max: 10,
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// Checks the values and returns the `delete_when` hours.
+    pub(crate) fn validate(&mut self) -> Result<Vec<u32>> {
+        self.disk_max_used_space_ratio = self.disk_max_used_space_ratio.clamp(10, 95);
+        if self.disk_clean_forcibly_ratio == 0
+            || self.disk_clean_forcibly_ratio > 100
+            || self.disk_full_ratio == 0
+            || self.disk_full_ratio > 100
+        {
+            return Err(Error::InvalidConfig(
+                "retention: disk ratios are percentages between 1 and 100".into(),
+            ));
+        }
+        if self.check_interval.is_zero() || self.delete_batch_max == 0 {
+            return Err(Error::InvalidConfig(
+                "retention: check_interval and delete_batch_max must be positive".into(),
+            ));
+        }
+        self.delete_hours()
+    }
+
+    /// The `delete_when` hours.
+    pub(crate) fn delete_hours(&self) -> Result<Vec<u32>> {
+        self.delete_when
+            .split(';')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(|h| match h.parse::<u32>() {
+                Ok(n) if n < 24 => Ok(n),
+                _ => Err(Error::InvalidConfig(format!(
+                    "retention: delete_when hour {h:?} is not 00..23"
+                ))),
+            })
+            .collect()
     }
 }

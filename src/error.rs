@@ -123,6 +123,21 @@ pub enum Error {
         /// The queue's max offset.
         max: u64,
     },
+    /// The disk-space guard refuses writes: the disk holding the store is fuller than
+    /// `RetentionConfig::disk_full_ratio`, or the store is larger than
+    /// `RetentionConfig::max_store_bytes` and retention could not bring it under. Nothing was
+    /// stored; puts succeed again once space returns (checked every
+    /// `RetentionConfig::check_interval`, at every segment roll and by `Store::cleanup_now`).
+    #[error("disk full: {0}; nothing was stored")]
+    DiskFull(String),
+    /// No message has the given message id.
+    #[error("no message of topic {topic:?} has msgId {msg_id}")]
+    MessageIdNotFound {
+        /// The topic.
+        topic: String,
+        /// The msgId (`UNIQ_KEY`).
+        msg_id: String,
+    },
 }
 
 impl Error {

@@ -48,6 +48,7 @@ mod view;
 #[cfg(feature = "sim")]
 pub use storage::sim;
 
+pub use broker::retention::CleanupReport;
 pub use broker::topics::{PERM_READ, PERM_WRITE};
 pub use client::allocate::{AllocateStrategy, Averagely, AveragelyByCircle, ConsistentHash};
 pub use client::producer::{Producer, SendError, SendResult, SendStatus};
@@ -57,7 +58,7 @@ pub use client::push::{
     PushConsumerBuilder, StalledQueue,
 };
 pub use client::transaction::{TransactionProducer, TransactionSendResult, TransactionState};
-pub use config::{FlushPolicy, RecoveryMode, StoreConfig};
+pub use config::{FlushPolicy, IndexConfig, RecoveryMode, RetentionConfig, StoreConfig};
 pub use error::{Error, Result};
 pub use facade::{
     ConsumerOffset, Damage, GetResult, PutResult, PutStatus, Store, StoreBuilder,

@@ -22,16 +22,28 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::Rng;
-use mqlite::{Error, FlushPolicy, Message, MessageQueue, Store, StoreBuilder};
+use mqlite::{
+    Error, FlushPolicy, IndexConfig, Message, MessageQueue, RetentionConfig, Store, StoreBuilder,
+};
 
 const CHILD_ENV: &str = "MQLITE_NOSPACE_CHILD_DIR";
 const MIB: u64 = 1024 * 1024;
 const QUEUES: u32 = 4;
 
+/// These tests are about the CommitLog's roll meeting a full disk: no index files (their
+/// preallocation would meet it first), and the disk-space guard never refuses puts (it would
+/// answer `DiskFull` before the roll is tried; `tests/retention.rs` tests the guard).
 fn builder(dir: &Path) -> StoreBuilder {
+    let mut retention = RetentionConfig::default();
+    retention.disk_full_ratio = 100;
+    retention.disk_clean_forcibly_ratio = 100;
+    retention.disk_max_used_space_ratio = 95;
+    retention.delete_when = String::new();
     Store::builder(dir)
         .commitlog_segment_size(MIB)
         .consume_queue_segment_size(40_000)
+        .index(IndexConfig::DISABLED)
+        .retention(retention)
 }
 
 /// The body of message `i`: reproducible in both processes.

@@ -14,7 +14,8 @@
 //! After the run, the mqlite / raw throughput ratio at each thread count is printed (from the
 //! medians criterion saved).
 //!
-//! Run: `cargo bench --bench append -- --noplot`
+//! Run: `cargo bench --bench append -- --noplot` (`MQLITE_BENCH_NO_INDEX=1` turns the index
+//! files off, to compare).
 
 mod common;
 
@@ -40,12 +41,15 @@ const RAW_RECORD: usize = 191;
 const RAW_FILE: u64 = 128 << 20;
 
 fn open_store(dir: &std::path::Path, policy: FlushPolicy) -> Store {
-    let store = Store::builder(dir)
+    let mut builder = Store::builder(dir)
         .flush_policy(policy)
         .commitlog_segment_size(GIB)
-        .warm_segments(true)
-        .open()
-        .expect("open store");
+        .warm_segments(true);
+    // `MQLITE_BENCH_NO_INDEX=1` measures without index files, for comparison.
+    if std::env::var_os("MQLITE_BENCH_NO_INDEX").is_some() {
+        builder = builder.index(mqlite::IndexConfig::DISABLED);
+    }
+    let store = builder.open().expect("open store");
     store.create_topic(TOPIC, QUEUES).expect("create topic");
     // Under Sync, opening zero-fills the start of a new store's first segment and the
     // background threads keep ahead of the writer; let any such work settle so it does not

@@ -511,7 +511,7 @@ fn get(args: &Args, store: &Store) -> Res {
             let mut found = None;
             for t in store.topics() {
                 if let Some(m) = store
-                    .query_by_key(&t.name, id, 0, u64::MAX)?
+                    .query_by_key(&t.name, id, 0, u64::MAX, 64)?
                     .into_iter()
                     .find(|m| m.msg_id() == id)
                 {
@@ -546,7 +546,7 @@ fn query(args: &Args, store: &Store) -> Res {
     let how = args.opt("body").unwrap_or("utf8");
     let begin = args.num("begin")?.unwrap_or(0);
     let end = args.num("end")?.unwrap_or(u64::MAX);
-    let found = store.query_by_key(name, key, begin, end)?;
+    let found = store.query_by_key(name, key, begin, end, 64)?;
     print_messages(args, &found, how)
 }
 

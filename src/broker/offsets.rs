@@ -123,6 +123,22 @@ impl ConsumerOffsets {
         out
     }
 
+    /// The groups whose offset on `topic`/`queue_id` is below `below`, with that offset.
+    pub(crate) fn behind(&self, topic: &str, queue_id: u32, below: u64) -> Vec<(String, u64)> {
+        self.table
+            .lock()
+            .0
+            .get(topic)
+            .into_iter()
+            .flatten()
+            .filter_map(|(g, qs)| {
+                qs.get(&queue_id)
+                    .filter(|&&o| o < below)
+                    .map(|&o| (g.clone(), o))
+            })
+            .collect()
+    }
+
     /// Every stored offset of `group` on `topic`.
     pub(crate) fn of(&self, group: &str, topic: &str) -> BTreeMap<u32, u64> {
         self.table

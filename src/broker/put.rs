@@ -439,6 +439,7 @@ impl Broker {
         if topic == SCHEDULE_TOPIC || topic == TIMER_TOPIC {
             let _ = self.schedule_wake.try_send(());
         }
+        self.after_put_at(region.physical_offset);
         Ok(region)
     }
 

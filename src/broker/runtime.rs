@@ -72,7 +72,15 @@ impl Runtime {
             .and_then(|()| schedule_service::start(core.clone(), wake_rx))
             .map(|(stop, thread)| background.push(Background { stop, thread }))
             .and_then(|()| transaction_service::start(core.clone()))
-            .map(|(stop, thread)| background.push(Background { stop, thread }));
+            .map(|(stop, thread)| background.push(Background { stop, thread }))
+            .and_then(|()| core.start_cleaner())
+            .map(|(stop, thread)| background.push(Background { stop, thread }))
+            .and_then(|()| core.start_indexer())
+            .map(|bg| {
+                if let Some((stop, thread)) = bg {
+                    background.push(Background { stop, thread });
+                }
+            });
         let rt = Arc::new(Runtime {
             core,
             background: Mutex::new(background),

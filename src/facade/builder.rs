@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Store;
-use crate::config::{FlushPolicy, RecoveryMode, StoreConfig};
+use crate::config::{FlushPolicy, IndexConfig, RecoveryMode, RetentionConfig, StoreConfig};
 use crate::error::Result;
 use crate::storage::Fs;
 
@@ -181,6 +181,35 @@ impl StoreBuilder {
     /// Sets [`StoreConfig::store_host`].
     pub fn store_host(mut self, addr: SocketAddr) -> Self {
         self.config.store_host = addr;
+        self
+    }
+
+    /// Sets [`StoreConfig::index`]: [`IndexConfig::EMBEDDED`] (the default),
+    /// [`IndexConfig::ROCKETMQ`], [`IndexConfig::DISABLED`] or your own sizes.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = mqlite::Store::builder(dir.path())
+    ///     .index(mqlite::IndexConfig { max_hash_slots: 1024, ..mqlite::IndexConfig::EMBEDDED })
+    ///     .open()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn index(mut self, index: IndexConfig) -> Self {
+        self.config.index = index;
+        self
+    }
+
+    /// Sets [`StoreConfig::retention`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let mut retention = mqlite::RetentionConfig::default();
+    /// retention.max_store_bytes = Some(512 << 20);
+    /// let store = mqlite::Store::builder(dir.path()).retention(retention).open()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn retention(mut self, retention: RetentionConfig) -> Self {
+        self.config.retention = retention;
         self
     }
 

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::broker::Broker;
+use crate::broker::retention::CleanupReport;
 use crate::broker::runtime::Runtime;
 use crate::config::StoreConfig;
 use crate::error::Result;
@@ -196,9 +197,10 @@ impl Store {
     }
 
     /// Deletes the CommitLog segments that end at or before `offset` (never the segment being
-    /// written) and the consume queue files that only point into them; queues' min offsets
-    /// move up accordingly, and a reader behind them starts at the new minimum. Returns the new
-    /// smallest CommitLog offset. This is the manual form of retention.
+    /// written) and the consume queue and index files that only point into them; queues' min
+    /// offsets move up accordingly, and a reader behind them starts at the new minimum.
+    /// Returns the new smallest CommitLog offset. This is the manual form of retention by
+    /// offset; [`Store::cleanup_now`] runs the configured retention.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -213,6 +215,44 @@ impl Store {
     /// ```
     pub fn delete_segments_before(&self, offset: u64) -> Result<u64> {
         self.core().delete_segments_before(offset)
+    }
+
+    /// Runs retention now (RocketMQ's manual delete): CommitLog segments older than
+    /// [`RetentionConfig::file_reserved_time`](crate::RetentionConfig) are deleted whatever
+    /// the hour, and while the store is over
+    /// [`RetentionConfig::max_store_bytes`](crate::RetentionConfig) or the disk over
+    /// `disk_clean_forcibly_ratio`, the oldest segments go whatever their age; never the
+    /// segment being written. Consume queue and index files pointing only into deleted
+    /// segments go too. Then the disk-space guard decides whether puts are refused
+    /// ([`Error::DiskFull`](crate::Error::DiskFull)). Unpaced; works with the cleaner thread
+    /// off.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let mut retention = mqlite::RetentionConfig::default();
+    /// retention.max_store_bytes = Some(1 << 20);
+    /// retention.enabled = false; // no cleaner thread: only cleanup_now deletes
+    /// let store = mqlite::Store::builder(dir.path())
+    ///     .commitlog_segment_size(64 << 10)
+    ///     .consume_queue_segment_size(20_000)
+    ///     .index(mqlite::IndexConfig::DISABLED)
+    ///     .retention(retention)
+    ///     .open()?;
+    /// for i in 0..10_000 {
+    ///     match store.put(&mqlite::Message::new("t", vec![b'x'; 200]), 0) {
+    ///         Ok(_) => {}
+    ///         Err(mqlite::Error::DiskFull(_)) => break, // the cap is reached
+    ///         Err(e) => return Err(e.into()),
+    ///     }
+    /// }
+    /// let report = store.cleanup_now()?;
+    /// assert!(report.deleted_segments > 0 && !report.disk_full);
+    /// store.put(&mqlite::Message::new("t", "room again"), 0)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn cleanup_now(&self) -> Result<CleanupReport> {
+        self.core()
+            .run_retention(crate::broker::retention::Trigger::Manual)
     }
 
     /// Flushes everything appended so far to disk now, whatever the flush policy.

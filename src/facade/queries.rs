@@ -1,8 +1,6 @@
 //! Queries: queues, lookups by key and time, consumer lag and offset resets.
 
 use crate::error::Result;
-use crate::filter::TagFilter;
-use crate::format::properties::keys;
 use crate::message::{MessageExt, MessageQueue};
 use crate::view::MessageView;
 
@@ -54,11 +52,16 @@ impl Store {
         self.core().queues_of(topic)
     }
 
-    /// Messages of `topic` whose business keys include `key`, or whose msgId (`UNIQ_KEY`) is
-    /// `key`, stored between `begin_ms` and `end_ms` (inclusive, ms since the Unix epoch):
-    /// oldest first, at most 64 (RocketMQ's query maximum). Each queue's time range is found by
-    /// binary search on store times and then scanned: there are no index files yet, so a
-    /// query costs a read of the range.
+    /// Messages of `topic` whose business keys (KEYS) include `key`, or whose msgId
+    /// (`UNIQ_KEY`) is `key`, stored between `begin_ms` and `end_ms` (inclusive, ms since the
+    /// Unix epoch): **newest first**, as RocketMQ's `queryMessage` returns them, at most `max`
+    /// (and at most 64, RocketMQ's `maxMsgsNumBatch`).
+    ///
+    /// With the index on ([`IndexConfig::enabled`](crate::IndexConfig), the default) the
+    /// lookup goes through the index files: the key's hash chain is walked newest file first,
+    /// and each candidate record is read and checked (hashes collide), so the answer is the
+    /// one a scan gives. With the index off, each queue's time range is found by binary search
+    /// on store times and scanned.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -66,9 +69,10 @@ impl Store {
     /// let p = store.producer("p")?;
     /// p.send(mqlite::Message::new("orders", "created").with_keys(["ORDER-1"]))?;
     /// p.send(mqlite::Message::new("orders", "other").with_keys(["ORDER-2"]))?;
-    /// let found = store.query_by_key("orders", "ORDER-1", 0, u64::MAX)?;
-    /// assert_eq!(found.len(), 1);
-    /// assert_eq!(found[0].body(), b"created");
+    /// p.send(mqlite::Message::new("orders", "paid").with_keys(["ORDER-1"]))?;
+    /// let found = store.query_by_key("orders", "ORDER-1", 0, u64::MAX, 32)?;
+    /// assert_eq!(found.len(), 2);
+    /// assert_eq!(found[0].body(), b"paid"); // newest first
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn query_by_key(
@@ -77,31 +81,49 @@ impl Store {
         key: &str,
         begin_ms: u64,
         end_ms: u64,
+        max: usize,
     ) -> Result<Vec<MessageExt>> {
-        const MAX_RESULTS: usize = 64;
-        let core = self.core();
-        let mut found = Vec::new();
-        for q in self.queues(topic)? {
-            let Some(cq) = core.queue(&q.topic, q.queue_id) else {
-                continue;
-            };
-            let mut off = core.offset_by_time(&q, begin_ms)?;
-            let end = core.offset_by_time(&q, end_ms.saturating_add(1))?;
-            while off < end && found.len() < MAX_RESULTS {
-                let read =
-                    core.read_queue(&cq, off, (end - off).min(256) as usize, &TagFilter::ALL)?;
-                if read.messages.is_empty() {
-                    break;
-                }
-                off = read.scanned_to;
-                found.extend(read.messages.into_iter().filter(|m| {
-                    m.keys().any(|k| k == key) || m.property(keys::UNIQ_KEY) == Some(key)
-                }));
-            }
-        }
-        found.sort_by_key(|m| (m.store_timestamp(), m.physical_offset()));
-        found.truncate(MAX_RESULTS);
-        Ok(found)
+        self.core().query_by_key(topic, key, begin_ms, end_ms, max)
+    }
+
+    /// The message of `topic` whose msgId (`UNIQ_KEY`, what [`SendResult::msg_id`]
+    /// holds) is `msg_id`, found through the index (RocketMQ's
+    /// `viewMessage(topic, msgId)`); [`Error::MessageIdNotFound`](crate::Error) if none.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = mqlite::Store::open(dir.path())?;
+    /// let sent = store.producer("p").send(mqlite::Message::new("orders", "created"))?;
+    /// let m = store.view_message_by_id("orders", &sent.msg_id.to_string())?;
+    /// assert_eq!(m.body(), b"created");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn view_message_by_id(&self, topic: &str, msg_id: &str) -> Result<MessageExt> {
+        self.core().view_message_by_id(topic, msg_id)
+    }
+
+    /// Messages of `topic` stored between `begin_ms` and `end_ms` (inclusive), oldest first
+    /// (by store time, then CommitLog offset), at most `max`.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = mqlite::Store::open(dir.path())?;
+    /// let p = store.producer("p");
+    /// p.send(mqlite::Message::new("orders", "a"))?;
+    /// p.send(mqlite::Message::new("orders", "b"))?;
+    /// let all = store.messages_between("orders", 0, u64::MAX, 10)?;
+    /// assert_eq!(all.len(), 2);
+    /// assert_eq!(all[0].body(), b"a");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn messages_between(
+        &self,
+        topic: &str,
+        begin_ms: u64,
+        end_ms: u64,
+        max: usize,
+    ) -> Result<Vec<MessageExt>> {
+        self.core().messages_between(topic, begin_ms, end_ms, max)
     }
 
     /// Ids of the live consumers of `group` in this process, sorted.

@@ -6,6 +6,7 @@
 pub mod checkpoint;
 pub mod cq_unit;
 pub mod hash;
+pub mod index;
 pub mod msg_id;
 pub mod properties;
 pub mod record;

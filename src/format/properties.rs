@@ -112,5 +112,32 @@ pub fn iter(raw: &[u8]) -> impl Iterator<Item = (&str, &str)> + '_ {
 /// Looks up one property in an encoded properties string (the last occurrence wins, as a Java
 /// `HashMap` filled in order would have it).
 pub fn get<'a>(raw: &'a [u8], name: &str) -> Option<&'a str> {
-    iter(raw).filter(|(k, _)| *k == name).last().map(|(_, v)| v)
+    let [v] = get_many(raw, [name]);
+    v
+}
+
+/// Looks up several properties in one pass; the same answers as [`get`] for each name. Only
+/// the matching values are checked for UTF-8.
+pub fn get_many<'a, const N: usize>(raw: &'a [u8], names: [&str; N]) -> [Option<&'a str>; N] {
+    let mut out = [None; N];
+    for piece in raw.split(|&b| b == PROPERTY_SEPARATOR) {
+        if piece.len() < 3 {
+            continue;
+        }
+        let Some(sep) = piece.iter().position(|&b| b == NAME_VALUE_SEPARATOR) else {
+            continue;
+        };
+        if sep == 0 || sep + 1 >= piece.len() {
+            continue;
+        }
+        let (name, value) = (&piece[..sep], &piece[sep + 1..]);
+        for (i, n) in names.iter().enumerate() {
+            if name == n.as_bytes()
+                && let Ok(v) = std::str::from_utf8(value)
+            {
+                out[i] = Some(v);
+            }
+        }
+    }
+    out
 }

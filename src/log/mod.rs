@@ -10,9 +10,11 @@ pub(crate) mod consume_queue;
 mod dispatch;
 pub(crate) mod flusher;
 pub(crate) mod group_commit;
+pub(crate) mod index;
 pub(crate) mod layout;
 pub(crate) mod open;
 pub(crate) mod open_read_only;
+mod space;
 pub(crate) mod verify;
 
 use std::collections::HashMap;
@@ -112,6 +114,10 @@ pub(crate) struct Engine {
     poisoned: AtomicBool,
     closed: AtomicBool,
     checkpoint: CheckpointFile,
+    /// The index files (`None` when indexing is off).
+    index: Option<index::IndexService>,
+    /// The disk-space guard refuses writes (the reason), see `broker::retention`.
+    disk_full: RwLock<Option<String>>,
     /// The delay table in ms (level n at index n - 1), for schedule-topic tag codes.
     delay_levels: Vec<u64>,
     /// Wakes readers waiting for any queue (push consumers' fetch threads).
@@ -181,6 +187,15 @@ impl Engine {
         Ok(())
     }
 
+    /// Like [`Engine::check_writable`], and the disk-space guard must not be refusing puts.
+    pub(crate) fn check_space(&self) -> Result<()> {
+        self.check_writable()?;
+        if let Some(why) = self.disk_full.read().as_ref() {
+            return Err(Error::DiskFull(why.clone()));
+        }
+        Ok(())
+    }
+
     /// Whether the engine was opened read-only.
     pub(crate) fn is_read_only(&self) -> bool {
         self.read_only.is_some()
@@ -193,6 +208,68 @@ impl Engine {
             Some(f) => f.refresh(self, force),
             None => Ok(()),
         }
+    }
+
+    /// Sets (`Some(reason)`) or clears the disk-space guard's refusal of puts.
+    pub(crate) fn set_disk_full(&self, reason: Option<String>) {
+        let mut g = self.disk_full.write();
+        match (&*g, &reason) {
+            (None, Some(r)) => ::log::warn!("puts refused: disk full ({r})"),
+            (Some(_), None) => ::log::info!("puts accepted again: disk space returned"),
+            _ => {}
+        }
+        *g = reason;
+    }
+
+    /// The index files, if indexing is on.
+    pub(crate) fn index(&self) -> Option<&index::IndexService> {
+        self.index.as_ref()
+    }
+
+    /// Indexes every visible record the index files do not cover yet (the index writer
+    /// thread runs this as records arrive; queries run it first, so they see every record
+    /// visible when they start). Records are read back from the log, as RocketMQ's reput
+    /// service does, so appends pay nothing for the index.
+    pub(crate) fn index_pending(&self) -> Result<()> {
+        use crate::format::properties::{get_many, keys};
+        use crate::format::record::sys_flag;
+        let Some(index) = &self.index else {
+            return Ok(());
+        };
+        let _one = index.indexing();
+        let mut at = index.indexed_to();
+        let limit = self.visible_end();
+        let mut cache = None;
+        loop {
+            let step = self.log.step(&mut cache, at, limit, |rec| {
+                let tx = rec.meta.sys_flag & sys_flag::TRANSACTION_MASK;
+                if tx == sys_flag::TRANSACTION_ROLLBACK {
+                    return Ok(());
+                }
+                let [uniq, ks] = get_many(rec.properties, [keys::UNIQ_KEY, keys::KEYS]);
+                index.put_message(
+                    rec.topic,
+                    rec.meta.physical_offset,
+                    rec.meta.store_timestamp.max(0) as u64,
+                    uniq,
+                    ks,
+                )
+            })?;
+            match step {
+                commitlog::Step::Record(r, next) => {
+                    r?;
+                    at = next;
+                }
+                commitlog::Step::Skip(next) => at = next,
+                commitlog::Step::End => return Ok(()),
+            }
+            index.set_indexed_to(at);
+        }
+    }
+
+    /// The CommitLog segments, oldest first.
+    pub(crate) fn log_segments(&self) -> Vec<Arc<Segment>> {
+        self.log.segment_snapshot()
     }
 
     /// Marks the store poisoned after a failed flush or dispatch: every later write fails
@@ -305,7 +382,7 @@ impl Engine {
         }
         let total: usize = records.iter().map(Record::len).sum();
         let mut guard = self.write.lock();
-        self.check_writable()?;
+        self.check_space()?;
         let ws = guard.as_mut().ok_or(Error::ReadOnly)?;
         let slot = match ws
             .slots
@@ -375,6 +452,9 @@ impl Engine {
         drop(guard);
         if !self.is_sync() {
             self.arrivals.notify();
+            if let Some(index) = &self.index {
+                index.kick();
+            }
         }
         Ok(Region {
             first_queue_offset,
@@ -398,6 +478,9 @@ impl Engine {
     fn dispatch_durable(&self, durable: u64) -> Result<()> {
         if self.dispatcher.dispatch_durable(durable)? {
             self.arrivals().notify();
+            if let Some(index) = &self.index {
+                index.kick();
+            }
         }
         Ok(())
     }
@@ -427,6 +510,12 @@ impl Engine {
         }
         let durable = self.flush_log(FlushScope::All)?;
         self.group.advance(durable);
+        if let Some(index) = &self.index
+            && let Err(e) = self.index_pending().and_then(|()| index.flush())
+        {
+            self.poison(&e);
+            return Err(e);
+        }
         self.flush_queues(durable, FlushScope::All)
     }
 
@@ -443,7 +532,7 @@ impl Engine {
         self.checkpoint.write(&Checkpoint {
             physic_msg_timestamp: self.log.flushed_store_ts(),
             logics_msg_timestamp: logics,
-            index_msg_timestamp: 0,
+            index_msg_timestamp: self.index.as_ref().map_or(0, |i| i.durable_ts()),
             master_flushed_offset: durable,
             confirm_phy_offset: durable,
         })
@@ -454,10 +543,20 @@ impl Engine {
     pub(crate) fn delete_segments_before(&self, offset: u64) -> Result<u64> {
         self.check_writable()?;
         let min = self.log.delete_before(offset)?;
+        self.after_log_deletion(min)?;
+        Ok(min)
+    }
+
+    /// Deletes the consume queue and index files that point only below `min`, the
+    /// CommitLog's new smallest offset.
+    pub(crate) fn after_log_deletion(&self, min: u64) -> Result<()> {
         for q in self.all_queues() {
             q.delete_before(min)?;
         }
-        Ok(min)
+        if let Some(index) = &self.index {
+            index.delete_before(min)?;
+        }
+        Ok(())
     }
 
     /// Closes the engine: waits for appends in progress, flushes everything, writes the

@@ -16,6 +16,7 @@ use super::consume_queue::ConsumeQueue;
 use super::consume_queue::recovery::{Loaded, load};
 use super::dispatch::Dispatcher;
 use super::group_commit::GroupCommit;
+use super::index::IndexService;
 use super::{Engine, QueueMap, WriteState};
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};
@@ -126,6 +127,19 @@ pub(crate) fn open(
     }
 
     let recovered = clean.is_none();
+    let index = if config.index.enabled {
+        Some(open_index(
+            &fs,
+            &dir,
+            &config,
+            unclean,
+            checkpoint.map_or(0, |c| c.index_msg_timestamp),
+            &segs,
+            end,
+        )?)
+    } else {
+        None
+    };
     let max_append = max_append(config.max_message_size);
     let set = SegmentSet::new(fs.clone(), log_dir.clone(), seg_size, segs);
     let log = CommitLog::new(set, max_append, end, last_ts);
@@ -178,7 +192,7 @@ pub(crate) fn open(
     cp_file.write(&Checkpoint {
         physic_msg_timestamp: last_ts,
         logics_msg_timestamp: last_ts,
-        index_msg_timestamp: 0,
+        index_msg_timestamp: index.as_ref().map_or(0, IndexService::durable_ts),
         master_flushed_offset: end,
         confirm_phy_offset: end,
     })?;
@@ -198,6 +212,8 @@ pub(crate) fn open(
         poisoned: AtomicBool::new(false),
         closed: AtomicBool::new(false),
         checkpoint: cp_file,
+        index,
+        disk_full: RwLock::new(None),
         delay_levels: config.delay_levels()?,
         arrivals: Default::default(),
         lock: Mutex::new(Some(lock)),
@@ -206,6 +222,62 @@ pub(crate) fn open(
         dir,
         config,
     })
+}
+
+/// Loads the index files and indexes the records of `[from, end)` of the log that they do not
+/// cover yet (after a crash, or when the index was off or lost), as RocketMQ re-dispatches
+/// them.
+fn open_index(
+    fs: &Fs,
+    dir: &Path,
+    config: &StoreConfig,
+    unclean: bool,
+    durable_ts: u64,
+    segs: &[Segment],
+    end: u64,
+) -> Result<IndexService> {
+    let (index, load) = IndexService::open(fs, dir, &config.index, unclean, durable_ts, end)?;
+    let log_min = segs.first().map_or(end, Segment::base);
+    let from = index.indexed_through().unwrap_or(log_min).max(log_min);
+    index.set_indexed_to(end);
+    if from >= end {
+        index.flush()?;
+        return Ok(index);
+    }
+    let policy = ScanPolicy {
+        durable: None,
+        mode: crate::RecoveryMode::TruncateAtDamage,
+        tail_tolerance: 0,
+        referenced: 0,
+    };
+    let mut indexed = 0u64;
+    let seg_size = config.commitlog_segment_size;
+    recovery::scan(segs, seg_size, from, &policy, |rec| {
+        if rec.meta.physical_offset >= end {
+            return Ok(());
+        }
+        if rec.meta.sys_flag & sys_flag::TRANSACTION_MASK == sys_flag::TRANSACTION_ROLLBACK {
+            return Ok(());
+        }
+        let uniq = properties::get(rec.properties, keys::UNIQ_KEY);
+        let ks = properties::get(rec.properties, keys::KEYS);
+        indexed += 1;
+        index.put_message(
+            rec.topic,
+            rec.meta.physical_offset,
+            rec.meta.store_timestamp.max(0) as u64,
+            uniq,
+            ks,
+        )
+    })?;
+    index.flush()?;
+    if load.dropped > 0 || indexed > 1 {
+        ::log::info!(
+            "index: {} file(s) dropped, {indexed} record(s) indexed from commitlog offset {from}",
+            load.dropped
+        );
+    }
+    Ok(index)
 }
 
 /// A checkpoint whose offsets fit the log and whose times are not in the future.

@@ -94,6 +94,9 @@ pub(crate) fn open_read_only(fs: Fs, dir: PathBuf, mut config: StoreConfig) -> R
         poisoned: Default::default(),
         closed: Default::default(),
         checkpoint: cp_file,
+        // Lookups by key scan (the owner writes the index files).
+        index: None,
+        disk_full: RwLock::new(None),
         delay_levels: config.delay_levels()?,
         arrivals: Default::default(),
         lock: Mutex::new(None),

@@ -126,6 +126,16 @@ pub(crate) trait Storage: Send + Sync + fmt::Debug {
         })
     }
 
+    /// Used and available bytes of the file system holding `path` (as `df` shows them).
+    fn disk_space(&self, path: &Path) -> io::Result<(u64, u64)> {
+        mmap::disk_space(path)
+    }
+
+    /// The modification time of the file `path`.
+    fn modified(&self, path: &Path) -> io::Result<std::time::SystemTime> {
+        fs::metadata(path)?.modified()
+    }
+
     /// Writes zeros over `[from, from + len)` of the file `path` (through the page cache, not
     /// synced): pages a writer will fill next are then in memory without a page fault
     /// reading them in.

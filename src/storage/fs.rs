@@ -153,6 +153,20 @@ impl Fs {
             .map_err(|e| Error::io("stat", path, e))
     }
 
+    /// Used and available bytes of the file system holding `path` (as `df` shows them).
+    pub(crate) fn disk_space(&self, path: &Path) -> Result<(u64, u64)> {
+        self.storage
+            .disk_space(path)
+            .map_err(|e| Error::io("statvfs", path, e))
+    }
+
+    /// The modification time of `path`.
+    pub(crate) fn modified(&self, path: &Path) -> Result<std::time::SystemTime> {
+        self.storage
+            .modified(path)
+            .map_err(|e| Error::io("stat", path, e))
+    }
+
     /// Whether `path` exists.
     pub(crate) fn exists(&self, path: &Path) -> Result<bool> {
         self.storage

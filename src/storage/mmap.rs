@@ -63,6 +63,9 @@ pub(crate) struct Segment {
     warmed: AtomicBool,
     /// Mapped read-only (a read-only store): nothing is ever written through the mapping.
     read_only: bool,
+    /// The segment is accessed as 32-bit atomic words ([`Segment::words`]): no writer, no
+    /// byte slices.
+    word_mode: AtomicBool,
 }
 
 /// The next offset at or after `from` where the file `fd` holds data (`SEEK_DATA`), or
@@ -123,6 +126,30 @@ pub(crate) fn fallocate(fd: std::os::fd::RawFd, len: libc::off_t) -> std::io::Re
     }
 }
 
+/// Used and available (to unprivileged users) bytes of the file system holding `path`
+/// (`statvfs`): `df`'s "Used" and "Avail"; `df`'s "Use%" is `used / (used + avail)`.
+#[allow(clippy::unnecessary_cast)] // the field types differ between platforms
+pub(crate) fn disk_space(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: `c` is a NUL-terminated path and `st` points to writable memory of the right
+    // type; statvfs fills it on success, which is checked before it is read.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it initialised the struct.
+    let st = unsafe { st.assume_init() };
+    let frsize = st.f_frsize as u64;
+    let used = (st.f_blocks as u64).saturating_sub(st.f_bfree as u64);
+    Ok((
+        used.saturating_mul(frsize),
+        (st.f_bavail as u64).saturating_mul(frsize),
+    ))
+}
+
 impl Segment {
     /// Wraps the mapping `map` of the `size`-byte file `path` (made by the storage backend).
     pub(crate) fn new(
@@ -153,6 +180,7 @@ impl Segment {
             zeroing_from: AtomicUsize::new(usize::MAX),
             warmed: AtomicBool::new(false),
             read_only: false,
+            word_mode: AtomicBool::new(false),
         })
     }
 
@@ -311,6 +339,9 @@ impl Segment {
         if from >= to || self.read_only {
             return Ok(false);
         }
+        if self.word_mode.load(Ordering::Acquire) {
+            return Ok(false);
+        }
         self.zeroing_from.store(from, Ordering::SeqCst);
         if self.published.load(Ordering::SeqCst).saturating_add(gap) > from {
             self.zeroing_from.store(usize::MAX, Ordering::SeqCst);
@@ -369,6 +400,42 @@ impl Segment {
             .map_err(|e| Error::io("flush segment", &self.path, e))
     }
 
+    /// The whole segment as 32-bit words that any number of threads may read and write at
+    /// once (index files: hash slots and entries are updated in place while queries read
+    /// them). Store big-endian values with `u32::to_be` and read them with `u32::from_be`.
+    /// `None` unless the segment publishes no bytes (so [`Segment::read`] hands out no slice
+    /// of it), has no writer, and its size is a multiple of 4; once this returns `Some`, the
+    /// segment never gets a writer and is never zeroed ahead.
+    pub(crate) fn words(&self) -> Option<&[std::sync::atomic::AtomicU32]> {
+        use std::sync::atomic::AtomicU32;
+        if self.published() != 0
+            || !self.size.is_multiple_of(size_of::<AtomicU32>())
+            || !(self.map.as_ptr() as usize).is_multiple_of(align_of::<AtomicU32>())
+        {
+            return None;
+        }
+        if !self.word_mode.load(Ordering::Relaxed) {
+            self.word_mode.store(true, Ordering::SeqCst);
+        }
+        if self.writer_taken.load(Ordering::SeqCst) {
+            return None;
+        }
+        // SAFETY: the mapping covers `size` bytes, is aligned for `AtomicU32` (checked above)
+        // and lives as long as `self`. No non-atomic access to these bytes can happen while
+        // the slice exists: readers get no byte slices (nothing is published, and publishing
+        // needs a writer or `&mut self`), no writer exists or can be created (`word_mode` is
+        // set before `writer_taken` is checked, and `into_writer` checks `word_mode` first),
+        // zero-ahead skips word-mode segments, and `bytes_mut` needs `&mut self`, which the
+        // returned borrow excludes. All access through the slice is atomic, so concurrent
+        // readers and writers do not race.
+        Some(unsafe {
+            std::slice::from_raw_parts(
+                self.map.as_ptr().cast::<AtomicU32>(),
+                self.size / size_of::<AtomicU32>(),
+            )
+        })
+    }
+
     /// Allows a new [`Segment::into_writer`] after the previous writer is gone (`&mut self`
     /// proves it is: a writer holds a reference to the segment).
     pub(crate) fn reclaim_writer(&mut self) {
@@ -378,7 +445,10 @@ impl Segment {
     /// The unique writer of this segment, appending from the published length on; `None` if
     /// one was already handed out.
     pub(crate) fn into_writer(self: Arc<Self>) -> Option<SegmentWriter> {
-        if self.read_only || self.writer_taken.swap(true, Ordering::AcqRel) {
+        if self.read_only
+            || self.word_mode.load(Ordering::SeqCst)
+            || self.writer_taken.swap(true, Ordering::SeqCst)
+        {
             return None;
         }
         let pos = self.published();

@@ -162,7 +162,10 @@ impl SegmentSet {
     /// Removes segments from the front while `deletable` says so, never the last one, and
     /// deletes their files (directory synced). Readers holding a removed segment keep its
     /// mapping until they drop it. Returns how many were removed.
-    pub(crate) fn delete_front_while(&self, deletable: impl Fn(&Segment) -> bool) -> Result<usize> {
+    pub(crate) fn delete_front_while(
+        &self,
+        mut deletable: impl FnMut(&Segment) -> bool,
+    ) -> Result<usize> {
         let mut removed = Vec::new();
         {
             let mut segs = self.segments.write();

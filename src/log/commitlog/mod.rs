@@ -17,6 +17,17 @@ use crate::storage::{FlushScope, Segment, SegmentSet, SegmentWriter};
 
 pub(crate) use preparer::Preparer;
 
+/// What [`CommitLog::step`] found.
+#[derive(Debug)]
+pub(crate) enum Step<T> {
+    /// A record (what the visitor returned) and the offset after it.
+    Record(T, u64),
+    /// Nothing to read here: go on at this offset.
+    Skip(u64),
+    /// The end of what may be read.
+    End,
+}
+
 /// The shared, read side of the CommitLog plus its flush bookkeeping. The write side is a
 /// [`LogWriter`], owned by whoever serialises appends.
 #[derive(Debug)]
@@ -286,6 +297,62 @@ impl CommitLog {
         }
     }
 
+    /// One step of a sequential read (the index writer tailing the log): the record at
+    /// `offset` if it lies below `limit` (handed to `f`, without a CRC check: what is read
+    /// here was written by this process or checked by recovery), a blank record or a deleted
+    /// segment to skip, or the end.
+    pub(crate) fn step<T>(
+        &self,
+        cache: &mut Option<Arc<Segment>>,
+        offset: u64,
+        limit: u64,
+        f: impl FnOnce(&RecordView<'_>) -> T,
+    ) -> Result<Step<T>> {
+        if offset >= limit {
+            return Ok(Step::End);
+        }
+        let min = self.min_offset();
+        if offset < min {
+            return Ok(Step::Skip(min));
+        }
+        let hit = cache
+            .as_ref()
+            .is_some_and(|s| s.base() <= offset && offset < s.base() + self.segment_size);
+        if !hit {
+            match self.segment_for(offset) {
+                Some(s) => *cache = Some(s),
+                None => return Ok(Step::End),
+            }
+        }
+        let Some(seg) = cache.as_ref() else {
+            return Ok(Step::End);
+        };
+        let next_segment = seg.base() + self.segment_size;
+        let pos = (offset - seg.base()) as usize;
+        let visible = (limit.saturating_sub(seg.base())).min(self.segment_size) as usize;
+        let bytes = seg.read_from(pos);
+        let bytes = &bytes[..bytes.len().min(visible.saturating_sub(pos))];
+        if bytes.is_empty() {
+            return Ok(if limit >= next_segment {
+                Step::Skip(next_segment)
+            } else {
+                Step::End
+            });
+        }
+        match record::decode(bytes, false) {
+            Ok(Decoded::Message(rec)) => {
+                let next = offset + u64::from(rec.total_size);
+                Ok(Step::Record(f(&rec), next))
+            }
+            Ok(Decoded::Blank { .. }) => Ok(Step::Skip(next_segment)),
+            Err(e) => Err(Error::corrupted(
+                seg.path(),
+                pos as u64,
+                format!("record at commitlog offset {offset}: {e}"),
+            )),
+        }
+    }
+
     /// Deletes whole segments that end at or before `offset`, oldest first, never the last
     /// (active) one. Readers still holding a deleted segment keep its mapping until they drop
     /// it. Returns the new smallest offset.
@@ -293,6 +360,23 @@ impl CommitLog {
         let size = self.segment_size;
         self.set.delete_front_while(|s| s.base() + size <= offset)?;
         Ok(self.min_offset())
+    }
+
+    /// The segments, oldest first.
+    pub(crate) fn segment_snapshot(&self) -> Vec<Arc<Segment>> {
+        self.set.snapshot()
+    }
+
+    /// Deletes the oldest segment if `deletable` says so and it is not the last one (the
+    /// one being written). Returns whether one was deleted.
+    pub(crate) fn delete_oldest_if(&self, deletable: impl Fn(&Segment) -> bool) -> Result<bool> {
+        let mut first = true;
+        let n = self.set.delete_front_while(|s| {
+            let go = first && deletable(s);
+            first = false;
+            go
+        })?;
+        Ok(n > 0)
     }
 
     /// Deletes segment files after the one holding the writer (a segment prepared ahead but

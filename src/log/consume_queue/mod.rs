@@ -137,6 +137,11 @@ impl ConsumeQueue {
         self.max_offset.load(Ordering::Acquire)
     }
 
+    /// Bytes its files take on disk.
+    pub(crate) fn file_bytes(&self) -> u64 {
+        self.set.snapshot().len() as u64 * self.set.segment_size()
+    }
+
     pub(crate) fn max_phys_end(&self) -> u64 {
         self.max_phys_end.load(Ordering::Acquire)
     }

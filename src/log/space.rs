@@ -1,0 +1,73 @@
+//! What retention and the disk-space guard need from the engine: how much the store takes,
+//! how full its disk is, and deleting the oldest CommitLog segment with the consume queue and
+//! index files that only point into it.
+
+use std::time::SystemTime;
+
+use super::Engine;
+use crate::error::Result;
+
+/// The oldest CommitLog segment, as retention sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct OldestSegment {
+    /// Its first offset.
+    pub(crate) base: u64,
+    /// Its file's modification time.
+    pub(crate) modified: SystemTime,
+}
+
+impl Engine {
+    /// Bytes the store's files take: CommitLog segments (the one prepared ahead included),
+    /// consume queue and index files.
+    pub(crate) fn store_bytes(&self) -> Result<u64> {
+        let log_dir = self.dir().join("commitlog");
+        let segs = self.fs.list_segments(&log_dir)?.len() as u64;
+        let mut total = segs * self.config().commitlog_segment_size;
+        for q in self.all_queues() {
+            total += q.file_bytes();
+        }
+        if let Some(index) = self.index() {
+            total += index.file_bytes();
+        }
+        Ok(total)
+    }
+
+    /// How full the file system holding the store is, in percent, as `df` shows it
+    /// (`used / (used + available)`: space reserved for root counts as neither).
+    pub(crate) fn disk_used_percent(&self) -> Result<f64> {
+        let (used, avail) = self.fs.disk_space(self.dir())?;
+        let total = used.saturating_add(avail);
+        if total == 0 {
+            return Ok(0.0);
+        }
+        Ok(used as f64 * 100.0 / total as f64)
+    }
+
+    /// The oldest CommitLog segment if it may be deleted at all: it is not the last one (the
+    /// one being written).
+    pub(crate) fn oldest_deletable_segment(&self) -> Result<Option<OldestSegment>> {
+        let segs = self.log_segments();
+        if segs.len() < 2 {
+            return Ok(None);
+        }
+        let first = &segs[0];
+        Ok(Some(OldestSegment {
+            base: first.base(),
+            modified: self.fs.modified(first.path())?,
+        }))
+    }
+
+    /// Deletes the CommitLog segment starting at `base` if it is still the oldest and not the
+    /// last, then the consume queue and index files that only point into it, and moves each
+    /// queue's min offset past it. Returns the new smallest CommitLog offset, or `None` if
+    /// nothing was deleted.
+    pub(crate) fn delete_oldest_segment(&self, base: u64) -> Result<Option<u64>> {
+        self.check_open()?;
+        if !self.log.delete_oldest_if(|s| s.base() == base)? {
+            return Ok(None);
+        }
+        let min = self.log.min_offset();
+        self.after_log_deletion(min)?;
+        Ok(Some(min))
+    }
+}
