@@ -94,7 +94,7 @@ fn written_file_has_rocketmq_layout() {
     // msgId is entry 1).
     assert_eq!(fmt::key_hash("t", "k"), 112_668);
     assert_eq!(&bytes[40..44], &[0, 0, 0, 2]);
-    let uniq_hash = fmt::key_hash("t", &sent.msg_id.to_string());
+    let uniq_hash = fmt::key_hash("t", sent.msg_id.as_str());
     let prev: u8 = if uniq_hash % 4 == 0 { 1 } else { 0 };
     let e2 = &bytes[40 + 16 + 2 * 20..40 + 16 + 3 * 20];
     assert_eq!(
