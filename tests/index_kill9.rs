@@ -104,10 +104,27 @@ fn check(store: &Store, acked: &[(u64, String)], cycle: u32) {
         let by_key = store
             .query_by_key("orders", &format!("U{i}"), 0, u64::MAX, 64)
             .unwrap();
-        assert_eq!(by_key.len(), 1, "cycle {cycle}: U{i}");
-        assert_eq!(by_key[0].body(), format!("m{i}").as_bytes());
+        // A message the killed child stored but could not acknowledge is sent again by the
+        // next child (it resumes after the last acknowledgement): the key may have two
+        // records, each with the same body.
+        assert!(
+            (1..=2).contains(&by_key.len()),
+            "cycle {cycle}: U{i}: {} records",
+            by_key.len()
+        );
+        assert!(
+            by_key
+                .iter()
+                .all(|m| m.body() == format!("m{i}").as_bytes()),
+            "cycle {cycle}: U{i}"
+        );
         let by_id = store.view_message_by_id("orders", id).unwrap();
-        assert_eq!(by_id.physical_offset(), by_key[0].physical_offset());
+        assert!(
+            by_key
+                .iter()
+                .any(|m| m.physical_offset() == by_id.physical_offset()),
+            "cycle {cycle}: U{i}: the acknowledged message is not among the key's records"
+        );
     }
     // A shared key: the newest 64, newest first, as the log holds them.
     let all = store

@@ -93,7 +93,7 @@ impl Store {
     /// ```
     /// # let dir = tempfile::tempdir()?;
     /// # let store = mqlite::Store::open(dir.path())?;
-    /// let sent = store.producer("p").send(mqlite::Message::new("orders", "created"))?;
+    /// let sent = store.producer("p")?.send(mqlite::Message::new("orders", "created"))?;
     /// let m = store.view_message_by_id("orders", &sent.msg_id.to_string())?;
     /// assert_eq!(m.body(), b"created");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -108,7 +108,7 @@ impl Store {
     /// ```
     /// # let dir = tempfile::tempdir()?;
     /// # let store = mqlite::Store::open(dir.path())?;
-    /// let p = store.producer("p");
+    /// let p = store.producer("p")?;
     /// p.send(mqlite::Message::new("orders", "a"))?;
     /// p.send(mqlite::Message::new("orders", "b"))?;
     /// let all = store.messages_between("orders", 0, u64::MAX, 10)?;
