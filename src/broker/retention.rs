@@ -53,12 +53,38 @@ impl Broker {
     pub(crate) fn run_retention(&self, trigger: Trigger) -> Result<CleanupReport> {
         let cfg = &self.config().retention;
         let hours = cfg.delete_hours().unwrap_or_default();
-        let mut deleted = 0usize;
         let limit = match trigger {
             Trigger::Manual => usize::MAX,
             Trigger::Timer | Trigger::Roll => cfg.delete_batch_max,
         };
-        while deleted < limit {
+        let mut deleted = 0usize;
+        // The segment preparer may allocate the next segment while a pass runs, taking the
+        // store over its cap after the pass found it under: then a second pass deletes for it
+        // rather than let the guard refuse puts.
+        self.retention_pass(trigger, &hours, limit, &mut deleted)?;
+        let mut disk_full = self.check_guard()?;
+        if disk_full {
+            self.retention_pass(trigger, &hours, limit, &mut deleted)?;
+            disk_full = self.check_guard()?;
+        }
+        Ok(CleanupReport {
+            deleted_segments: deleted,
+            commitlog_min_offset: self.log().min_offset(),
+            store_bytes: self.store_bytes()?,
+            disk_full,
+        })
+    }
+
+    /// Deletes segments as the settings allow, oldest first, at most `limit` in all.
+    fn retention_pass(
+        &self,
+        trigger: Trigger,
+        hours: &[u32],
+        limit: usize,
+        deleted: &mut usize,
+    ) -> Result<()> {
+        let cfg = &self.config().retention;
+        while *deleted < limit {
             let Some(oldest) = self.oldest_deletable_segment()? else {
                 break;
             };
@@ -90,7 +116,7 @@ impl Broker {
             let Some(min) = self.delete_oldest_segment(oldest.base)? else {
                 break;
             };
-            deleted += 1;
+            *deleted += 1;
             ::log::info!(
                 "retention: deleted commitlog segment {:020} ({}; disk {usage:.1}% used, store {size} bytes); commitlog now starts at {min}",
                 oldest.base,
@@ -101,17 +127,11 @@ impl Broker {
                 },
             );
             self.log_losses(&before);
-            if trigger == Trigger::Timer && !cfg.delete_interval.is_zero() && deleted < limit {
+            if trigger == Trigger::Timer && !cfg.delete_interval.is_zero() && *deleted < limit {
                 std::thread::sleep(cfg.delete_interval);
             }
         }
-        let disk_full = self.check_guard()?;
-        Ok(CleanupReport {
-            deleted_segments: deleted,
-            commitlog_min_offset: self.log().min_offset(),
-            store_bytes: self.store_bytes()?,
-            disk_full,
-        })
+        Ok(())
     }
 
     /// The guard: refuses puts while the disk is above `disk_full_ratio` or the store above
