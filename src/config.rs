@@ -407,6 +407,8 @@ pub struct RetentionConfig {
     /// Upper bound of the store's size in bytes (CommitLog, consume queues and index files),
     /// or `None` (the default) for no bound. Above it the oldest segments are deleted whatever
     /// their age; if that cannot bring the store under it, puts fail with `Error::DiskFull`.
+    /// The bound is checked on a timer and at each CommitLog roll: between two checks the
+    /// store may exceed it by the segment prepared ahead of the writer.
     pub max_store_bytes: Option<u64>,
     /// How often the cleaner and the guard run (RocketMQ `cleanResourceInterval`). Default
     /// 10 s.

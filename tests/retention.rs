@@ -174,7 +174,9 @@ fn size_cap_deletes_the_oldest_at_each_roll() {
     assert!(segs <= 9, "{segs} segments");
     assert!(store.commitlog_min_offset() >= 20 * SEG);
     let report = store.cleanup_now().unwrap();
-    assert!(report.store_bytes <= cap, "{report:?}");
+    // The cap holds when the pass checks; the segment preparer may allocate the next segment
+    // right after it (the next roll's pass deletes for it).
+    assert!(report.store_bytes <= cap + SEG, "{report:?}");
     assert!(!report.disk_full);
     // What is left reads back densely from the queue's new min.
     let min = store.min_offset(&q).unwrap();
