@@ -141,3 +141,31 @@ pub fn get_many<'a, const N: usize>(raw: &'a [u8], names: [&str; N]) -> [Option<
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `get_many` answers as the reference parser (`iter`, last occurrence wins) on random
+    /// strings of names, values, separators and non-UTF-8 bytes.
+    #[test]
+    fn get_many_matches_the_reference_parser() {
+        let alphabet: &[u8] = b"ABK\x01\x02\xffx";
+        let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 24) as usize;
+            let raw: Vec<u8> = (0..len)
+                .map(|i| alphabet[((seed >> (i % 48)) as usize + i * 7) % alphabet.len()])
+                .collect();
+            let names = ["A", "AB", "K"];
+            let got = get_many(&raw, names);
+            for (i, n) in names.iter().enumerate() {
+                let want = iter(&raw).filter(|(k, _)| k == n).map(|(_, v)| v).last();
+                assert_eq!(got[i], want, "{raw:?} {n}");
+            }
+        }
+    }
+}
