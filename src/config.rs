@@ -385,8 +385,8 @@ impl StoreConfig {
 #[non_exhaustive]
 pub struct RetentionConfig {
     /// Run the cleaner thread. When off, nothing is deleted except by
-    /// [`Store::cleanup_now`](crate::Store::cleanup_now) and
-    /// [`Store::delete_segments_before`](crate::Store::delete_segments_before); the guard
+    /// `Store::cleanup_now` and
+    /// `Store::delete_segments_before`; the guard
     /// still runs. Default true.
     pub enabled: bool,
     /// Age (by modification time) after which a segment may be deleted (RocketMQ

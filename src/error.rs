@@ -52,7 +52,7 @@ pub enum Error {
     /// failed `msync`/`fdatasync` cannot be retried and trusted.
     #[error("store is poisoned by an earlier flush failure; reopen it")]
     Poisoned,
-    /// The store was opened read-only ([`Store::open_read_only`](crate::Store::open_read_only)):
+    /// The store was opened read-only (`Store::open_read_only`):
     /// it writes nothing, so every call that would write (put, send, create a topic, commit
     /// or reset offsets, flush, delete segments, start a push consumer) is refused.
     #[error("store is open read-only")]

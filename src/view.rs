@@ -9,7 +9,7 @@ use crate::format::record::{RecordView, sys_flag};
 use crate::message::MessageExt;
 
 /// A message as stored, borrowed from the store's mapped files for the duration of a
-/// [`Store::scan`](crate::Store::scan) callback: nothing is copied or allocated to look at it.
+/// `Store::scan` callback: nothing is copied or allocated to look at it.
 /// Its record's CRC was checked before it was handed out. [`MessageView::to_owned`] makes the
 /// owned [`MessageExt`] when a message must outlive the callback.
 #[derive(Debug, Clone, Copy)]

@@ -1,4 +1,4 @@
-//! The client layer: producers and consumers over a [`Store`](crate::Store).
+//! The client layer: producers and consumers over a `Store` (the facade above this layer).
 
 pub(crate) mod allocate;
 pub(crate) mod async_send;

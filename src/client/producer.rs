@@ -421,7 +421,7 @@ impl Producer {
     /// timeout, after which the message comes back with [`Error::Busy`] and the callback is
     /// not called. Errors found in the background reach the callback as `mqlite::Error`.
     ///
-    /// [`Store::close`](crate::Store::close) drains the sends accepted before it: each is
+    /// `Store::close` drains the sends accepted before it: each is
     /// stored (or refused) and its callback gets its real result before the store closes.
     /// Sends made once the store is closing fail at the call with [`Error::Closed`] (the
     /// message comes back and the callback is not called).

@@ -59,7 +59,7 @@ impl Drop for Registration {
 /// service through the group's checker, every `transaction_check_interval`, once the half
 /// message is older than `transaction_timeout`. `Clone + Send + Sync`; the checker stays
 /// registered while a clone lives. Obtained from
-/// [`Store::transaction_producer`](crate::Store::transaction_producer).
+/// `Store::transaction_producer`.
 ///
 /// ```
 /// use mqlite::{Message, TransactionState};

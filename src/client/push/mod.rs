@@ -419,7 +419,7 @@ impl PushConsumerBuilder {
 /// lets messages being consumed finish, hands back the ones not started, commits offsets and
 /// leaves the group, whose queues are then shared out among the others.
 ///
-/// [`Store::close`](crate::Store::close) does the same for every push consumer still running
+/// `Store::close` does the same for every push consumer still running
 /// on the store before it closes it; the consumer then does nothing more, and its
 /// `shutdown` returns `Ok`.
 pub struct PushConsumer {
