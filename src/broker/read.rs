@@ -55,7 +55,7 @@ pub struct PullResult {
     pub max_offset: u64,
 }
 
-/// Messages read from a queue by [`Store::get_messages`].
+/// Messages read from a queue by `Store::get_messages`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct GetResult {

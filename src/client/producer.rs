@@ -158,7 +158,7 @@ pub(crate) struct Shared {
 }
 
 /// Sends messages to a store. `Clone + Send + Sync`; clones share queue selection and the
-/// asynchronous send queue. Obtained from [`Store::producer`].
+/// asynchronous send queue. Obtained from `Store::producer`.
 ///
 /// ```
 /// # let dir = tempfile::tempdir()?;

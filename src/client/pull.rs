@@ -26,7 +26,7 @@ pub enum ConsumeFrom {
 }
 
 /// Pulls messages from queues and tracks the group's offsets. Obtained from
-/// [`Store::pull_consumer`]; cheap to clone.
+/// `Store::pull_consumer`; cheap to clone.
 ///
 /// ```
 /// use mqlite::{Message, PullStatus};

@@ -49,7 +49,7 @@ impl Store {
     /// Opens the store in `dir` with the default configuration, creating it if needed and
     /// recovering it after an unclean exit.
     ///
-    /// Fails with [`Error::Locked`] when another store (in this or another process) has the
+    /// Fails with [`Error::Locked`](crate::Error::Locked) when another store (in this or another process) has the
     /// directory open. The segment files must not be modified by anything else while open.
     pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
         Store::builder(dir).open()

@@ -10,7 +10,7 @@ impl Store {
     ///
     /// The topic is created on first use when [`StoreConfig::auto_create_topics`] is on
     /// (the default). Under `FlushPolicy::Sync` this returns once the record is durable, or
-    /// with [`PutStatus::FlushDiskTimeout`] after the timeout. Invalid input (bad topic, empty
+    /// with [`PutStatus::FlushDiskTimeout`](crate::PutStatus::FlushDiskTimeout) after the timeout. Invalid input (bad topic, empty
     /// or oversized body, oversized properties, unknown queue) is refused with nothing written.
     ///
     /// [`StoreConfig::auto_create_topics`]: crate::StoreConfig::auto_create_topics

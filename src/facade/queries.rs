@@ -86,7 +86,7 @@ impl Store {
         self.core().query_by_key(topic, key, begin_ms, end_ms, max)
     }
 
-    /// The message of `topic` whose msgId (`UNIQ_KEY`, what [`SendResult::msg_id`]
+    /// The message of `topic` whose msgId (`UNIQ_KEY`, what [`SendResult::msg_id`](crate::SendResult::msg_id)
     /// holds) is `msg_id`, found through the index (RocketMQ's
     /// `viewMessage(topic, msgId)`); [`Error::MessageIdNotFound`](crate::Error) if none.
     ///

@@ -116,7 +116,7 @@ pub(crate) struct Options {
     pub(crate) fail_spawn: Option<usize>,
 }
 
-/// Configures a push consumer; obtained from [`Store::push_consumer`], finished by
+/// Configures a push consumer; obtained from `Store::push_consumer`, finished by
 /// [`PushConsumerBuilder::start_concurrently`].
 ///
 /// ```
@@ -366,7 +366,7 @@ impl PushConsumerBuilder {
     /// Starts consuming in order: each queue's messages reach `listener` one batch at a time,
     /// in queue-offset order, never two batches of one queue at once, while different queues
     /// run in parallel on the consumer's threads. A queue is consumed only while this
-    /// consumer holds its lock in the store (see [`Store::lock_queues`]), so during a
+    /// consumer holds its lock in the store (see `Store::lock_queues`), so during a
     /// rebalance no queue is consumed by two consumers. A panic in the listener counts as
     /// [`OrderlyStatus::SuspendCurrentQueueAMoment`]. Broadcasting is refused, as in RocketMQ.
     ///
