@@ -117,7 +117,7 @@ pub(crate) struct Engine {
     /// The index files (`None` when indexing is off).
     index: Option<index::IndexService>,
     /// The disk-space guard refuses writes (the reason), see `broker::retention`.
-    disk_full: RwLock<Option<String>>,
+    disk_full: space::Refusal,
     /// The delay table in ms (level n at index n - 1), for schedule-topic tag codes.
     delay_levels: Vec<u64>,
     /// Wakes readers waiting for any queue (push consumers' fetch threads).
@@ -190,10 +190,7 @@ impl Engine {
     /// Like [`Engine::check_writable`], and the disk-space guard must not be refusing puts.
     pub(crate) fn check_space(&self) -> Result<()> {
         self.check_writable()?;
-        if let Some(why) = self.disk_full.read().as_ref() {
-            return Err(Error::DiskFull(why.clone()));
-        }
-        Ok(())
+        self.disk_full.check()
     }
 
     /// Whether the engine was opened read-only.
@@ -212,13 +209,7 @@ impl Engine {
 
     /// Sets (`Some(reason)`) or clears the disk-space guard's refusal of puts.
     pub(crate) fn set_disk_full(&self, reason: Option<String>) {
-        let mut g = self.disk_full.write();
-        match (&*g, &reason) {
-            (None, Some(r)) => ::log::warn!("puts refused: disk full ({r})"),
-            (Some(_), None) => ::log::info!("puts accepted again: disk space returned"),
-            _ => {}
-        }
-        *g = reason;
+        self.disk_full.set(reason);
     }
 
     /// The index files, if indexing is on.

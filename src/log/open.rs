@@ -213,7 +213,7 @@ pub(crate) fn open(
         closed: AtomicBool::new(false),
         checkpoint: cp_file,
         index,
-        disk_full: RwLock::new(None),
+        disk_full: Default::default(),
         delay_levels: config.delay_levels()?,
         arrivals: Default::default(),
         lock: Mutex::new(Some(lock)),

@@ -96,7 +96,7 @@ pub(crate) fn open_read_only(fs: Fs, dir: PathBuf, mut config: StoreConfig) -> R
         checkpoint: cp_file,
         // Lookups by key scan (the owner writes the index files).
         index: None,
-        disk_full: RwLock::new(None),
+        disk_full: Default::default(),
         delay_levels: config.delay_levels()?,
         arrivals: Default::default(),
         lock: Mutex::new(None),

@@ -71,3 +71,37 @@ impl Engine {
         Ok(Some(min))
     }
 }
+
+/// The disk-space guard's refusal of writes: a flag the put path reads with one atomic load,
+/// and the reason, read only when it is set.
+#[derive(Debug, Default)]
+pub(crate) struct Refusal {
+    refusing: std::sync::atomic::AtomicBool,
+    reason: parking_lot::RwLock<Option<String>>,
+}
+
+impl Refusal {
+    /// [`crate::Error::DiskFull`] while writes are refused.
+    pub(crate) fn check(&self) -> crate::error::Result<()> {
+        if !self.refusing.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(());
+        }
+        match self.reason.read().as_ref() {
+            Some(why) => Err(crate::error::Error::DiskFull(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Sets (`Some(reason)`) or clears the refusal, logging when it starts and ends.
+    pub(crate) fn set(&self, reason: Option<String>) {
+        let mut g = self.reason.write();
+        match (&*g, &reason) {
+            (None, Some(r)) => ::log::warn!("puts refused: disk full ({r})"),
+            (Some(_), None) => ::log::info!("puts accepted again: disk space returned"),
+            _ => {}
+        }
+        self.refusing
+            .store(reason.is_some(), std::sync::atomic::Ordering::Release);
+        *g = reason;
+    }
+}
