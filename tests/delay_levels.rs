@@ -24,9 +24,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -572,47 +571,17 @@ fn scripted_child(dir: &Path, mode: &str) {
 /// Runs one child cycle: SIGKILL `kill_after` after it is ready; returns the bodies it
 /// acknowledged.
 fn run_child(dir: &Path, seed: u64, mode: &str, kill_after: Duration) -> Vec<String> {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "delay_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ENV_CHILD, "1")
-        .env(ENV_DIR, dir)
-        .env(ENV_SEED, seed.to_string())
-        .env(ENV_MODE, mode)
-        .env_remove("MQLITE_SEED")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut sent = Vec::new();
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if line == "READY" {
-                let _ = tx.send(());
-            } else if let Some(body) = line.strip_prefix("SENT ") {
-                sent.push(body.to_owned());
-            }
-        }
-        sent
-    });
-    let ready = rx.recv_timeout(Duration::from_secs(20)).is_ok();
-    if ready {
-        std::thread::sleep(kill_after);
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let sent = reader.join().unwrap();
-    assert!(ready, "the child never got ready");
-    sent
+    let lines = common::run_killed_child(
+        "delay_child",
+        &[
+            (ENV_CHILD, "1".to_owned()),
+            (ENV_DIR, dir.display().to_string()),
+            (ENV_SEED, seed.to_string()),
+            (ENV_MODE, mode.to_owned()),
+        ],
+        kill_after,
+    );
+    common::with_prefix(&lines, "SENT ")
 }
 
 #[test]

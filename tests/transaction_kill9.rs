@@ -13,9 +13,8 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Rng;
@@ -111,48 +110,19 @@ struct Report {
 }
 
 fn run_child(dir: &Path, cycle: u64, kill_after: Duration) -> Report {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "transaction_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ENV_CHILD, "1")
-        .env(ENV_DIR, dir)
-        .env(ENV_CYCLE, cycle.to_string())
-        .env_remove("MQLITE_SEED")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut r = Report::default();
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if line == "READY" {
-                let _ = tx.send(());
-            } else if let Some(b) = line.strip_prefix("HALF ") {
-                r.halves.push(b.to_owned());
-            } else if let Some(b) = line.strip_prefix("ENDED ") {
-                r.ended.push(b.to_owned());
-            }
-        }
-        r
-    });
-    let ready = rx.recv_timeout(Duration::from_secs(20)).is_ok();
-    if ready {
-        std::thread::sleep(kill_after);
+    let lines = common::run_killed_child(
+        "transaction_child",
+        &[
+            (ENV_CHILD, "1".to_owned()),
+            (ENV_DIR, dir.display().to_string()),
+            (ENV_CYCLE, cycle.to_string()),
+        ],
+        kill_after,
+    );
+    Report {
+        halves: common::with_prefix(&lines, "HALF "),
+        ended: common::with_prefix(&lines, "ENDED "),
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let report = reader.join().unwrap();
-    assert!(ready, "the child never got ready");
-    report
 }
 
 #[test]

@@ -99,3 +99,62 @@ pub fn copy_dir(src: &Path, dst: &Path) {
         }
     }
 }
+
+/// Runs the ignored test `test` of the current test binary as a child process with `envs`
+/// (and `MQLITE_SEED` removed), waits for it to print `READY`, lets it run `kill_after`, then
+/// kills it with SIGKILL. Returns every other line it printed to stdout, in order, including
+/// what it wrote just before it died.
+pub fn run_killed_child(
+    test: &str,
+    envs: &[(&str, String)],
+    kill_after: std::time::Duration,
+) -> Vec<String> {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            test,
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .env_remove("MQLITE_SEED")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if line == "READY" {
+                let _ = tx.send(());
+            } else {
+                lines.push(line);
+            }
+        }
+        lines
+    });
+    let ready = rx.recv_timeout(std::time::Duration::from_secs(20)).is_ok();
+    if ready {
+        std::thread::sleep(kill_after);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let lines = reader.join().unwrap();
+    assert!(ready, "the child never got ready");
+    lines
+}
+
+/// The rest of each line of `lines` that starts with `prefix`.
+pub fn with_prefix(lines: &[String], prefix: &str) -> Vec<String> {
+    lines
+        .iter()
+        .filter_map(|l| l.strip_prefix(prefix).map(str::to_owned))
+        .collect()
+}
