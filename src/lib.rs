@@ -66,6 +66,7 @@ pub use facade::{
 };
 pub use filter::TagFilter;
 pub use format::msg_id::{MessageId, OffsetMessageId};
+pub use log::verify::{VerifyProgress, VerifyStage};
 pub use message::{Message, MessageExt, MessageQueue};
 pub use view::MessageView;
 

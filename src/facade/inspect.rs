@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use crate::error::Result;
+use crate::log::verify::VerifyProgress;
 
 use super::Store;
 
@@ -53,6 +54,8 @@ pub struct VerifyReport {
     pub records: u64,
     /// Consume queue units checked against their records.
     pub units: u64,
+    /// Index file entries checked against their records' keys.
+    pub index_entries: u64,
     /// Where the CommitLog's valid data ends.
     pub log_end: u64,
     /// Everything found wrong (empty: the store is consistent).
@@ -93,26 +96,54 @@ impl Store {
     }
 
     /// Checks the whole store: every CommitLog record from the first to the end of the data
-    /// (CRCs included, and nothing but zeros after the end), and every consume queue unit
-    /// against the record it points at (topic, queue, queue offset, size, CRC). Config files
-    /// were parsed when the store was opened. Reads only; on a store opened read-only while
-    /// its owner writes, a record still being written counts as the end of the data.
+    /// (CRCs included, and nothing but zeros after the end), every consume queue unit
+    /// against the record it points at (topic, queue, queue offset, size, CRC), and every
+    /// index file's header, hash slots and entries (each entry's key hash against the keys of
+    /// the record it points at). Config files were parsed when the store was opened. Reads
+    /// only; on a store opened read-only while its owner writes, a record still being written
+    /// counts as the end of the data.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
     /// let store = mqlite::Store::open(dir.path())?;
-    /// store.put(&mqlite::Message::new("orders", "x"), 0)?;
+    /// store.put(&mqlite::Message::new("orders", "x").with_keys(["K1"]), 0)?;
     /// let report = store.verify()?;
     /// assert!(report.is_ok());
     /// assert_eq!((report.records, report.units), (1, 1));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn verify(&self) -> Result<VerifyReport> {
+        self.verify_with_progress(|_| {})
+    }
+
+    /// [`Store::verify`], telling `progress` how far it has come (CommitLog bytes, then
+    /// queues, then index files), for a progress bar on a large store.
+    ///
+    /// ```
+    /// use mqlite::VerifyStage;
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = mqlite::Store::open(dir.path())?;
+    /// store.put(&mqlite::Message::new("orders", "x"), 0)?;
+    /// let mut last_log = None;
+    /// let report = store.verify_with_progress(|p| {
+    ///     if p.stage == VerifyStage::CommitLog {
+    ///         last_log = Some((p.done, p.total));
+    ///     }
+    /// })?;
+    /// let (done, total) = last_log.unwrap();
+    /// assert_eq!((done, total), (report.log_end, report.log_end));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn verify_with_progress(
+        &self,
+        mut progress: impl FnMut(VerifyProgress),
+    ) -> Result<VerifyReport> {
         self.core().check_open()?;
-        let v = self.core().verify()?;
+        let v = self.core().verify(&mut progress)?;
         Ok(VerifyReport {
             records: v.records,
             units: v.units,
+            index_entries: v.index_entries,
             log_end: v.log_end,
             problems: v
                 .problems

@@ -1,10 +1,15 @@
 //! A full consistency check of the stored data (what `mqlite verify` runs): every CommitLog
-//! record from the start of the log to the end of its data, CRCs included, and every consume
-//! queue unit in the files against the record it points at. Reads only; works on a store
+//! record from the start of the log to the end of its data, CRCs included, every consume
+//! queue unit in the files against the record it points at, and every index file entry
+//! against the record's keys. Reads only; works on a store
 //! opened read-only while another process writes (what it has not finished writing shows up
 //! as the end of the data, not as damage).
 
 use std::sync::Arc;
+
+use super::index::check::{RecordAt, check_read_only};
+use crate::format::index::key_hash;
+use crate::format::properties::{get_many, keys};
 
 use super::Engine;
 use crate::format::cq_unit::{CQ_UNIT_SIZE, CqUnit};
@@ -25,20 +30,68 @@ pub(crate) struct Problem {
 pub(crate) struct Verified {
     pub(crate) records: u64,
     pub(crate) units: u64,
+    pub(crate) index_entries: u64,
     pub(crate) log_end: u64,
     pub(crate) problems: Vec<Problem>,
 }
 
+/// The part of a store [`Engine::verify`] is checking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum VerifyStage {
+    /// The CommitLog records (progress in bytes).
+    CommitLog,
+    /// The consume queues (progress in queues).
+    ConsumeQueues,
+    /// The index files (progress in files).
+    Index,
+}
+
+/// How far a check has come: `done` of `total` in the stage's unit. Reported every few
+/// megabytes of CommitLog, after every queue and after every index file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VerifyProgress {
+    /// What is being checked.
+    pub stage: VerifyStage,
+    /// How much of it is checked.
+    pub done: u64,
+    /// How much there is.
+    pub total: u64,
+}
+
+/// CommitLog bytes between two progress reports.
+const PROGRESS_EVERY: u64 = 8 << 20;
+
 impl Engine {
-    /// Checks the whole log and every queue; never stops at the first problem of a queue.
-    pub(crate) fn verify(&self) -> crate::error::Result<Verified> {
+    /// Checks the whole log, every queue and every index file; never stops at the first
+    /// problem of a queue or file.
+    pub(crate) fn verify(
+        &self,
+        progress: &mut dyn FnMut(VerifyProgress),
+    ) -> crate::error::Result<Verified> {
         self.refresh(true)?;
         let mut out = Verified::default();
         let set = self.log.segments();
         let seg_size = set.segment_size();
         let segs = set.snapshot();
         let mut pos = self.log.min_offset();
+        let log_start = pos;
+        let log_total = self.log.written().saturating_sub(pos);
+        let mut reported = pos;
+        let mut report = |stage, done, total| {
+            progress(VerifyProgress { stage, done, total });
+        };
+        report(VerifyStage::CommitLog, 0, log_total);
         while let Some(seg) = find_in(&segs, seg_size, pos) {
+            if pos - reported >= PROGRESS_EVERY {
+                reported = pos;
+                report(
+                    VerifyStage::CommitLog,
+                    pos - log_start,
+                    log_total.max(pos - log_start),
+                );
+            }
             let rel = (pos - seg.base()) as usize;
             let problem = |reason: String| Problem {
                 file: seg.path().to_path_buf(),
@@ -105,9 +158,40 @@ impl Engine {
             }
         }
         out.log_end = pos;
-        for cq in self.all_queues() {
-            self.verify_queue(&cq, &segs, seg_size, &mut out);
+        let log_done = pos - log_start;
+        report(VerifyStage::CommitLog, log_done, log_total.max(log_done));
+        let queues = self.all_queues();
+        report(VerifyStage::ConsumeQueues, 0, queues.len() as u64);
+        for (i, cq) in queues.iter().enumerate() {
+            self.verify_queue(cq, &segs, seg_size, &mut out);
+            report(
+                VerifyStage::ConsumeQueues,
+                i as u64 + 1,
+                queues.len() as u64,
+            );
         }
+        let (min, end) = (self.log.min_offset(), out.log_end);
+        let mut record_at = |phys: u64| {
+            if phys < min || phys >= end {
+                // Deleted, or past what this check read (a live owner's newer records:
+                // an index file past a crashed log's end is dropped at recovery).
+                return RecordAt::Unknown;
+            }
+            record_keys(&segs, seg_size, phys)
+        };
+        let mut files = |done, total| report(VerifyStage::Index, done, total);
+        out.index_entries = match self.index() {
+            Some(index) => index.check(&mut record_at, &mut out.problems, &mut files),
+            None if self.is_read_only() => check_read_only(
+                self.fs_handle(),
+                self.dir(),
+                &self.config().index,
+                &mut record_at,
+                &mut out.problems,
+                &mut files,
+            )?,
+            None => 0,
+        };
         Ok(out)
     }
 
@@ -182,5 +266,38 @@ impl Engine {
                 ))),
             }
         }
+    }
+}
+
+/// The index key hashes of the record starting at `phys`.
+fn record_keys(segs: &[Arc<Segment>], seg_size: u64, phys: u64) -> RecordAt {
+    let Some(seg) = find_in(segs, seg_size, phys) else {
+        return RecordAt::Bad("no segment holds it".into());
+    };
+    let at = (phys - seg.base()) as usize;
+    let Some(head) = seg.copy_out(at, BLANK_LEN) else {
+        return RecordAt::Bad("past the end of its segment".into());
+    };
+    let total = i32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+    let Some(bytes) = usize::try_from(total)
+        .ok()
+        .filter(|&t| t >= BLANK_LEN)
+        .and_then(|t| seg.copy_out(at, t))
+    else {
+        return RecordAt::Bad(format!("no record starts there (TOTALSIZE {total})"));
+    };
+    match record::decode(&bytes, false) {
+        Ok(Decoded::Message(rec)) if rec.meta.physical_offset == phys => {
+            let [uniq, ks] = get_many(rec.properties, [keys::UNIQ_KEY, keys::KEYS]);
+            let hashes = uniq
+                .into_iter()
+                .chain(ks.into_iter().flat_map(|k| k.split(' ')))
+                .filter(|k| !k.is_empty())
+                .map(|k| key_hash(rec.topic, k))
+                .collect();
+            RecordAt::Keys(hashes)
+        }
+        Ok(_) => RecordAt::Bad("no message record starts there".into()),
+        Err(e) => RecordAt::Bad(e.to_string()),
     }
 }

@@ -132,6 +132,8 @@ fn read_verbs_print_tables_and_json() {
         (Some(5), Some(3), Some(2))
     );
     assert_eq!(rows[1]["lag"], 0);
+    // The last consumed message's store time (offset 2 of queue 0 was consumed).
+    assert!(rows[0]["last_consumed_store_timestamp"].as_u64().unwrap() > 0);
     assert!(
         json(&["progress", d, "nobody"])
             .as_array()
@@ -193,15 +195,29 @@ fn read_verbs_print_tables_and_json() {
         (Some(1), Some(10), Some(1))
     );
     assert_eq!(v["commitlog_segment_size"], 64 << 10);
+    // Everything was stored moments ago: every window counts all ten.
+    assert_eq!(v["per_topic"][0]["stored_last_1m"], 10);
+    assert_eq!(v["throughput"][2]["messages"], 10);
+    assert!(v["disk"]["commitlog"]["bytes"].as_u64().unwrap() > 0);
+    assert!(ok_stdout(&["stats", d]).contains("LAST_15M"));
     let v = json(&["verify", d]);
     assert_eq!(
         (
             v["ok"].as_bool(),
             v["records"].as_u64(),
-            v["units"].as_u64()
+            v["units"].as_u64(),
+            // One UNIQ_KEY and one key per message.
+            v["index_entries"].as_u64()
         ),
-        (Some(true), Some(10), Some(10))
+        (Some(true), Some(10), Some(10), Some(20))
     );
+    // A progress bar on request (and when stderr is a terminal).
+    let out = mqlite(&["verify", d, "--progress"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success());
+    for stage in ["commitlog", "consume queues", "index files", "100%"] {
+        assert!(err.contains(stage), "{err}");
+    }
     assert!(ok_stdout(&["verify", d]).trim_end().ends_with("ok"));
 
     let out = ok_stdout(&[
@@ -243,12 +259,16 @@ fn errors_are_one_line_and_never_panics() {
         vec!["frobnicate", d],
         vec!["send", d, "orders"],
         vec!["reset", d, "g", "orders"],
+        vec!["reset", d, "g", "orders", "--time", "yesterday"],
+        vec!["query", d, "orders", "K", "--begin", "2026-13-01"],
         vec!["topics"],
+        vec!["topics", d, "--frobnicate"],
     ] {
         let out = mqlite(&args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert!(err.starts_with("mqlite: "), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
     // Damaged config: one line naming the file.
@@ -287,6 +307,63 @@ fn verify_catches_a_flipped_bit() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], false);
     assert!(!v["problems"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn verify_catches_a_damaged_index_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    sample_store(&dir);
+    let d = dir.to_str().unwrap();
+    let v = json(&["query", d, "orders", "ORDER-3"]);
+    let phys = v[0]["commitlog_offset"].as_u64().unwrap();
+    let index = std::fs::read_dir(dir.join("index"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .next()
+        .expect("an index file");
+    let mut bytes = std::fs::read(&index).unwrap();
+    // An entry is key hash (4), CommitLog offset (8), time difference (4), previous (4):
+    // find the first entry of that record and break its key hash.
+    let at = bytes[40..]
+        .windows(8)
+        .position(|w| w == phys.to_be_bytes())
+        .expect("an entry for the record")
+        + 40;
+    bytes[at - 4] ^= 0x5a;
+    std::fs::write(&index, &bytes).unwrap();
+    let out = mqlite(&["--json", "verify", d]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems = v["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0]["file"].as_str(), Some(index.to_str().unwrap()));
+    assert_eq!(problems[0]["offset"], at as u64 - 4);
+    assert!(
+        problems[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("commitlog offset {phys}")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn help_and_version() {
+    let out = mqlite(&["--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for verb in [
+        "topics", "progress", "print", "tail", "verify", "stats", "send", "reset",
+    ] {
+        assert!(text.contains(verb), "{text}");
+    }
+    let out = mqlite(&["print", "--help"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--body"));
+    let out = mqlite(&["--version"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("mqlite "));
 }
 
 #[test]

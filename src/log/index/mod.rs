@@ -35,6 +35,8 @@ use crate::format::index::{
 };
 use crate::storage::{Fs, Segment};
 
+pub(crate) mod check;
+
 /// The index directory under the store root.
 pub(crate) const INDEX_DIR: &str = "index";
 
@@ -310,22 +312,15 @@ impl IndexService {
         for (name, file) in names {
             let path = dir.join(&file);
             let len = fs.len(&path)?;
-            let configured = fmt::file_size(config.max_hash_slots, config.max_index_entries);
-            let rocketmq = fmt::file_size(
-                fmt::ROCKETMQ_MAX_HASH_SLOTS,
-                fmt::ROCKETMQ_MAX_INDEX_ENTRIES,
-            );
-            let (slots, entries) = if len == configured {
-                (config.max_hash_slots, config.max_index_entries)
-            } else if len == rocketmq {
-                (
-                    fmt::ROCKETMQ_MAX_HASH_SLOTS,
-                    fmt::ROCKETMQ_MAX_INDEX_ENTRIES,
-                )
-            } else {
+            let Some((slots, entries)) = geometry(len, config) else {
                 ::log::warn!(
-                    "index file {} is {len} bytes, which fits neither the configured index size ({configured}) nor RocketMQ's ({rocketmq}): left alone, not used",
-                    path.display()
+                    "index file {} is {len} bytes, which fits neither the configured index size ({}) nor RocketMQ's ({}): left alone, not used",
+                    path.display(),
+                    fmt::file_size(config.max_hash_slots, config.max_index_entries),
+                    fmt::file_size(
+                        fmt::ROCKETMQ_MAX_HASH_SLOTS,
+                        fmt::ROCKETMQ_MAX_INDEX_ENTRIES
+                    ),
                 );
                 continue;
             };
@@ -666,6 +661,20 @@ impl IndexService {
         }
         Ok(removed.len())
     }
+}
+
+/// (hash slots, entries) of an index file of `len` bytes: the configured geometry or
+/// RocketMQ's default one.
+fn geometry(len: u64, config: &IndexConfig) -> Option<(u32, u32)> {
+    [
+        (config.max_hash_slots, config.max_index_entries),
+        (
+            fmt::ROCKETMQ_MAX_HASH_SLOTS,
+            fmt::ROCKETMQ_MAX_INDEX_ENTRIES,
+        ),
+    ]
+    .into_iter()
+    .find(|&(slots, entries)| fmt::file_size(slots, entries) == len)
 }
 
 /// The big-endian word at byte `pos` (a multiple of 4) of `w`.
