@@ -349,6 +349,30 @@ fn verify_catches_a_damaged_index_entry() {
 }
 
 #[test]
+fn verify_catches_an_offset_past_a_queue_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    sample_store(&dir);
+    let d = dir.to_str().unwrap();
+    let path = dir.join("config/consumerOffset.json");
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    // billing has committed 3 of queue 0, which holds 5 messages: make it 99.
+    let slot = &mut v["offsetTable"]["orders@billing"]["0"];
+    assert_eq!(*slot, 3);
+    *slot = 99.into();
+    std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+    std::fs::remove_file(dir.join("config/consumerOffset.json.bak")).ok();
+    let out = mqlite(&["--json", "verify", d]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reason = v["problems"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("billing") && reason.contains("99") && reason.contains("orders:0"),
+        "{reason}"
+    );
+}
+
+#[test]
 fn help_and_version() {
     let out = mqlite(&["--help"]);
     assert!(out.status.success());

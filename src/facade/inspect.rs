@@ -99,9 +99,9 @@ impl Store {
     /// (CRCs included, and nothing but zeros after the end), every consume queue unit
     /// against the record it points at (topic, queue, queue offset, size, CRC), and every
     /// index file's header, hash slots and entries (each entry's key hash against the keys of
-    /// the record it points at). Config files were parsed when the store was opened. Reads
-    /// only; on a store opened read-only while its owner writes, a record still being written
-    /// counts as the end of the data.
+    /// the record it points at), and the committed offsets against the queues' ends. Config
+    /// files were parsed when the store was opened. Reads only; on a store opened read-only
+    /// while its owner writes, a record still being written counts as the end of the data.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -140,20 +140,39 @@ impl Store {
     ) -> Result<VerifyReport> {
         self.core().check_open()?;
         let v = self.core().verify(&mut progress)?;
+        let mut problems: Vec<Damage> = v
+            .problems
+            .into_iter()
+            .map(|p| Damage {
+                file: p.file,
+                offset: p.offset,
+                reason: p.reason,
+            })
+            .collect();
+        // The committed offsets against the queues: past a queue's end means queue data was
+        // lost (a crash recovery lowers them, with a warning, before anyone sees them).
+        let offsets_file = self.dir().join("config").join("consumerOffset.json");
+        for o in self.consumer_offsets() {
+            let queue = crate::MessageQueue::new(o.topic.as_str(), o.queue_id);
+            if let Ok(max) = self.max_offset(&queue)
+                && o.offset > max
+            {
+                problems.push(Damage {
+                    file: offsets_file.clone(),
+                    offset: 0,
+                    reason: format!(
+                        "group {} has committed offset {} of {}:{}, past the queue's end ({max})",
+                        o.group, o.offset, o.topic, o.queue_id
+                    ),
+                });
+            }
+        }
         Ok(VerifyReport {
             records: v.records,
             units: v.units,
             index_entries: v.index_entries,
             log_end: v.log_end,
-            problems: v
-                .problems
-                .into_iter()
-                .map(|p| Damage {
-                    file: p.file,
-                    offset: p.offset,
-                    reason: p.reason,
-                })
-                .collect(),
+            problems,
         })
     }
 }
