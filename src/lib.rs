@@ -29,7 +29,7 @@
 
 // Layers, bottom up: format ← storage ← log (the engine) ← broker ← client ← facade (`Store`).
 // Each imports only layers below it and the shared leaves `error`, `config`, `clock`,
-// `message`, `view` and `filter`.
+// `message`, `view`, `filter` and `rate`.
 mod broker;
 mod client;
 mod facade;
@@ -43,12 +43,14 @@ mod config;
 mod error;
 mod filter;
 mod message;
+mod rate;
 mod view;
 
 #[cfg(feature = "sim")]
 pub use storage::sim;
 
 pub use broker::retention::CleanupReport;
+pub use broker::stats::{GroupStats, StoreStats, TopicStats};
 pub use broker::topics::{PERM_READ, PERM_WRITE};
 pub use client::allocate::{AllocateStrategy, Averagely, AveragelyByCircle, ConsistentHash};
 pub use client::producer::{Producer, SendError, SendResult, SendStatus};

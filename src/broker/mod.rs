@@ -16,6 +16,7 @@ pub(crate) mod retry;
 pub(crate) mod runtime;
 pub(crate) mod schedule;
 pub(crate) mod schedule_service;
+pub(crate) mod stats;
 mod timer;
 pub(crate) mod topics;
 pub(crate) mod transaction;
@@ -64,6 +65,8 @@ pub(crate) struct Broker {
     pub(crate) groups: group::Groups,
     /// Transaction checkers and the transactions ended since open.
     transactions: transaction::Transactions,
+    /// What consumer groups got, for the store's statistics.
+    pub(crate) gets: stats::GetStats,
 }
 
 impl Deref for Broker {
@@ -181,6 +184,7 @@ impl Broker {
             schedule_wake,
             locks: Default::default(),
             groups: Default::default(),
+            gets: Default::default(),
         })
     }
 
@@ -207,6 +211,7 @@ impl Broker {
             schedule_wake,
             locks: Default::default(),
             groups: Default::default(),
+            gets: Default::default(),
         })
     }
 

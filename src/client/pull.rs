@@ -93,7 +93,17 @@ impl PullConsumer {
         offset: u64,
         max: usize,
     ) -> Result<PullResult> {
-        self.store.core().pull(queue, filter, offset, max)
+        let r = self.store.core().pull(queue, filter, offset, max)?;
+        self.count(queue, &r);
+        Ok(r)
+    }
+
+    /// Counts what a pull got in the store's statistics.
+    fn count(&self, queue: &MessageQueue, r: &PullResult) {
+        if !r.messages.is_empty() {
+            let bytes = r.messages.iter().map(|m| u64::from(m.store_size())).sum();
+            (self.store.core().gets).add(&self.group, &queue.topic, r.messages.len() as u64, bytes);
+        }
     }
 
     /// Like [`PullConsumer::pull`], but when there is nothing new it waits: it returns as soon
@@ -132,7 +142,10 @@ impl PullConsumer {
         loop {
             let mut r = core.pull(queue, &filter, offset, max)?;
             match r.status {
-                PullStatus::Found | PullStatus::OffsetIllegal => return Ok(r),
+                PullStatus::Found | PullStatus::OffsetIllegal => {
+                    self.count(queue, &r);
+                    return Ok(r);
+                }
                 PullStatus::NoMatchedMsg => {
                     offset = r.next_begin_offset;
                     if Instant::now() >= deadline {
@@ -146,7 +159,9 @@ impl PullConsumer {
                     }
                     offset = r.next_begin_offset;
                     if !core.wait_for_message(queue, offset, deadline)? {
-                        return core.pull(queue, &filter, offset, max);
+                        let r = core.pull(queue, &filter, offset, max)?;
+                        self.count(queue, &r);
+                        return Ok(r);
                     }
                 }
             }

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::broker::stats::StoreStats;
 use crate::error::Result;
 use crate::log::verify::VerifyProgress;
 
@@ -70,6 +71,37 @@ impl VerifyReport {
 }
 
 impl Store {
+    /// The store's statistics (RocketMQ's broker stats for one store): per topic, messages
+    /// stored, and messages and bytes put since the open with their rates over the last
+    /// minute; per group and topic, messages and bytes its pull, lite pull and push consumers
+    /// got, with rates, and its lag. Producers' and consumers' own figures (send and consume
+    /// times, failures) are on the clients, e.g. `PushConsumer::stats`.
+    ///
+    /// ```
+    /// use mqlite::{Message, MessageQueue};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = mqlite::Store::open(dir.path())?;
+    /// store.create_topic("orders", 1)?;
+    /// let producer = store.producer("p")?;
+    /// for i in 0..3 {
+    ///     producer.send(Message::new("orders", format!("order {i}")))?;
+    /// }
+    /// let consumer = store.pull_consumer("billing")?;
+    /// let got = consumer.pull(&MessageQueue::new("orders", 0), "*", 0, 2)?;
+    /// consumer.commit_offset(&MessageQueue::new("orders", 0), got.next_begin_offset)?;
+    ///
+    /// let stats = store.stats();
+    /// let orders = stats.topics.iter().find(|t| t.topic == "orders").unwrap();
+    /// assert_eq!((orders.messages, orders.put_messages), (3, 3));
+    /// assert!(orders.put_tps > 0.0);
+    /// let billing = &stats.groups[0];
+    /// assert_eq!((billing.group.as_str(), billing.get_messages, billing.lag), ("billing", 2, Some(1)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn stats(&self) -> StoreStats {
+        self.core().stats()
+    }
+
     /// Every committed offset in `config/consumerOffset.json` (as loaded at open, plus the
     /// commits since): sorted by group, topic and queue.
     ///

@@ -66,6 +66,7 @@ impl Dispatcher {
         store_ts: u64,
     ) -> Result<()> {
         cq.put(queue_offset, unit)?;
+        cq.puts().add(store_ts, 1, u64::from(unit.size));
         self.logics_ts.fetch_max(store_ts, Ordering::Relaxed);
         Ok(())
     }
@@ -88,6 +89,7 @@ impl Dispatcher {
         let any = !ready.is_empty();
         for p in ready {
             p.cq.put(p.queue_offset, p.unit)?;
+            p.cq.puts().add(p.store_ts, 1, u64::from(p.unit.size));
             self.logics_ts.fetch_max(p.store_ts, Ordering::Relaxed);
         }
         Ok(any)

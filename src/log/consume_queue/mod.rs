@@ -13,6 +13,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Error, Result};
 use crate::format::cq_unit::{CQ_UNIT_SIZE, CqUnit};
+use crate::rate::RateWindow;
 use crate::storage::{FlushScope, Fs, Segment, SegmentSet, SegmentWriter};
 
 const UNIT: u64 = CQ_UNIT_SIZE as u64;
@@ -39,6 +40,9 @@ pub(crate) struct ConsumeQueue {
     waiters: AtomicUsize,
     arrival_lock: Mutex<()>,
     arrival: Condvar,
+    /// Messages and bytes dispatched since the queue was opened (recovery's re-dispatch not
+    /// counted), for the store's put statistics.
+    puts: RateWindow,
 }
 
 /// How long a waiter spins before it blocks: new messages usually arrive within microseconds
@@ -75,6 +79,7 @@ impl ConsumeQueue {
             waiters: AtomicUsize::new(0),
             arrival_lock: Mutex::new(()),
             arrival: Condvar::new(),
+            puts: RateWindow::default(),
         }
     }
 
@@ -140,6 +145,11 @@ impl ConsumeQueue {
     /// Bytes its files take on disk.
     pub(crate) fn file_bytes(&self) -> u64 {
         self.set.snapshot().len() as u64 * self.set.segment_size()
+    }
+
+    /// Messages and bytes put into the queue since it was opened.
+    pub(crate) fn puts(&self) -> &RateWindow {
+        &self.puts
     }
 
     pub(crate) fn max_phys_end(&self) -> u64 {
