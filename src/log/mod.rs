@@ -444,7 +444,7 @@ impl Engine {
         if !self.is_sync() {
             self.arrivals.notify();
             if let Some(index) = &self.index {
-                index.kick();
+                index.kick(physical_offset + total as u64);
             }
         }
         Ok(Region {
@@ -470,7 +470,7 @@ impl Engine {
         if self.dispatcher.dispatch_durable(durable)? {
             self.arrivals().notify();
             if let Some(index) = &self.index {
-                index.kick();
+                index.kick(durable);
             }
         }
         Ok(())

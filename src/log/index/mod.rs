@@ -37,6 +37,9 @@ use crate::storage::{Fs, Segment};
 
 pub(crate) mod check;
 
+/// How far (CommitLog bytes) the index may fall behind before an append wakes its writer.
+pub(crate) const KICK_BEHIND: u64 = 1 << 20;
+
 /// The index directory under the store root.
 pub(crate) const INDEX_DIR: &str = "index";
 
@@ -432,9 +435,14 @@ impl IndexService {
         self.indexing.lock()
     }
 
-    /// Tells the writer thread that records arrived (cheap when it already knows).
-    pub(crate) fn kick(&self) {
-        if !self.kicked.load(Ordering::Relaxed) {
+    /// Wakes the index writer thread when the index is [`KICK_BEHIND`] or more behind
+    /// `log_end`, the end of the visible log. Below that the thread catches up on its own
+    /// timer, so an append rarely pays for a wake-up (a query catches the index up itself
+    /// before it looks).
+    pub(crate) fn kick(&self, log_end: u64) {
+        if log_end.saturating_sub(self.indexed_to()) >= KICK_BEHIND
+            && !self.kicked.load(Ordering::Relaxed)
+        {
             self.kicked.store(true, Ordering::Relaxed);
             let _ = self.kick_tx.try_send(());
         }
