@@ -100,6 +100,15 @@ fn subscribe_polls_matching_messages_in_queue_order_in_batches() {
     for qq in c.assignment() {
         assert_eq!(c.position(&qq).unwrap(), 50);
     }
+    // Counted in the store's statistics as the group's gets.
+    let stats = store.stats();
+    let g = stats
+        .groups
+        .iter()
+        .find(|g| g.group == "billing" && g.topic == "orders")
+        .unwrap();
+    let bytes: u64 = got.iter().map(|m| u64::from(m.store_size())).sum();
+    assert_eq!((g.get_messages, g.get_bytes), (133, bytes));
 }
 
 #[test]

@@ -134,6 +134,10 @@ impl Lite {
             match r.status {
                 PullStatus::Found => {
                     owned.position = r.next_begin_offset;
+                    // In the store's statistics, as a pull consumer's gets.
+                    let bytes = r.messages.iter().map(|m| u64::from(m.store_size())).sum();
+                    core.gets
+                        .add(self.group(), &q.topic, r.messages.len() as u64, bytes);
                     pass.messages.extend(r.messages);
                     st.resume_after = Some(q);
                 }
