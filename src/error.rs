@@ -123,6 +123,32 @@ pub enum Error {
         /// The queue's max offset.
         max: u64,
     },
+    /// An offset outside a queue's stored range, `[min offset, max offset]` (a lite pull
+    /// consumer's seek).
+    #[error(
+        "offset {offset} is outside queue {topic}:{queue_id} (min offset {min}, max offset {max})"
+    )]
+    OffsetOutOfRange {
+        /// The topic.
+        topic: String,
+        /// The queue id.
+        queue_id: u32,
+        /// The offset refused.
+        offset: u64,
+        /// The queue's smallest offset.
+        min: u64,
+        /// The queue's max offset (the next offset to be written).
+        max: u64,
+    },
+    /// A lite pull consumer was asked to act on a queue it does not own right now (not
+    /// assigned to it, or taken away by a rebalance).
+    #[error("queue {topic}:{queue_id} is not assigned to this consumer")]
+    QueueNotAssigned {
+        /// The topic.
+        topic: String,
+        /// The queue id.
+        queue_id: u32,
+    },
     /// The disk-space guard refuses writes: the disk holding the store is fuller than
     /// `RetentionConfig::disk_full_ratio`, or the store is larger than
     /// `RetentionConfig::max_store_bytes` and retention could not bring it under. Nothing was

@@ -53,6 +53,7 @@ pub use broker::retention::CleanupReport;
 pub use broker::stats::{GroupStats, StoreStats, TopicStats};
 pub use broker::topics::{PERM_READ, PERM_WRITE};
 pub use client::allocate::{AllocateStrategy, Averagely, AveragelyByCircle, ConsistentHash};
+pub use client::lite_pull::{LitePullConsumer, LitePullConsumerBuilder};
 pub use client::producer::{Producer, SendError, SendResult, SendStatus};
 pub use client::pull::{ConsumeFrom, PullConsumer, PullResult, PullStatus};
 pub use client::push::{

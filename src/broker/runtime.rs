@@ -36,6 +36,10 @@ pub(crate) enum ClientKind {
     Consumer,
     /// Asynchronous senders: drained after the consumers.
     Sender,
+    /// Lite pull consumers: stopped with the push consumers. They write nothing a read-only
+    /// store refuses (they commit only where the store is writable), so they may attach to
+    /// one.
+    Reader,
 }
 
 #[derive(Default)]
@@ -122,9 +126,11 @@ impl Runtime {
             return Err(Error::Closed);
         }
         // Push consumers commit offsets, asynchronous senders write: not on a read-only store.
-        self.core.check_not_read_only()?;
+        if kind != ClientKind::Reader {
+            self.core.check_not_read_only()?;
+        }
         let list = match kind {
-            ClientKind::Consumer => &mut c.consumers,
+            ClientKind::Consumer | ClientKind::Reader => &mut c.consumers,
             ClientKind::Sender => &mut c.senders,
         };
         list.retain(|w| w.strong_count() > 0);
@@ -137,8 +143,8 @@ impl Runtime {
         self.clients.lock().closing
     }
 
-    /// Closes the store: stops the push consumers started from it (no more rebalancing;
-    /// each stops fetching, waits for its listener calls and commits), drains the asynchronous
+    /// Closes the store: stops the push and lite pull consumers started from it (no more
+    /// rebalancing; each stops fetching, waits for its listener calls and commits), drains the asynchronous
     /// sends (their callbacks get their real results), stops the threads (the schedule
     /// service, last started, first: it writes through the store) and closes the broker.
     /// Returns the broker's error if any, else the first client's.

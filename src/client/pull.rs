@@ -1,4 +1,4 @@
-//! The pull consumer: RocketMQ's `DefaultLitePullConsumer`/`DefaultMQPullConsumer` semantics over
+//! The pull consumer: RocketMQ's `DefaultMQPullConsumer` semantics over
 //! an in-process store — pull by queue offset with tag filters, long polling, and offsets
 //! committed per (group, topic, queue).
 

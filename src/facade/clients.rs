@@ -1,5 +1,6 @@
 //! Making clients: producers, pull and push consumers.
 
+use crate::client::lite_pull::LitePullConsumerBuilder;
 use crate::client::producer::{Producer, ProducerOptions};
 use crate::client::pull::PullConsumer;
 use crate::client::push::PushConsumerBuilder;
@@ -41,6 +42,34 @@ impl Store {
     pub fn pull_consumer(&self, group: &str) -> crate::Result<PullConsumer> {
         crate::broker::validate::group(group)?;
         Ok(PullConsumer::new(self.rt.clone(), group))
+    }
+}
+
+impl Store {
+    /// A lite pull consumer in `group` (RocketMQ's `DefaultLitePullConsumer`), to configure
+    /// and [`build`](LitePullConsumerBuilder::build): the application polls it in its own
+    /// loop. The group name is checked by `build`, which fails with
+    /// [`Error::InvalidGroup`](crate::Error::InvalidGroup) as [`Store::pull_consumer`] does.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mqlite::{ConsumeFrom, Message};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = mqlite::Store::open(dir.path())?;
+    /// store.create_topic("jobs", 2)?;
+    /// store.producer("p")?.send(Message::new("jobs", "job 1"))?;
+    /// let consumer = store
+    ///     .lite_pull_consumer("workers")
+    ///     .consume_from(ConsumeFrom::FirstOffset)
+    ///     .build()?;
+    /// consumer.subscribe("jobs", "*")?;
+    /// let batch = consumer.poll(Duration::from_secs(5))?;
+    /// assert_eq!(batch[0].body(), b"job 1");
+    /// consumer.shutdown()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn lite_pull_consumer(&self, group: &str) -> LitePullConsumerBuilder {
+        LitePullConsumerBuilder::new(self.rt.clone(), group)
     }
 }
 

@@ -268,6 +268,9 @@ impl Store {
     ///    rebalancing, each stops fetching, waits for its listener calls in flight (however
     ///    long they take), commits what was consumed and leaves its group; its later
     ///    [`PushConsumer::shutdown`](crate::PushConsumer::shutdown) or drop does nothing.
+    ///    Every [`LitePullConsumer`](crate::LitePullConsumer) is stopped the same way: it
+    ///    commits what was polled (with auto-commit) and leaves its group; a poll waiting on
+    ///    another thread returns [`Error::Closed`](crate::Error::Closed).
     /// 2. Pending [`Producer::send_async`](crate::Producer::send_async) sends are drained:
     ///    each one accepted before `close` is stored (or refused) and its callback gets its real
     ///    result (a stored message is reported stored).

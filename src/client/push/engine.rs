@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -74,8 +74,6 @@ pub(crate) struct Engine {
     pub(super) kill_fetch: AtomicBool,
 }
 
-static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
-
 /// Marks the fetch thread gone when dropped, even by a panic, and has the group rebalance at
 /// once so its queues are taken over.
 pub(super) struct AliveGuard<'a>(pub(super) &'a Engine);
@@ -106,14 +104,7 @@ impl Engine {
             return Err(crate::Error::Closed);
         }
         let ip = core.config().store_host.ip();
-        let id = match &options.instance_name {
-            Some(name) => format!("{ip}@{name}"),
-            None => format!(
-                "{ip}@{}#{}",
-                std::process::id(),
-                NEXT_ID.fetch_add(1, Ordering::Relaxed)
-            ),
-        };
+        let id = crate::client::consumer_id(ip, options.instance_name.as_deref());
         for (topic, _) in &options.subscriptions {
             if core.topic_config(topic).is_none() {
                 // Subscribing never creates a topic (a misspelled name would become one): the
