@@ -57,8 +57,9 @@ pub use client::lite_pull::{LitePullConsumer, LitePullConsumerBuilder};
 pub use client::producer::{Producer, SendError, SendResult, SendStatus};
 pub use client::pull::{ConsumeFrom, PullConsumer, PullResult, PullStatus};
 pub use client::push::{
-    ConsumeOrderlyContext, ConsumeStatus, ConsumerStats, MessageModel, OrderlyStatus, PushConsumer,
-    PushConsumerBuilder, StalledQueue,
+    ConsumeConcurrentlyContext, ConsumeOrderlyContext, ConsumeStatus, ConsumerQueueStats,
+    ConsumerStats, ConsumerTopicStats, CustomizedRetryPolicy, ExponentialRetryPolicy, MessageModel,
+    OrderlyStatus, PushConsumer, PushConsumerBuilder, RetryPolicy, StalledQueue,
 };
 pub use client::transaction::{TransactionProducer, TransactionSendResult, TransactionState};
 pub use config::{FlushPolicy, IndexConfig, RecoveryMode, RetentionConfig, StoreConfig};

@@ -1,9 +1,13 @@
 //! Sending a message back for a later retry (RocketMQ `consumerSendMsgBack`): to
-//! `%RETRY%{group}` through the delay levels, or to `%DLQ%{group}` after the last try.
+//! `%RETRY%{group}` through the delay levels or a timer message, or to `%DLQ%{group}` after
+//! the last try.
+
+use std::time::Duration;
 
 use super::Broker as Core;
 use super::put::PutOptions;
 use super::schedule::SCHEDULE_SRC;
+use crate::clock::now_ms;
 use crate::error::Result;
 use crate::format::properties::keys;
 use crate::format::record::RECORD_CRC_KEY;
@@ -26,7 +30,21 @@ const NOT_INHERITED: &[&str] = &[
 ];
 
 /// First retry delay level (10 s by default); each retry goes one level up.
-const FIRST_RETRY_LEVEL: u32 = 3;
+pub(crate) const FIRST_RETRY_LEVEL: u32 = 3;
+
+/// When a message sent back is delivered again (RocketMQ's `delayLevel` of the send-back,
+/// plus RocketMQ 5's arbitrary delays).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RetryDelay {
+    /// The store decides (RocketMQ's delay level 0): level 3 + reconsume times.
+    Store,
+    /// A delay level of the store's table (clamped to its last level).
+    Level(u32),
+    /// Straight to the dead-letter topic (RocketMQ's delay level -1).
+    DeadLetter,
+    /// After this long, through a timer message (`TIMER_DELIVER_MS`, `TIMER_OUT_MS`).
+    After(Duration),
+}
 
 /// Whether a retry of `m` goes to the dead-letter topic.
 pub(crate) fn goes_to_dlq(m: &MessageExt, max_reconsume_times: u32) -> bool {
@@ -34,17 +52,19 @@ pub(crate) fn goes_to_dlq(m: &MessageExt, max_reconsume_times: u32) -> bool {
 }
 
 impl Core {
-    /// Stores `m` again for `group`: in its retry topic, delayed by level 3 + reconsume times
-    /// and counted one more try, or — once it has been tried `max_reconsume_times` times — in
-    /// its dead-letter topic. The copy keeps the msgId, body, tags, keys and properties, and
-    /// records the original topic (`RETRY_TOPIC`) and msgId (`ORIGIN_MESSAGE_ID`).
+    /// Stores `m` again for `group`: in its retry topic, delayed as `delay` says (by default
+    /// level 3 + reconsume times) and counted one more try, or — once it has been tried
+    /// `max_reconsume_times` times, or for [`RetryDelay::DeadLetter`] — in its dead-letter
+    /// topic. The copy keeps the msgId, body, tags, keys and properties, and records the
+    /// original topic (`RETRY_TOPIC`) and msgId (`ORIGIN_MESSAGE_ID`).
     pub(crate) fn send_back(
         &self,
         group: &str,
         m: &MessageExt,
         max_reconsume_times: u32,
+        delay: RetryDelay,
     ) -> Result<()> {
-        let dlq = goes_to_dlq(m, max_reconsume_times);
+        let dlq = delay == RetryDelay::DeadLetter || goes_to_dlq(m, max_reconsume_times);
         let topic = if dlq {
             crate::format::system::dlq_topic(group)
         } else {
@@ -68,8 +88,18 @@ impl Core {
             extra.push((keys::DLQ_ORIGIN_TOPIC, origin_topic.as_str()));
             extra.push((keys::DLQ_ORIGIN_MESSAGE_ID, origin_id.as_str()));
         } else {
-            let level = FIRST_RETRY_LEVEL + m.reconsume_times().max(0) as u32;
-            msg.delay = Delay::Level(level.min(self.delay_table().len() as u32));
+            let max_level = self.delay_table().len() as u32;
+            msg.delay = match delay {
+                RetryDelay::Level(level) => Delay::Level(level.min(max_level).max(1)),
+                RetryDelay::After(d) => {
+                    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+                    Delay::At(now_ms().saturating_add(ms))
+                }
+                RetryDelay::Store | RetryDelay::DeadLetter => {
+                    let level = FIRST_RETRY_LEVEL + m.reconsume_times().max(0) as u32;
+                    Delay::Level(level.min(max_level))
+                }
+            };
         }
         let opts = PutOptions {
             extra_properties: &extra,

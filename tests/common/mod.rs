@@ -86,6 +86,18 @@ pub fn read_queue(store: &Store, mq: &MessageQueue) -> Vec<MessageExt> {
     out
 }
 
+/// Polls `f` every 5 ms until it holds, failing the test after `within`.
+pub fn wait_until(what: &str, within: std::time::Duration, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// Copies a directory tree (a crash image of a store that is still open).
 pub fn copy_dir(src: &Path, dst: &Path) {
     std::fs::create_dir_all(dst).unwrap();

@@ -2,7 +2,6 @@
 //! the listener, offsets committed as the oldest unfinished message moves, and group membership.
 
 use std::collections::BTreeMap;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -11,16 +10,18 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 
-use super::process_queue::{Limits, ProcessQueue};
-use super::{ConsumeStatus, Listener, MessageModel, Options};
+use super::process_queue::{Batch, Limits, ProcessQueue};
+use super::stats::Counters;
+use super::{Listener, MessageModel, Options};
 use crate::broker::Broker as Core;
 use crate::broker::OffsetScope;
 use crate::broker::runtime::Runtime;
 use crate::client::pull::{ConsumeFrom, PullStatus};
+use crate::clock::now_ms;
 use crate::error::Result;
 use crate::filter::TagFilter;
 use crate::format::properties::keys;
-use crate::message::{MessageExt, MessageQueue};
+use crate::message::MessageQueue;
 
 /// Longest the fetch thread sleeps without a reason to wake.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
@@ -32,9 +33,11 @@ pub(super) const LOCK_RETRY: Duration = Duration::from_millis(100);
 /// release to the next rebalance.
 pub(super) const RELEASE_WAIT: Duration = Duration::from_millis(500);
 
+/// Work for a consume thread: a batch of a queue (concurrent), or a turn on a queue
+/// (orderly: `batch` is `None`, the messages are taken from the process queue).
 pub(super) struct Task {
     pub(super) pq: Arc<ProcessQueue>,
-    pub(super) msgs: Vec<MessageExt>,
+    pub(super) batch: Option<Arc<Batch>>,
 }
 
 /// The shared state of one push consumer.
@@ -72,6 +75,8 @@ pub(crate) struct Engine {
     pub(super) pull_errors: AtomicU64,
     /// Testing hook (`sim` feature): the fetch thread panics at its next turn.
     pub(super) kill_fetch: AtomicBool,
+    /// Statistics counters, per subscribed topic.
+    counters: Counters,
 }
 
 /// Marks the fetch thread gone when dropped, even by a panic, and has the group rebalance at
@@ -122,6 +127,7 @@ impl Engine {
             core.create_topic(&retry, 1)?;
             options.subscriptions.push((retry, TagFilter::ALL));
         }
+        let counters = Counters::new(options.subscriptions.iter().map(|(t, _)| t.as_str()));
         let offset_group = match options.model {
             MessageModel::Clustering => options.group.clone(),
             MessageModel::Broadcasting => format!("{}@{id}", options.group),
@@ -150,6 +156,7 @@ impl Engine {
             strategy_panicked: AtomicBool::new(false),
             pull_errors: AtomicU64::new(0),
             kill_fetch: AtomicBool::new(false),
+            counters,
         });
         engine.launch()?;
         Ok(engine)
@@ -173,6 +180,10 @@ impl Engine {
             .values()
             .map(|pq| pq.backlog())
             .fold((0, 0), |(n, b), (n2, b2)| (n + n2, b + b2))
+    }
+
+    pub(super) fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     pub(super) fn core(&self) -> &Arc<Core> {
@@ -200,23 +211,23 @@ impl Engine {
     }
 
     /// Queues a consume task to run after `delay`.
-    pub(super) fn later(&self, pq: &Arc<ProcessQueue>, msgs: Vec<MessageExt>, delay: Duration) {
+    pub(super) fn later(&self, pq: &Arc<ProcessQueue>, batch: Option<Arc<Batch>>, delay: Duration) {
         self.delayed.lock().push((
             Instant::now() + delay,
             Task {
                 pq: pq.clone(),
-                msgs,
+                batch,
             },
         ));
         self.core().arrivals().kick();
     }
 
     /// Queues a consume task now.
-    pub(super) fn submit(&self, pq: &Arc<ProcessQueue>, msgs: Vec<MessageExt>) {
+    pub(super) fn submit(&self, pq: &Arc<ProcessQueue>, batch: Option<Arc<Batch>>) {
         if let Some(tx) = self.tasks.lock().clone() {
             let _ = tx.send(Task {
                 pq: pq.clone(),
-                msgs,
+                batch,
             });
         }
     }
@@ -279,6 +290,7 @@ impl Engine {
         let mut epoch = self.epoch.load(Ordering::Acquire);
         let mut last_rebalance = Instant::now();
         let mut last_lock_round = None;
+        let mut next_expiry = Instant::now() + self.expiry_check_interval();
         while !self.stopping.load(Ordering::Acquire) {
             assert!(
                 !self.kill_fetch.load(Ordering::Acquire),
@@ -296,6 +308,10 @@ impl Engine {
             }
             if self.orderly() {
                 self.maintain_locks(&mut last_lock_round);
+            }
+            if !self.orderly() && Instant::now() >= next_expiry {
+                self.expire_calls();
+                next_expiry = Instant::now() + self.expiry_check_interval();
             }
             let next_delayed = self.run_delayed();
             let pqs: Vec<Arc<ProcessQueue>> = self.pqs.lock().values().cloned().collect();
@@ -335,6 +351,9 @@ impl Engine {
                 deadline = deadline.min(st.at + STALL_RETRY);
             }
             deadline = deadline.min(last_rebalance + self.options.rebalance_interval);
+            if !self.orderly() {
+                deadline = deadline.min(next_expiry);
+            }
             waiting.sleep(deadline);
         }
     }
@@ -351,6 +370,7 @@ impl Engine {
             return false;
         }
         let from = pq.next_fetch();
+        let pull_started = Instant::now();
         let r = match core.pull(&pq.queue, &pq.filter, from, self.options.pull_batch) {
             Ok(r) => {
                 if let Some(st) = pq.unstalled() {
@@ -372,6 +392,9 @@ impl Engine {
         };
         match r.status {
             PullStatus::Found => {
+                let bytes = r.messages.iter().map(|m| m.body().len() as u64).sum();
+                pq.stats
+                    .pulled(now_ms(), r.messages.len(), bytes, pull_started.elapsed());
                 let mut msgs = r.messages;
                 if pq.retry {
                     for m in &mut msgs {
@@ -380,27 +403,27 @@ impl Engine {
                         }
                     }
                 }
-                if !pq.add(&msgs, r.next_begin_offset) {
-                    return false;
-                }
                 if self.orderly() {
+                    if !pq.add(&msgs, r.next_begin_offset) {
+                        return false;
+                    }
                     if pq.orderly_add(msgs, |o| self.lock_valid_at(o.locked_at)) {
-                        self.submit(pq, Vec::new());
+                        self.submit(pq, None);
                     }
                     return true;
                 }
                 let Some(tx) = self.tasks.lock().clone() else {
                     return false;
                 };
-                let mut it = msgs.into_iter();
-                loop {
-                    let chunk: Vec<MessageExt> = it.by_ref().take(self.options.batch_max).collect();
-                    if chunk.is_empty() {
-                        break;
-                    }
+                let Some(batches) =
+                    pq.add_batches(msgs, r.next_begin_offset, self.options.batch_max)
+                else {
+                    return false;
+                };
+                for batch in batches {
                     let _ = tx.send(Task {
                         pq: pq.clone(),
-                        msgs: chunk,
+                        batch: Some(batch),
                     });
                 }
                 true
@@ -452,53 +475,15 @@ impl Engine {
     }
 
     pub(super) fn consume_loop(self: &Arc<Self>, rx: &Receiver<Task>) {
-        let core = self.core().clone();
         for task in rx {
             // On shutdown, tasks not started are handed back: they stay uncommitted.
             if self.stopping.load(Ordering::Acquire) || task.pq.is_dropped() {
                 continue;
             }
-            let listener = match &self.listener {
-                Listener::Concurrent(l) => l,
-                Listener::Orderly(l) => {
-                    self.consume_orderly(&task.pq, l);
-                    continue;
-                }
-            };
-            let status = std::panic::catch_unwind(AssertUnwindSafe(|| listener(&task.msgs)))
-                .unwrap_or(ConsumeStatus::ReconsumeLater);
-            let mut local = Vec::new();
-            if status == ConsumeStatus::ReconsumeLater && self.clustering() {
-                for m in &task.msgs {
-                    if core
-                        .send_back(&self.options.group, m, self.max_reconsume())
-                        .is_err()
-                    {
-                        local.push(m.clone());
-                    }
-                }
-            }
-            let done = task
-                .msgs
-                .iter()
-                .map(MessageExt::queue_offset)
-                .filter(|o| !local.iter().any(|m| m.queue_offset() == *o));
-            if task
-                .pq
-                .remove(done, |offset| self.commit(&task.pq.queue, offset))
-                == Some(true)
-            {
-                core.arrivals().kick();
-            }
-            if !local.is_empty() {
-                self.delayed.lock().push((
-                    Instant::now() + self.options.local_retry_delay,
-                    Task {
-                        pq: task.pq.clone(),
-                        msgs: local,
-                    },
-                ));
-                core.arrivals().kick();
+            match (&self.listener, task.batch) {
+                (Listener::Concurrent(l), Some(batch)) => self.consume_batch(&task.pq, &batch, l),
+                (Listener::Orderly(l), _) => self.consume_orderly(&task.pq, l),
+                (Listener::Concurrent(_), None) => {}
             }
         }
     }

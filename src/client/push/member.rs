@@ -71,14 +71,6 @@ impl Member for Engine {
                 gone.iter().map(|pq| &pq.queue).collect::<Vec<_>>()
             );
         }
-        if !gone.is_empty() {
-            ::log::info!(
-                "rebalance: consumer {} of group {} releases {:?}",
-                Engine::id(self),
-                self.options().group,
-                gone.iter().map(|pq| &pq.queue).collect::<Vec<_>>()
-            );
-        }
         for pq in gone {
             if self.orderly() {
                 // Let the batch in flight finish and commit, then give the queue away. If it
@@ -132,6 +124,7 @@ impl Member for Engine {
                 cq,
                 start,
                 self.orderly(),
+                self.counters().topic(&q.topic),
             ));
             ::log::info!(
                 "rebalance: consumer {} of group {} takes {q:?} from offset {start}",

@@ -2,11 +2,13 @@
 //! thread and a pool of consume threads per consumer, queues shared out within the group,
 //! flow control, retries through `%RETRY%{group}` and dead letters in `%DLQ%{group}`.
 
+mod concurrent;
 mod engine;
 mod lifecycle;
 mod member;
 mod orderly;
 pub(crate) mod process_queue;
+mod retry_policy;
 mod stats;
 
 use std::sync::Arc;
@@ -20,17 +22,21 @@ use crate::error::{Error, Result};
 use crate::filter::TagFilter;
 use crate::message::{MessageExt, MessageQueue};
 
+pub use concurrent::ConsumeConcurrentlyContext;
 pub(crate) use engine::Engine;
-pub use stats::{ConsumerStats, StalledQueue};
+pub use retry_policy::{CustomizedRetryPolicy, ExponentialRetryPolicy, RetryPolicy};
+pub use stats::{ConsumerQueueStats, ConsumerStats, ConsumerTopicStats, StalledQueue};
 
 /// What a concurrent listener reports for a batch (RocketMQ `ConsumeConcurrentlyStatus`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ConsumeStatus {
-    /// Consumed: the messages are acknowledged.
+    /// Consumed: the messages are acknowledged (with a context, those up to
+    /// [`ConsumeConcurrentlyContext::ack_index`]; the rest are retried).
     Success,
     /// Not consumed: the messages are retried later through the group's retry topic (in
-    /// clustering mode), with growing delays, and end in its dead-letter topic after
-    /// `max_reconsume_times` tries.
+    /// clustering mode), with growing delays (see [`RetryPolicy`]), and end in its
+    /// dead-letter topic after `max_reconsume_times` tries. Broadcasting consumers drop them
+    /// (with a `log::warn!`), as RocketMQ's do.
     ReconsumeLater,
 }
 
@@ -80,7 +86,8 @@ impl ConsumeOrderlyContext {
     }
 }
 
-pub(crate) type ConcurrentListener = Arc<dyn Fn(&[MessageExt]) -> ConsumeStatus + Send + Sync>;
+pub(crate) type ConcurrentListener =
+    Arc<dyn Fn(&[MessageExt], &mut ConsumeConcurrentlyContext) -> ConsumeStatus + Send + Sync>;
 pub(crate) type OrderlyListener =
     Arc<dyn Fn(&[MessageExt], &mut ConsumeOrderlyContext) -> OrderlyStatus + Send + Sync>;
 
@@ -112,12 +119,19 @@ pub(crate) struct Options {
     pub(crate) instance_name: Option<String>,
     pub(crate) rebalance_interval: Duration,
     pub(crate) local_retry_delay: Duration,
+    pub(crate) retry_policy: RetryPolicy,
+    pub(crate) consume_timeout: Duration,
     /// Testing hook (`sim` feature): thread number n (0: fetch) fails to spawn.
     pub(crate) fail_spawn: Option<usize>,
 }
 
+/// RocketMQ's default `consumeTimeout`.
+const DEFAULT_CONSUME_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
 /// Configures a push consumer; obtained from `Store::push_consumer`, finished by
-/// [`PushConsumerBuilder::start_concurrently`].
+/// [`PushConsumerBuilder::start_concurrently`] (or its variant with a context,
+/// [`PushConsumerBuilder::start_concurrently_with_context`]) or
+/// [`PushConsumerBuilder::start_orderly`].
 ///
 /// ```
 /// use mqlite::{ConsumeFrom, ConsumeStatus, Message};
@@ -178,6 +192,8 @@ impl PushConsumerBuilder {
                 instance_name: None,
                 rebalance_interval: Duration::from_secs(20),
                 local_retry_delay: Duration::from_secs(5),
+                retry_policy: RetryPolicy::DelayLevels,
+                consume_timeout: DEFAULT_CONSUME_TIMEOUT,
                 fail_spawn: None,
             },
             errors: Vec::new(),
@@ -311,6 +327,77 @@ impl PushConsumerBuilder {
         self
     }
 
+    /// Concurrent consumers: how long failed messages wait before they are delivered again
+    /// (RocketMQ 5 client's retry policy). The default, [`RetryPolicy::DelayLevels`], is
+    /// RocketMQ 4's: the store's delay levels, 10 s, 30 s, 1 min, … 2 h. The other policies
+    /// store each retry as a timer message in the store (1 ms precision), so delays of
+    /// milliseconds work; the retry still goes through `%RETRY%{group}` with RocketMQ's
+    /// send-back properties (`RETRY_TOPIC`, `ORIGIN_MESSAGE_ID`, reconsume times + 1), and a
+    /// message tried `max_reconsume_times` times still goes to `%DLQ%{group}`. A listener's
+    /// [`ConsumeConcurrentlyContext::delay_level_when_next_consume`] overrides the policy for
+    /// its batch. Orderly consumers retry in place and ignore it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mqlite::{ConsumeFrom, ConsumeStatus, CustomizedRetryPolicy, Message};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = mqlite::Store::open(dir.path())?;
+    /// store.create_topic("jobs", 1)?;
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let consumer = store
+    ///     .push_consumer("workers")
+    ///     .subscribe("jobs", "*")
+    ///     .consume_from(ConsumeFrom::FirstOffset)
+    ///     .retry_policy(CustomizedRetryPolicy::new([
+    ///         Duration::from_millis(50),
+    ///         Duration::from_millis(200),
+    ///     ]))
+    ///     .start_concurrently(move |msgs| {
+    ///         let tries = msgs[0].reconsume_times();
+    ///         tx.send(tries).unwrap();
+    ///         if tries < 2 { ConsumeStatus::ReconsumeLater } else { ConsumeStatus::Success }
+    ///     })?;
+    /// store.producer("p")?.send(Message::new("jobs", "resize image 7"))?;
+    /// let wait = Duration::from_secs(10);
+    /// let tries: Vec<i32> = (0..3).map(|_| rx.recv_timeout(wait).unwrap()).collect();
+    /// assert_eq!(tries, [0, 1, 2]); // retried after 50 ms, then after 200 ms
+    /// consumer.shutdown()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn retry_policy(mut self, policy: impl Into<RetryPolicy>) -> Self {
+        self.options.retry_policy = policy.into();
+        self
+    }
+
+    /// Concurrent consumers: how long a listener call may run (RocketMQ `consumeTimeout`,
+    /// default 15 min). The messages of a call still running after that are sent back for
+    /// retry (delay level 3, or after the [`RetryPolicy`]'s delay; broadcasting consumers
+    /// drop them) and leave the queue's cache, so the committed offset moves past them, as
+    /// RocketMQ's `cleanExpireMsg` does; whatever the call returns later is ignored (its
+    /// messages are not acknowledged, retried or counted again). The call itself is not
+    /// interrupted: it keeps its consume thread until it returns.
+    ///
+    /// Calls are checked every quarter of the timeout (at most every minute, at least every
+    /// 10 ms), so a message is sent back between `timeout` and about `1.25 × timeout` after
+    /// its call started. Orderly consumers have no consume timeout, as in RocketMQ.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = mqlite::Store::open(dir.path())?;
+    /// let consumer = store
+    ///     .push_consumer("g")
+    ///     .subscribe("t", "*")
+    ///     .consume_timeout(Duration::from_secs(30))
+    ///     .start_concurrently(|_| mqlite::ConsumeStatus::Success)?;
+    /// # consumer.shutdown()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn consume_timeout(mut self, timeout: Duration) -> Self {
+        self.options.consume_timeout = timeout;
+        self
+    }
+
     /// Testing hook: makes the consumer's `n`th thread fail to spawn (0 is the fetch thread,
     /// then the consume threads), so that the cleanup of a failed start can be tested.
     #[cfg(feature = "sim")]
@@ -341,7 +428,12 @@ impl PushConsumerBuilder {
                 "flow-control thresholds must be positive".into(),
             ));
         }
-        Ok(())
+        if o.consume_timeout.is_zero() {
+            return Err(Error::InvalidConfig(
+                "the consume timeout must be positive".into(),
+            ));
+        }
+        o.retry_policy.check()
     }
 
     /// Starts consuming; `listener` is called from the consumer's threads with up to
@@ -351,9 +443,42 @@ impl PushConsumerBuilder {
     /// Fails with [`Error::Closed`] once the store is closed, and with the error of a thread
     /// that could not be spawned; a failed start leaves nothing running and nothing in the
     /// group.
-    pub fn start_concurrently<F>(mut self, listener: F) -> Result<PushConsumer>
+    pub fn start_concurrently<F>(self, listener: F) -> Result<PushConsumer>
     where
         F: Fn(&[MessageExt]) -> ConsumeStatus + Send + Sync + 'static,
+    {
+        self.start_concurrently_with_context(move |msgs, _ctx| listener(msgs))
+    }
+
+    /// Starts consuming like [`PushConsumerBuilder::start_concurrently`], with a
+    /// [`ConsumeConcurrentlyContext`] per batch: the listener can acknowledge part of a batch
+    /// (`ack_index`) and choose when its failures come back (`delay_level_when_next_consume`,
+    /// including straight to the dead-letter topic). See [`ConsumeConcurrentlyContext`].
+    ///
+    /// ```
+    /// use mqlite::{ConsumeFrom, ConsumeStatus, Message};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = mqlite::Store::open(dir.path())?;
+    /// let consumer = store
+    ///     .push_consumer("g")
+    ///     .subscribe("t", "*")
+    ///     .consume_from(ConsumeFrom::FirstOffset)
+    ///     .consume_message_batch_max_size(10)
+    ///     .start_concurrently_with_context(|msgs, ctx| {
+    ///         // Only the first half of each batch is handled now; the rest comes back later.
+    ///         ctx.ack_index = (msgs.len() / 2) as i32 - 1;
+    ///         ConsumeStatus::Success
+    ///     })?;
+    /// store.producer("p")?.send(Message::new("t", "x"))?;
+    /// consumer.shutdown()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn start_concurrently_with_context<F>(mut self, listener: F) -> Result<PushConsumer>
+    where
+        F: Fn(&[MessageExt], &mut ConsumeConcurrentlyContext) -> ConsumeStatus
+            + Send
+            + Sync
+            + 'static,
     {
         self.check()?;
         let listener = Listener::Concurrent(Arc::new(listener));
@@ -454,9 +579,11 @@ impl PushConsumer {
         self.engine.as_ref().map_or((0, 0), |e| e.cached())
     }
 
-    /// Health counters: failed fetches, and the queues whose fetching is stuck right now (a
-    /// damaged record, an I/O error) with where and why. A stuck queue is retried every
-    /// 500 ms and reported once through `log::warn!`; see [`ConsumerStats`].
+    /// Statistics: consume and fetch rates and times per topic over the last minute, totals
+    /// since the start (consumed, failed, timed out), per owned queue the committed offset,
+    /// lag and cache; and health counters: failed fetches, and the queues whose fetching is
+    /// stuck right now (a damaged record, an I/O error) with where and why. A stuck queue is
+    /// retried every 500 ms and reported once through `log::warn!`. See [`ConsumerStats`].
     pub fn stats(&self) -> ConsumerStats {
         self.engine
             .as_ref()

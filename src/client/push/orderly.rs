@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::engine::{Engine, LOCK_RETRY};
 use super::process_queue::ProcessQueue;
 use super::{ConsumeOrderlyContext, OrderlyListener, OrderlyStatus};
-use crate::broker::retry::goes_to_dlq;
+use crate::broker::retry::{RetryDelay, goes_to_dlq};
 use crate::message::MessageQueue;
 
 /// Longest one consume task stays on a queue before yielding its thread to other queues.
@@ -70,7 +70,7 @@ impl Engine {
             if held.contains(&pq.queue) {
                 if pq.orderly_locked(now, |o| self.lock_valid_at(o.locked_at)) && !pq.is_releasing()
                 {
-                    self.submit(pq, Vec::new());
+                    self.submit(pq, None);
                 } else if pq.is_releasing() {
                     pq.unschedule();
                 }
@@ -110,7 +110,7 @@ impl Engine {
             }
             if started.elapsed() > TURN {
                 // Let other queues have the thread; this task goes to the back of the line.
-                self.submit(pq, Vec::new());
+                self.submit(pq, None);
                 return;
             }
             let batch = pq.take(self.options().batch_max);
@@ -122,8 +122,19 @@ impl Engine {
                 auto_commit: true,
                 suspend_current_queue_time: None,
             };
+            let call_started = Instant::now();
             let status = std::panic::catch_unwind(AssertUnwindSafe(|| listener(&batch, &mut ctx)))
                 .unwrap_or(OrderlyStatus::SuspendCurrentQueueAMoment);
+            let ms = crate::clock::now_ms();
+            pq.stats.consume_call(ms, call_started.elapsed());
+            match status {
+                OrderlyStatus::SuspendCurrentQueueAMoment | OrderlyStatus::Rollback => {
+                    pq.stats.consumed(ms, 0, batch.len());
+                }
+                OrderlyStatus::Success | OrderlyStatus::Commit => {
+                    pq.stats.consumed(ms, batch.len(), 0);
+                }
+            }
             let delay = ctx
                 .suspend_current_queue_time
                 .unwrap_or(self.options().suspend);
@@ -137,7 +148,7 @@ impl Engine {
                 (false, OrderlyStatus::Success) => {}
                 (false, OrderlyStatus::Rollback) => {
                     pq.rollback();
-                    self.later(pq, Vec::new(), delay);
+                    self.later(pq, None, delay);
                     return;
                 }
             }
@@ -163,7 +174,11 @@ impl Engine {
         let mut back = Vec::new();
         let mut dead = Vec::new();
         for mut m in batch {
-            if goes_to_dlq(&m, max) && core.send_back(&self.options().group, &m, max).is_ok() {
+            if goes_to_dlq(&m, max)
+                && core
+                    .send_back(&self.options().group, &m, max, RetryDelay::Store)
+                    .is_ok()
+            {
                 dead.push(m.queue_offset());
             } else {
                 m.reconsume_times = m.reconsume_times.saturating_add(1);
@@ -177,7 +192,7 @@ impl Engine {
             return false;
         }
         pq.put_back(back);
-        self.later(pq, Vec::new(), delay);
+        self.later(pq, None, delay);
         true
     }
 }

@@ -3,9 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
+use super::stats::TopicCounters;
 use crate::filter::TagFilter;
 use crate::log::consume_queue::ConsumeQueue;
 use crate::message::{MessageExt, MessageQueue};
@@ -28,6 +30,60 @@ struct State {
     next_fetch: u64,
     dropped: bool,
     blocked: bool,
+    /// Concurrent mode: the batches handed out (queued, or with the listener), by id, so
+    /// that the consume timeout can find the ones running too long.
+    batches: BTreeMap<u64, Arc<Batch>>,
+    next_batch: u64,
+}
+
+/// A batch of a queue's messages for the concurrent listener. Exactly one of the consume
+/// thread (when the listener returns) and the consume-timeout check (when the call runs too
+/// long) settles it: [`Batch::claim`] and the timeout's expiry are one compare-and-swap.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    pub(crate) id: u64,
+    pub(crate) msgs: Vec<MessageExt>,
+    /// When the listener call started: nanoseconds since the consumer started, plus one; 0
+    /// while the batch waits for a thread.
+    started: AtomicU64,
+    state: AtomicU8,
+}
+
+const PENDING: u8 = 0;
+const SETTLED: u8 = 1;
+const EXPIRED: u8 = 2;
+
+impl Batch {
+    /// The listener call starts now, `nanos` after the consumer started.
+    pub(crate) fn start(&self, nanos: u64) {
+        self.started
+            .store(nanos.saturating_add(1), Ordering::Release);
+    }
+
+    /// The listener returned: whether its result counts (false: the batch timed out
+    /// meanwhile and was sent back; the result is ignored).
+    pub(crate) fn claim(&self) -> bool {
+        self.state
+            .compare_exchange(PENDING, SETTLED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Takes the batch away from its listener call if that started before `cutoff`
+    /// (nanoseconds since the consumer started) and has not returned.
+    fn expire_if_started_before(&self, cutoff: u64) -> bool {
+        let started = self.started.load(Ordering::Acquire);
+        started != 0
+            && started - 1 < cutoff
+            && self
+                .state
+                .compare_exchange(PENDING, EXPIRED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+
+    /// The queue offsets of the batch.
+    pub(crate) fn offsets(&self) -> impl Iterator<Item = u64> + '_ {
+        self.msgs.iter().map(MessageExt::queue_offset)
+    }
 }
 
 /// One assigned queue.
@@ -52,6 +108,8 @@ pub(crate) struct ProcessQueue {
     releasing: std::sync::atomic::AtomicBool,
     /// The last fetch failed (a damaged record, an I/O error): fetching retries after a pause.
     stall: Mutex<Option<Stall>>,
+    /// The statistics of the queue's topic.
+    pub(crate) stats: Arc<TopicCounters>,
 }
 
 /// Why fetching a queue is stuck.
@@ -89,6 +147,7 @@ impl ProcessQueue {
         cq: Option<Arc<ConsumeQueue>>,
         start: u64,
         orderly: bool,
+        stats: Arc<TopicCounters>,
     ) -> ProcessQueue {
         ProcessQueue {
             queue,
@@ -103,6 +162,7 @@ impl ProcessQueue {
             consume_lock: Arc::new(Mutex::new(())),
             releasing: std::sync::atomic::AtomicBool::new(false),
             stall: Mutex::new(None),
+            stats,
         }
     }
 
@@ -116,6 +176,7 @@ impl ProcessQueue {
             self.cq.clone(),
             start,
             self.orderly.is_some(),
+            self.stats.clone(),
         );
         next.consume_lock = self.consume_lock.clone();
         next
@@ -330,6 +391,84 @@ impl ProcessQueue {
         true
     }
 
+    /// Concurrent mode: adds fetched messages like [`ProcessQueue::add`] and cuts them into
+    /// batches of at most `batch_max`, tracked until settled; `None` if the queue was dropped.
+    pub(crate) fn add_batches(
+        &self,
+        msgs: Vec<MessageExt>,
+        next: u64,
+        batch_max: usize,
+    ) -> Option<Vec<Arc<Batch>>> {
+        let mut s = self.state.lock();
+        if s.dropped {
+            return None;
+        }
+        for m in &msgs {
+            let size = m.body().len() as u32;
+            if s.cached.insert(m.queue_offset(), size).is_none() {
+                s.bytes += u64::from(size);
+            }
+        }
+        s.next_fetch = s.next_fetch.max(next);
+        let mut batches = Vec::with_capacity(msgs.len().div_ceil(batch_max.max(1)));
+        let mut it = msgs.into_iter().peekable();
+        while it.peek().is_some() {
+            let chunk: Vec<MessageExt> = it.by_ref().take(batch_max.max(1)).collect();
+            batches.push(Self::register(&mut s, chunk));
+        }
+        Some(batches)
+    }
+
+    /// Concurrent mode: a new batch of messages already cached (consumed again locally);
+    /// `None` if the queue was dropped.
+    pub(crate) fn track(&self, msgs: Vec<MessageExt>) -> Option<Arc<Batch>> {
+        let mut s = self.state.lock();
+        if s.dropped {
+            return None;
+        }
+        Some(Self::register(&mut s, msgs))
+    }
+
+    fn register(s: &mut State, msgs: Vec<MessageExt>) -> Arc<Batch> {
+        let id = s.next_batch;
+        s.next_batch += 1;
+        let batch = Arc::new(Batch {
+            id,
+            msgs,
+            started: AtomicU64::new(0),
+            state: AtomicU8::new(PENDING),
+        });
+        s.batches.insert(id, batch.clone());
+        batch
+    }
+
+    /// Concurrent mode: the batches whose listener call started before `cutoff` and
+    /// is still running, each now taken from its call (their results will be ignored).
+    pub(crate) fn expire(&self, cutoff: u64) -> Vec<Arc<Batch>> {
+        let s = self.state.lock();
+        if s.dropped {
+            return Vec::new();
+        }
+        s.batches
+            .values()
+            .filter(|b| b.expire_if_started_before(cutoff))
+            .cloned()
+            .collect()
+    }
+
+    /// Concurrent mode: a batch is settled: forgets it and removes `offsets` (those of its
+    /// messages done with) like [`ProcessQueue::remove`].
+    pub(crate) fn finish(
+        &self,
+        batch: u64,
+        offsets: impl IntoIterator<Item = u64>,
+        commit: impl FnOnce(u64),
+    ) -> Option<bool> {
+        let mut s = self.state.lock();
+        s.batches.remove(&batch);
+        Self::remove_locked(&mut s, offsets, commit)
+    }
+
     /// Moves the fetch position past filtered-out or illegal offsets; when nothing is cached the
     /// committed offset follows, through `commit`.
     pub(crate) fn skip_to(&self, next: u64, commit: impl FnOnce(u64)) {
@@ -352,7 +491,14 @@ impl ProcessQueue {
         offsets: impl IntoIterator<Item = u64>,
         commit: impl FnOnce(u64),
     ) -> Option<bool> {
-        let mut s = self.state.lock();
+        Self::remove_locked(&mut self.state.lock(), offsets, commit)
+    }
+
+    fn remove_locked(
+        s: &mut State,
+        offsets: impl IntoIterator<Item = u64>,
+        commit: impl FnOnce(u64),
+    ) -> Option<bool> {
         if s.dropped {
             return None;
         }
@@ -362,12 +508,18 @@ impl ProcessQueue {
             }
         }
         let was_blocked = std::mem::take(&mut s.blocked);
-        commit(Self::commit_point(&s));
+        commit(Self::commit_point_of(s));
         Some(was_blocked)
     }
 
-    fn commit_point(s: &State) -> u64 {
+    fn commit_point_of(s: &State) -> u64 {
         s.cached.keys().next().copied().unwrap_or(s.next_fetch)
+    }
+
+    /// Where the committed offset stands by this queue's state: the oldest message cached,
+    /// or the fetch position when none is.
+    pub(crate) fn commit_point(&self) -> u64 {
+        Self::commit_point_of(&self.state.lock())
     }
 
     /// Marks the queue dropped and returns where its next owner should start; `None` if it
@@ -377,7 +529,7 @@ impl ProcessQueue {
         if std::mem::replace(&mut s.dropped, true) {
             return None;
         }
-        Some(Self::commit_point(&s))
+        Some(Self::commit_point_of(&s))
     }
 
     /// Cached message count and bytes.
