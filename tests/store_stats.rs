@@ -107,3 +107,37 @@ fn push_and_delayed_paths_count_where_the_message_is_stored() {
     let schedule = topic(&s, "SCHEDULE_TOPIC_XXXX");
     assert_eq!(schedule.put_messages, 1);
 }
+
+#[test]
+fn push_consumers_count_as_their_group_gets() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.create_topic("jobs", 2).unwrap();
+    let p = store.producer("p").unwrap();
+    for i in 0..20 {
+        p.send(Message::new("jobs", format!("job {i}"))).unwrap();
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let consumer = store
+        .push_consumer("workers")
+        .subscribe("jobs", "*")
+        .consume_from(mqlite::ConsumeFrom::FirstOffset)
+        .start_concurrently(move |msgs| {
+            for _ in msgs {
+                tx.send(()).unwrap();
+            }
+            mqlite::ConsumeStatus::Success
+        })
+        .unwrap();
+    for _ in 0..20 {
+        rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    }
+    let s = store.stats();
+    let g = s
+        .groups
+        .iter()
+        .find(|g| g.group == "workers" && g.topic == "jobs")
+        .expect("the group's gets");
+    assert_eq!(g.get_messages, 20);
+    consumer.shutdown().unwrap();
+}

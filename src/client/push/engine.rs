@@ -395,6 +395,14 @@ impl Engine {
                 let bytes = r.messages.iter().map(|m| m.body().len() as u64).sum();
                 pq.stats
                     .pulled(now_ms(), r.messages.len(), bytes, pull_started.elapsed());
+                // In the store's statistics (whole records, as RocketMQ's GROUP_GET_SIZE).
+                let stored: u64 = r.messages.iter().map(|m| u64::from(m.store_size())).sum();
+                (core.gets).add(
+                    &self.options.group,
+                    &pq.queue.topic,
+                    r.messages.len() as u64,
+                    stored,
+                );
                 let mut msgs = r.messages;
                 if pq.retry {
                     for m in &mut msgs {
