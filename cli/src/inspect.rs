@@ -235,6 +235,7 @@ pub(crate) fn stats(json: bool, store: &Store) -> Res {
             "open_elsewhere": dir.join("abort").exists(),
             "throughput": windows,
             "per_topic": topics_js,
+            "per_group": group_lags(store),
         }));
     }
     let disk_text: Vec<String> = disk
@@ -298,7 +299,32 @@ pub(crate) fn stats(json: bool, store: &Store) -> Res {
         ],
         &rows,
     );
+    let lags = group_lags(store);
+    if !lags.is_empty() {
+        println!();
+        let rows: Vec<Vec<String>> = lags
+            .iter()
+            .map(|g| {
+                vec![
+                    g["group"].as_str().unwrap_or("").to_owned(),
+                    g["topic"].as_str().unwrap_or("").to_owned(),
+                    dash(g["lag"].as_u64()),
+                ]
+            })
+            .collect();
+        table(&["GROUP", "TOPIC", "LAG"], &rows);
+    }
     Ok(())
+}
+
+/// Each (group, topic) with committed offsets and its lag.
+fn group_lags(store: &Store) -> Vec<Value> {
+    store
+        .stats()
+        .groups
+        .into_iter()
+        .map(|g| json!({"group": g.group, "topic": g.topic, "lag": g.lag}))
+        .collect()
 }
 
 /// Draws `verify`'s progress on stderr.

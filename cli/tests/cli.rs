@@ -199,6 +199,8 @@ fn read_verbs_print_tables_and_json() {
     assert_eq!(v["per_topic"][0]["stored_last_1m"], 10);
     assert_eq!(v["throughput"][2]["messages"], 10);
     assert!(v["disk"]["commitlog"]["bytes"].as_u64().unwrap() > 0);
+    assert_eq!(v["per_group"][0]["group"], "billing");
+    assert_eq!(v["per_group"][0]["lag"], 2);
     assert!(ok_stdout(&["stats", d]).contains("LAST_15M"));
     let v = json(&["verify", d]);
     assert_eq!(
