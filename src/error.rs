@@ -97,13 +97,27 @@ pub enum Error {
         /// Why.
         reason: &'static str,
     },
-    /// A tag filter expression is malformed.
+    /// A tag filter expression (`*`, `a`, `a || b`) is malformed.
     #[error("invalid filter expression {expr:?}: {reason}")]
     InvalidFilter {
         /// The expression.
         expr: String,
         /// Why.
         reason: &'static str,
+    },
+    /// A SQL92 filter expression (`MessageSelector::by_sql`, `SqlFilter::parse`) is
+    /// malformed, or is one RocketMQ's parser refuses (`a = NULL`, `a > 'x'`,
+    /// `a BETWEEN 10 AND 1`, …).
+    #[error("invalid SQL92 filter {expr:?} at column {column}: {reason}")]
+    InvalidSqlFilter {
+        /// The expression.
+        expr: String,
+        /// Where the problem is: the 1-based position, in characters from the start of the
+        /// expression (a line break counts as one), of the offending token; one past the last
+        /// character when the expression ends too early.
+        column: usize,
+        /// What is wrong, naming what was expected there and what was found.
+        reason: String,
     },
     /// Too many asynchronous sends are in flight, and none finished within the send timeout.
     #[error("too many sends in flight ({0}); none completed within the send timeout")]

@@ -68,7 +68,7 @@ pub use facade::{
     ConsumerOffset, Damage, GetResult, PutResult, PutStatus, Store, StoreBuilder,
     ToOffsetMessageId, TopicConfig, VerifyReport,
 };
-pub use filter::TagFilter;
+pub use filter::{ExpressionType, MessageSelector, SqlFilter, TagFilter};
 pub use format::msg_id::{MessageId, OffsetMessageId};
 pub use log::verify::{VerifyProgress, VerifyStage};
 pub use message::{Message, MessageExt, MessageQueue};

@@ -175,7 +175,7 @@ fn malformed_expressions_are_refused() {
     assert!(f.matches(Some("b")) && f.matches(Some("订单")) && !f.matches(Some("a")));
     assert!(!f.matches(None));
     assert!(TagFilter::ALL.is_all() && TagFilter::ALL.matches(None));
-    let r = c.pull_filtered(&q, &f, 0, 32).unwrap();
+    let r = c.pull_filtered(&q, &f.into(), 0, 32).unwrap();
     assert_eq!(
         r.messages
             .iter()

@@ -78,7 +78,7 @@ fn pull(c: &mut Criterion) {
         group.bench_function(name, |b| {
             let store: &Store = store.get_or_init(|| prefill(tmp.path()));
             let consumer = store.pull_consumer("bench").unwrap();
-            let filter = expr.parse().expect("filter");
+            let filter = mqlite::MessageSelector::by_tag(expr).expect("filter");
             let mut offset = 0;
             b.iter(|| {
                 let r = consumer

@@ -29,7 +29,7 @@ pub(crate) fn print(
     range: Range,
     how: BodyFormat,
 ) -> Res {
-    let filter: mqlite::TagFilter = expr.parse()?;
+    let filter = mqlite::MessageSelector::by_tag(expr)?;
     let limit = range.limit.unwrap_or(u64::MAX);
     let queues = topic_queues(store, topic)?;
     if let Some(n) = range.queue
@@ -121,7 +121,7 @@ pub(crate) fn tail(
     count: Option<u64>,
     how: BodyFormat,
 ) -> Res {
-    let filter: mqlite::TagFilter = expr.parse()?;
+    let filter = mqlite::MessageSelector::by_tag(expr)?;
     let pull = store.pull_consumer(GROUP)?;
     let mut next: BTreeMap<u32, u64> = BTreeMap::new();
     let mut printed = 0u64;

@@ -3,7 +3,7 @@
 
 use super::Broker;
 use crate::error::{Error, Result};
-use crate::filter::TagFilter;
+use crate::filter::MessageSelector;
 use crate::format::properties::{self, keys};
 use crate::message::MessageExt;
 
@@ -75,8 +75,12 @@ impl Broker {
             let mut off = self.offset_by_time(q, begin)?;
             let stop = self.offset_by_time(q, end.saturating_add(1))?;
             while off < stop {
-                let read =
-                    self.read_queue(&cq, off, (stop - off).min(256) as usize, &TagFilter::ALL)?;
+                let read = self.read_queue(
+                    &cq,
+                    off,
+                    (stop - off).min(256) as usize,
+                    &MessageSelector::ALL,
+                )?;
                 if read.messages.is_empty() {
                     break;
                 }
@@ -175,7 +179,7 @@ impl Broker {
             let mut taken = 0;
             while off < stop && taken < max {
                 let n = (stop - off).min(256).min((max - taken) as u64) as usize;
-                let read = self.read_queue(&cq, off, n, &TagFilter::ALL)?;
+                let read = self.read_queue(&cq, off, n, &MessageSelector::ALL)?;
                 if read.messages.is_empty() {
                     break;
                 }

@@ -1,4 +1,4 @@
-//! The read side: reading queues (with tag filters), RocketMQ's pull statuses, waiting for
+//! The read side: reading queues (with tag or SQL92 selectors), RocketMQ's pull statuses, waiting for
 //! arrivals, consumer offsets and lookups by time.
 
 use std::sync::Arc;
@@ -6,8 +6,7 @@ use std::time::Instant;
 
 use super::{Broker, OffsetScope};
 use crate::error::{Error, Result};
-use crate::filter::TagFilter;
-use crate::format::properties::{self, keys};
+use crate::filter::MessageSelector;
 use crate::format::record::RecordView;
 use crate::log::consume_queue::ConsumeQueue;
 use crate::message::{Batch, MessageExt, MessageQueue};
@@ -112,15 +111,17 @@ impl Broker {
     }
 
     /// Visits the matching records of `cq` from `offset` on, examining at most `budget`
-    /// units, until `on_record` returns false. Each record's CRC is checked once, as it is
-    /// decoded. Returns the offset after the last unit examined, and the first damaged unit
-    /// with its error, if any (the visit stops there).
+    /// units, until `on_record` returns false. A unit is checked first by its tag code (tag
+    /// selectors), then by its record (the exact tag, or a SQL selector on the properties).
+    /// Each record's CRC is checked once, as it is decoded. Returns the offset after the last
+    /// unit examined, and the first damaged unit with its error, if any (the visit stops
+    /// there).
     fn visit_queue(
         &self,
         cq: &ConsumeQueue,
         offset: u64,
         budget: usize,
-        filter: &TagFilter,
+        filter: &MessageSelector,
         mut on_record: impl FnMut(&RecordView<'_>) -> bool,
     ) -> (u64, Option<(u64, Error)>) {
         let limit = self.visible_end();
@@ -144,9 +145,7 @@ impl Broker {
                             ),
                         ));
                     }
-                    if !filter.is_all()
-                        && !filter.matches(properties::get(rec.properties, keys::TAGS))
-                    {
+                    if !filter.is_all() && !filter.matches(rec.properties) {
                         return Ok(true);
                     }
                     Ok(on_record(rec))
@@ -172,7 +171,7 @@ impl Broker {
         cq: &ConsumeQueue,
         offset: u64,
         max: usize,
-        filter: &TagFilter,
+        filter: &MessageSelector,
     ) -> Result<Read> {
         let mut batch = Batch::with_capacity(max.min(64));
         let topic = cq.topic().clone();
@@ -211,7 +210,7 @@ impl Broker {
             return Ok(offset);
         };
         let mut seen = 0usize;
-        let (next, failure) = self.visit_queue(&cq, offset, max, &TagFilter::ALL, |rec| {
+        let (next, failure) = self.visit_queue(&cq, offset, max, &MessageSelector::ALL, |rec| {
             seen += 1;
             f(&MessageView::new(rec))
         });
@@ -235,7 +234,7 @@ impl Broker {
                 max_offset: 0,
             });
         };
-        let read = self.read_queue(&cq, offset, max, &TagFilter::ALL)?;
+        let read = self.read_queue(&cq, offset, max, &MessageSelector::ALL)?;
         let next_offset = read
             .messages
             .last()
@@ -252,7 +251,7 @@ impl Broker {
     pub(crate) fn pull(
         &self,
         queue: &MessageQueue,
-        filter: &TagFilter,
+        filter: &MessageSelector,
         offset: u64,
         max: usize,
     ) -> Result<PullResult> {

@@ -1,5 +1,5 @@
-//! The pull consumer: RocketMQ's `DefaultMQPullConsumer` semantics over
-//! an in-process store — pull by queue offset with tag filters, long polling, and offsets
+//! The pull consumer: RocketMQ's `DefaultMQPullConsumer` semantics over an in-process store
+//! — pull by queue offset with tag or SQL92 selectors, long polling, and offsets
 //! committed per (group, topic, queue).
 
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::broker::runtime::Runtime;
 use crate::broker::validate;
 use crate::error::Result;
-use crate::filter::TagFilter;
+use crate::filter::MessageSelector;
 use crate::message::MessageQueue;
 
 pub use crate::broker::read::{PullResult, PullStatus};
@@ -70,10 +70,11 @@ impl PullConsumer {
         self.store.core().queues_of(topic)
     }
 
-    /// Pulls up to `max` messages matching `expr` (`*`, `TagA`, `TagA || TagB`) from
-    /// `offset` on, with RocketMQ's statuses: `Found`, `NoNewMsg` (at the end of the queue),
-    /// `NoMatchedMsg` (scanned, nothing matched) and `OffsetIllegal` (outside the queue; the
-    /// result's `next_begin_offset` is where to continue).
+    /// Pulls up to `max` messages matching the tag expression `expr` (`*`, `TagA`,
+    /// `TagA || TagB`) from `offset` on, with RocketMQ's statuses: `Found`, `NoNewMsg` (at the
+    /// end of the queue), `NoMatchedMsg` (scanned, nothing matched) and `OffsetIllegal`
+    /// (outside the queue; the result's `next_begin_offset` is where to continue). For SQL92
+    /// selectors see [`PullConsumer::pull_filtered`].
     pub fn pull(
         &self,
         queue: &MessageQueue,
@@ -81,19 +82,44 @@ impl PullConsumer {
         offset: u64,
         max: usize,
     ) -> Result<PullResult> {
-        let filter = TagFilter::parse(expr)?;
-        self.pull_filtered(queue, &filter, offset, max)
+        let selector = MessageSelector::by_tag(expr)?;
+        self.pull_filtered(queue, &selector, offset, max)
     }
 
-    /// [`PullConsumer::pull`] with a parsed filter.
+    /// [`PullConsumer::pull`] with a selector: a tag expression or a SQL92 expression over
+    /// message properties, parsed once. Like RocketMQ's broker, a pull examines at most
+    /// 16,000 queue entries past `offset` when the selector skips some; `next_begin_offset`
+    /// moves past every entry examined, matching or not (`NoMatchedMsg` when none matched).
+    ///
+    /// ```
+    /// use mqlite::{Message, MessageSelector, PullStatus};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = mqlite::Store::open(dir.path())?;
+    /// store.create_topic("t", 1)?;
+    /// let producer = store.producer("p")?;
+    /// for i in 0..10 {
+    ///     producer.send(Message::new("t", "x").with_property("n", i.to_string()))?;
+    /// }
+    /// let consumer = store.pull_consumer("g")?;
+    /// let q = mqlite::MessageQueue::new("t", 0);
+    /// let odd = MessageSelector::by_sql("n IN ('1', '3', '5', '7', '9')")?;
+    /// let r = consumer.pull_filtered(&q, &odd, 0, 3)?;
+    /// let got: Vec<_> = r.messages.iter().map(|m| m.property("n").unwrap()).collect();
+    /// assert_eq!(got, ["1", "3", "5"]);
+    /// assert_eq!(r.next_begin_offset, 6);
+    /// let none = MessageSelector::by_sql("n > 100")?;
+    /// let r = consumer.pull_filtered(&q, &none, 0, 32)?;
+    /// assert_eq!((r.status, r.next_begin_offset), (PullStatus::NoMatchedMsg, 10));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn pull_filtered(
         &self,
         queue: &MessageQueue,
-        filter: &TagFilter,
+        selector: &MessageSelector,
         offset: u64,
         max: usize,
     ) -> Result<PullResult> {
-        let r = self.store.core().pull(queue, filter, offset, max)?;
+        let r = self.store.core().pull(queue, selector, offset, max)?;
         self.count(queue, &r);
         Ok(r)
     }
@@ -135,12 +161,47 @@ impl PullConsumer {
         max: usize,
         timeout: Duration,
     ) -> Result<PullResult> {
-        let filter = TagFilter::parse(expr)?;
+        let selector = MessageSelector::by_tag(expr)?;
+        self.pull_filtered_timeout(queue, &selector, offset, max, timeout)
+    }
+
+    /// [`PullConsumer::pull_timeout`] (long polling) with a selector: waits up to `timeout`
+    /// for a message the selector matches, skipping the others as they arrive.
+    ///
+    /// ```
+    /// use mqlite::{Message, MessageSelector};
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = mqlite::Store::open(dir.path())?;
+    /// store.create_topic("t", 1)?;
+    /// let consumer = store.pull_consumer("g")?;
+    /// let q = mqlite::MessageQueue::new("t", 0);
+    /// let producer = store.producer("p")?;
+    /// let sender = std::thread::spawn(move || {
+    ///     producer.send(Message::new("t", "small").with_property("size", "1")).unwrap();
+    ///     std::thread::sleep(Duration::from_millis(20));
+    ///     producer.send(Message::new("t", "large").with_property("size", "9")).unwrap();
+    /// });
+    /// let large = MessageSelector::by_sql("size > 5")?;
+    /// let r = consumer.pull_filtered_timeout(&q, &large, 0, 32, Duration::from_secs(5))?;
+    /// assert_eq!(r.messages[0].body(), b"large");
+    /// assert_eq!(r.next_begin_offset, 2);
+    /// sender.join().unwrap();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pull_filtered_timeout(
+        &self,
+        queue: &MessageQueue,
+        selector: &MessageSelector,
+        offset: u64,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<PullResult> {
         let deadline = Instant::now() + timeout;
         let core = self.store.core();
         let mut offset = offset;
         loop {
-            let mut r = core.pull(queue, &filter, offset, max)?;
+            let mut r = core.pull(queue, selector, offset, max)?;
             match r.status {
                 PullStatus::Found | PullStatus::OffsetIllegal => {
                     self.count(queue, &r);
@@ -159,7 +220,7 @@ impl PullConsumer {
                     }
                     offset = r.next_begin_offset;
                     if !core.wait_for_message(queue, offset, deadline)? {
-                        let r = core.pull(queue, &filter, offset, max)?;
+                        let r = core.pull(queue, selector, offset, max)?;
                         self.count(queue, &r);
                         return Ok(r);
                     }

@@ -120,6 +120,17 @@ pub fn get<'a>(raw: &'a [u8], name: &str) -> Option<&'a str> {
 /// the matching values are checked for UTF-8.
 pub fn get_many<'a, const N: usize>(raw: &'a [u8], names: [&str; N]) -> [Option<&'a str>; N] {
     let mut out = [None; N];
+    get_into(raw, &names, &mut out);
+    out
+}
+
+/// [`get_many`] for any number of names: `out[i]` becomes the value of `names[i]` (the same
+/// answer as [`get`]), for `i` below the shorter of the two lengths. One pass over `raw`; no
+/// allocation.
+pub fn get_into<'a, S: AsRef<str>>(raw: &'a [u8], names: &[S], out: &mut [Option<&'a str>]) {
+    let n = names.len().min(out.len());
+    let (names, out) = (&names[..n], &mut out[..n]);
+    out.fill(None);
     for piece in raw.split(|&b| b == PROPERTY_SEPARATOR) {
         if piece.len() < 3 {
             continue;
@@ -132,14 +143,13 @@ pub fn get_many<'a, const N: usize>(raw: &'a [u8], names: [&str; N]) -> [Option<
         }
         let (name, value) = (&piece[..sep], &piece[sep + 1..]);
         for (i, n) in names.iter().enumerate() {
-            if name == n.as_bytes()
+            if name == n.as_ref().as_bytes()
                 && let Ok(v) = std::str::from_utf8(value)
             {
                 out[i] = Some(v);
             }
         }
     }
-    out
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use crate::broker::Broker;
 use crate::broker::runtime::{Attached, ClientKind, Runtime};
 use crate::client::pull::ConsumeFrom;
 use crate::error::{Error, Result};
-use crate::filter::TagFilter;
+use crate::filter::MessageSelector;
 use crate::message::MessageQueue;
 
 /// How the consumer picks its queues; the two ways exclude each other, as in RocketMQ.
@@ -26,7 +26,7 @@ pub(super) enum Mode {
     /// Neither yet.
     Idle,
     /// Topics with their filters; the group shares their queues out.
-    Subscribed(BTreeMap<String, TagFilter>),
+    Subscribed(BTreeMap<String, MessageSelector>),
     /// Queues chosen by the user; no group membership.
     Assigned,
 }
@@ -34,7 +34,7 @@ pub(super) enum Mode {
 /// One owned queue.
 #[derive(Debug)]
 pub(super) struct Owned {
-    pub(super) filter: TagFilter,
+    pub(super) filter: MessageSelector,
     /// The next offset to poll: everything before it was returned (or skipped by the filter).
     pub(super) position: u64,
     /// The group's committed offset as far as this consumer knows (read when the queue was
@@ -53,7 +53,7 @@ pub(super) struct State {
     pub(super) next_auto_commit: Instant,
     pub(super) last_rebalance: Instant,
     /// Queues dropped by an offset reset in progress, with their filters.
-    pub(super) resetting: Vec<(MessageQueue, TagFilter)>,
+    pub(super) resetting: Vec<(MessageQueue, MessageSelector)>,
 }
 
 /// A lite pull consumer's shared state; the group registry and the store hold it too.
@@ -154,7 +154,11 @@ impl Lite {
     }
 
     /// Takes up `queue`: from the group's committed offset, else where `consume_from` says.
-    pub(super) fn open_queue(&self, queue: &MessageQueue, filter: TagFilter) -> Result<Owned> {
+    pub(super) fn open_queue(
+        &self,
+        queue: &MessageQueue,
+        filter: MessageSelector,
+    ) -> Result<Owned> {
         let core = self.core();
         let committed = core.committed_offset(self.group(), queue)?;
         let position = match committed {

@@ -9,7 +9,7 @@ use super::core::{Lite, Mode};
 use crate::broker::group::Member;
 use crate::broker::validate;
 use crate::error::{Error, Result};
-use crate::filter::TagFilter;
+use crate::filter::MessageSelector;
 use crate::message::MessageQueue;
 
 fn exclusive(have: &str) -> Error {
@@ -19,9 +19,8 @@ fn exclusive(have: &str) -> Error {
 }
 
 impl Lite {
-    fn subscribe(self: &Arc<Self>, topic: &str, expr: &str) -> Result<()> {
+    fn subscribe(self: &Arc<Self>, topic: &str, filter: MessageSelector) -> Result<()> {
         validate::client_topic(topic)?;
-        let filter = TagFilter::parse(expr)?;
         self.check_usable()?;
         let previous = {
             let mut guard = self.state.lock();
@@ -142,7 +141,7 @@ impl Lite {
         }
         for q in wanted {
             if !st.owned.contains_key(q) {
-                let owned = self.open_queue(q, TagFilter::ALL)?;
+                let owned = self.open_queue(q, MessageSelector::ALL)?;
                 st.owned.insert(q.clone(), owned);
             }
         }
@@ -187,7 +186,35 @@ impl LitePullConsumer {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn subscribe(&self, topic: &str, expr: &str) -> Result<()> {
-        self.inner.subscribe(topic, expr)
+        validate::client_topic(topic)?;
+        self.inner.subscribe(topic, MessageSelector::by_tag(expr)?)
+    }
+
+    /// [`LitePullConsumer::subscribe`] with a selector: a tag expression or a SQL92
+    /// expression over message properties (RocketMQ's `subscribe(topic, MessageSelector)`).
+    /// Messages it does not select are skipped, and the positions move past them.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mqlite::{ConsumeFrom, Message, MessageSelector};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = mqlite::Store::open(dir.path())?;
+    /// store.create_topic("orders", 2)?;
+    /// let consumer = store
+    ///     .lite_pull_consumer("eu")
+    ///     .consume_from(ConsumeFrom::FirstOffset)
+    ///     .build()?;
+    /// consumer.subscribe_with("orders", MessageSelector::by_sql("region = 'eu'")?)?;
+    /// let p = store.producer("p")?;
+    /// p.send(Message::new("orders", "us order").with_property("region", "us"))?;
+    /// p.send(Message::new("orders", "eu order").with_property("region", "eu"))?;
+    /// let got = consumer.poll(Duration::from_secs(5))?;
+    /// assert_eq!(got.len(), 1);
+    /// assert_eq!(got[0].body(), b"eu order");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn subscribe_with(&self, topic: &str, selector: MessageSelector) -> Result<()> {
+        self.inner.subscribe(topic, selector)
     }
 
     /// Stops consuming `topic`: its queues are given up (committed first, with auto-commit)

@@ -19,7 +19,7 @@ use crate::broker::runtime::Runtime;
 use crate::client::pull::{ConsumeFrom, PullStatus};
 use crate::clock::now_ms;
 use crate::error::Result;
-use crate::filter::TagFilter;
+use crate::filter::MessageSelector;
 use crate::format::properties::keys;
 use crate::message::MessageQueue;
 
@@ -125,7 +125,7 @@ impl Engine {
             // The group's retry topic is consumed too (RocketMQ subscribes to it for you).
             let retry = retry_topic(&options.group);
             core.create_topic(&retry, 1)?;
-            options.subscriptions.push((retry, TagFilter::ALL));
+            options.subscriptions.push((retry, MessageSelector::ALL));
         }
         let counters = Counters::new(options.subscriptions.iter().map(|(t, _)| t.as_str()));
         let offset_group = match options.model {

@@ -19,7 +19,7 @@ use crate::broker::validate;
 use crate::client::allocate::{AllocateStrategy, Averagely, FnStrategy, Strategy};
 use crate::client::pull::ConsumeFrom;
 use crate::error::{Error, Result};
-use crate::filter::TagFilter;
+use crate::filter::MessageSelector;
 use crate::message::{MessageExt, MessageQueue};
 
 pub use concurrent::ConsumeConcurrentlyContext;
@@ -102,7 +102,7 @@ pub(crate) enum Listener {
 #[derive(Clone)]
 pub(crate) struct Options {
     pub(crate) group: String,
-    pub(crate) subscriptions: Vec<(String, TagFilter)>,
+    pub(crate) subscriptions: Vec<(String, MessageSelector)>,
     pub(crate) consume_from: ConsumeFrom,
     pub(crate) model: MessageModel,
     pub(crate) threads: usize,
@@ -200,15 +200,64 @@ impl PushConsumerBuilder {
         }
     }
 
-    /// Subscribes to `topic` with a tag expression (`*`, `a`, `a || b`); call once per topic.
-    pub fn subscribe(mut self, topic: &str, expr: &str) -> Self {
-        match (validate::client_topic(topic), TagFilter::parse(expr)) {
-            (Ok(()), Ok(filter)) => {
-                self.options.subscriptions.retain(|(t, _)| t != topic);
-                self.options.subscriptions.push((topic.to_owned(), filter));
-            }
-            (Err(e), _) | (_, Err(e)) => self.errors.push(e),
+    /// Subscribes to `topic` with a tag expression (`*`, `a`, `a || b`); call once per topic
+    /// (a later subscription to the same topic replaces the earlier one). A malformed
+    /// expression makes the start fail with [`Error::InvalidFilter`].
+    pub fn subscribe(self, topic: &str, expr: &str) -> Self {
+        if let Err(e) = validate::client_topic(topic) {
+            return self.failed(e);
         }
+        match MessageSelector::by_tag(expr) {
+            Ok(selector) => self.subscribe_with(topic, selector),
+            Err(e) => self.failed(e),
+        }
+    }
+
+    /// Subscribes to `topic` with a selector: a tag expression or a SQL92 expression over
+    /// message properties (RocketMQ's `subscribe(topic, MessageSelector)`). Only the
+    /// messages it selects reach the listener; the others are skipped in the store, and the
+    /// queue's offset moves past them. Retries (through the group's retry topic) are not
+    /// filtered again.
+    ///
+    /// ```
+    /// use mqlite::{ConsumeFrom, ConsumeStatus, Message, MessageSelector};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = mqlite::Store::open(dir.path())?;
+    /// store.create_topic("orders", 2)?;
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let consumer = store
+    ///     .push_consumer("eu-billing")
+    ///     .subscribe_with("orders", MessageSelector::by_sql("region = 'eu'")?)
+    ///     .consume_from(ConsumeFrom::FirstOffset)
+    ///     .start_concurrently(move |msgs| {
+    ///         for m in msgs {
+    ///             tx.send(m.body().to_vec()).unwrap();
+    ///         }
+    ///         ConsumeStatus::Success
+    ///     })?;
+    /// let producer = store.producer("p")?;
+    /// producer.send(Message::new("orders", "us order").with_property("region", "us"))?;
+    /// producer.send(Message::new("orders", "eu order").with_property("region", "eu"))?;
+    /// assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(5))?, b"eu order");
+    /// consumer.shutdown()?;
+    /// assert!(rx.try_recv().is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn subscribe_with(mut self, topic: &str, selector: MessageSelector) -> Self {
+        match validate::client_topic(topic) {
+            Ok(()) => {
+                self.options.subscriptions.retain(|(t, _)| t != topic);
+                self.options
+                    .subscriptions
+                    .push((topic.to_owned(), selector));
+            }
+            Err(e) => self.errors.push(e),
+        }
+        self
+    }
+
+    fn failed(mut self, e: Error) -> Self {
+        self.errors.push(e);
         self
     }
 

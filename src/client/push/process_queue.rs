@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use parking_lot::Mutex;
 
 use super::stats::TopicCounters;
-use crate::filter::TagFilter;
+use crate::filter::MessageSelector;
 use crate::log::consume_queue::ConsumeQueue;
 use crate::message::{MessageExt, MessageQueue};
 
@@ -90,7 +90,7 @@ impl Batch {
 #[derive(Debug)]
 pub(crate) struct ProcessQueue {
     pub(crate) queue: MessageQueue,
-    pub(crate) filter: TagFilter,
+    pub(crate) filter: MessageSelector,
     /// Messages here come from the group's retry topic: their topic is restored from
     /// `RETRY_TOPIC`.
     pub(crate) retry: bool,
@@ -142,7 +142,7 @@ pub(crate) struct Orderly {
 impl ProcessQueue {
     pub(crate) fn new(
         queue: MessageQueue,
-        filter: TagFilter,
+        filter: MessageSelector,
         retry: bool,
         cq: Option<Arc<ConsumeQueue>>,
         start: u64,

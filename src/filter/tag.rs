@@ -75,6 +75,18 @@ impl TagFilter {
         Ok(TagFilter { tags: Some(tags) })
     }
 
+    /// The expression this filter stands for, normalised: `*`, or the tags joined by ` || `.
+    pub(crate) fn to_expression(&self) -> String {
+        match &self.tags {
+            None => "*".to_owned(),
+            Some(tags) => tags
+                .iter()
+                .map(|(t, _)| t.as_str())
+                .collect::<Vec<_>>()
+                .join(" || "),
+        }
+    }
+
     /// Whether every message passes.
     pub fn is_all(&self) -> bool {
         self.tags.is_none()
