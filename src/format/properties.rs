@@ -132,20 +132,20 @@ pub fn get_into<'a, S: AsRef<str>>(raw: &'a [u8], names: &[S], out: &mut [Option
     let (names, out) = (&names[..n], &mut out[..n]);
     out.fill(None);
     for piece in raw.split(|&b| b == PROPERTY_SEPARATOR) {
-        if piece.len() < 3 {
-            continue;
-        }
-        let Some(sep) = piece.iter().position(|&b| b == NAME_VALUE_SEPARATOR) else {
-            continue;
-        };
-        if sep == 0 || sep + 1 >= piece.len() {
-            continue;
-        }
-        let (name, value) = (&piece[..sep], &piece[sep + 1..]);
         for (i, n) in names.iter().enumerate() {
-            if name == n.as_ref().as_bytes()
-                && let Ok(v) = std::str::from_utf8(value)
+            // A pair's name is what precedes its first 0x01, and its value must not be
+            // empty: `piece` holds the pair of `n` when it starts with `n` and 0x01, has a
+            // byte after that, and `n` is not empty and has no 0x01 of its own.
+            let n = n.as_ref().as_bytes();
+            if n.is_empty()
+                || piece.len() < n.len() + 2
+                || piece[n.len()] != NAME_VALUE_SEPARATOR
+                || !piece.starts_with(n)
+                || n.contains(&NAME_VALUE_SEPARATOR)
             {
+                continue;
+            }
+            if let Ok(v) = std::str::from_utf8(&piece[n.len() + 1..]) {
                 out[i] = Some(v);
             }
         }
@@ -170,12 +170,26 @@ mod tests {
             let raw: Vec<u8> = (0..len)
                 .map(|i| alphabet[((seed >> (i % 48)) as usize + i * 7) % alphabet.len()])
                 .collect();
-            let names = ["A", "AB", "K"];
+            let names = ["A", "AB", "K", "A\x01B", ""];
             let got = get_many(&raw, names);
             for (i, n) in names.iter().enumerate() {
                 let want = iter(&raw).filter(|(k, _)| k == n).map(|(_, v)| v).last();
                 assert_eq!(got[i], want, "{raw:?} {n}");
             }
         }
+    }
+
+    /// Names with a 0x01 of their own, empty names and empty values never match; the
+    /// name/value split is at the first 0x01.
+    #[test]
+    fn get_into_splits_at_the_first_separator() {
+        let raw = b"A\x01B\x01x\x02C\x01\x02\x01D\x02K\x01v\x02";
+        let names = ["A", "A\x01B", "C", "", "K", "Kx"];
+        let mut out = [Some("stale"); 6];
+        get_into(raw, &names, &mut out);
+        assert_eq!(out, [Some("B\x01x"), None, None, None, Some("v"), None]);
+        let mut short = [None; 1];
+        get_into(raw, &names, &mut short);
+        assert_eq!(short, [Some("B\x01x")]);
     }
 }

@@ -2,6 +2,7 @@
 //! message against the record's properties without allocating.
 
 mod ast;
+mod build;
 mod eval;
 mod java;
 mod lexer;
@@ -43,7 +44,7 @@ use eval::{Lookup, Props, Resolved, Value};
 /// | nulls | `x IS NULL`, `x IS NOT NULL` |
 /// | logic | `AND`, `OR`, `NOT`, parentheses; unary `+` and `-` |
 /// | literals | `42`, `42L`, `3000000000`, `1.5`, `.5`, `1e3`, `'it''s'`, `TRUE`, `FALSE`, `NULL` |
-/// | names | `[a-zA-Z_$][a-zA-Z0-9_$]*`: a property, case-sensitive (`TAGS` is the tag, `KEYS` the keys; every stored property is visible) |
+/// | names | `[a-zA-Z_$][a-zA-Z0-9_$]*`: a property, case-sensitive (`TAGS` is the tag, `KEYS` the keys; every stored property is visible; one named otherwise, like `order.id`, cannot be referred to) |
 /// | comments | `-- to the end of the line`, `/* … */` |
 ///
 /// Keywords are case-insensitive. Precedence, loosest first: `OR`; `AND`; `=`, `<>`,

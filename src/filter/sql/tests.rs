@@ -153,8 +153,8 @@ fn derived_operators_are_rewritten_as_rocketmq_does() {
 #[test]
 fn depth_is_limited_and_long_chains_are_not_deep() {
     let nested = |n| format!("{}a = 1{}", "(".repeat(n), ")".repeat(n));
-    assert!(SqlFilter::parse(&nested(parser::MAX_DEPTH - 10)).is_ok());
-    let err = SqlFilter::parse(&nested(parser::MAX_DEPTH + 1)).unwrap_err();
+    assert!(SqlFilter::parse(&nested(build::MAX_DEPTH - 10)).is_ok());
+    let err = SqlFilter::parse(&nested(build::MAX_DEPTH + 1)).unwrap_err();
     assert!(err.to_string().contains("nested deeper"), "{err}");
     assert!(SqlFilter::parse(&"NOT ".repeat(100_000)).is_err());
     assert!(SqlFilter::parse(&format!("a{}", " = a".repeat(1000))).is_err());
