@@ -27,6 +27,10 @@ pub(super) fn parse_double(s: &str) -> Option<f64> {
         _ => (false, s),
     };
     let magnitude = match body {
+        // The common case, and exact: integers below 2^53 are doubles as they are.
+        _ if (1..=15).contains(&body.len()) && body.bytes().all(|c| c.is_ascii_digit()) => {
+            body.bytes().fold(0u64, |n, c| n * 10 + u64::from(c - b'0')) as f64
+        }
         "NaN" => f64::NAN,
         "Infinity" => f64::INFINITY,
         _ => {
@@ -77,6 +81,9 @@ mod tests {
     fn doubles_read_as_java_reads_them() {
         for (s, want) in [
             ("1", Some(1.0)),
+            ("999999999999999", Some(999_999_999_999_999.0)),
+            ("9007199254740993", Some(9_007_199_254_740_992.0)),
+            ("-007", Some(-7.0)),
             (" 2.5\t", Some(2.5)),
             ("\u{1}3\u{1f}", Some(3.0)),
             ("-.5", Some(-0.5)),

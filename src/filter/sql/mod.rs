@@ -196,7 +196,9 @@ impl SqlFilter {
     pub fn matches(&self, properties: &[u8]) -> bool {
         if self.names.len() <= RESOLVED {
             let mut values = [None; RESOLVED];
-            properties::get_into(properties, &self.names, &mut values);
+            if !self.names.is_empty() {
+                properties::get_into(properties, &self.names, &mut values);
+            }
             self.decide(&Resolved { values })
         } else {
             self.matches_with(|name| properties::get(properties, name))
