@@ -67,6 +67,7 @@ const TABLE: &[(&str, [bool; 3])] = &[
     ("amount = '250'", [false, true, false]),
     ("amount = 2.5e2", [false, true, false]),
     ("ratio = .75", [false, true, false]),
+    ("amount > 100.", [false, true, false]),
     ("big = 3000000000", [false, true, false]),
     ("flag = TRUE", [false, true, false]),
     ("flag = FALSE", [false, false, true]),
