@@ -13,7 +13,8 @@
 //!   does); tag selectors pull as tag expressions do; long polling skips arrivals that do not
 //!   match;
 //! - push consumers (concurrent and orderly) subscribed with a SQL selector get exactly the
-//!   matching messages, and their offsets reach the end of every queue.
+//!   matching messages, and their offsets reach the end of every queue; so does a lite pull
+//!   consumer's polling.
 
 mod common;
 
@@ -579,6 +580,49 @@ fn push_consumers_get_exactly_the_matching_messages() {
         }
     }
     assert_eq!(bodies, want_ordered);
+    store.close().unwrap();
+}
+
+#[test]
+fn lite_pull_consumers_poll_exactly_the_matching_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::small(dir.path()).open().unwrap();
+    store.create_topic("orders", 3).unwrap();
+    let consumer = store
+        .lite_pull_consumer("lite")
+        .consume_from(ConsumeFrom::FirstOffset)
+        .build()
+        .unwrap();
+    consumer
+        .subscribe_with(
+            "orders",
+            MessageSelector::by_sql("amount BETWEEN 10 AND 40").unwrap(),
+        )
+        .unwrap();
+    let want = send_amounts(&store, "orders", 90, |i| (10..=40).contains(&i));
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < want.len() {
+        assert!(Instant::now() < deadline, "got only {got:?}");
+        let msgs = consumer.poll(Duration::from_millis(100)).unwrap();
+        got.extend(
+            msgs.iter()
+                .map(|m| String::from_utf8_lossy(m.body()).into_owned()),
+        );
+    }
+    // Nothing else comes, and the positions are at the end of every queue.
+    assert!(consumer.poll(Duration::from_millis(20)).unwrap().is_empty());
+    let total = got.len();
+    let got: BTreeSet<String> = got.into_iter().collect();
+    assert_eq!((total, got), (want.len(), want));
+    for q in store.queues("orders").unwrap() {
+        assert_eq!(
+            consumer.position(&q).unwrap(),
+            store.max_offset(&q).unwrap(),
+            "{q}"
+        );
+    }
+    consumer.shutdown().unwrap();
     store.close().unwrap();
 }
 

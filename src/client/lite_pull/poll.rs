@@ -210,7 +210,8 @@ impl Lite {
 impl LitePullConsumer {
     /// Returns the next messages of the owned queues: at most `pull_batch_size`, in offset
     /// order within each queue. Queues take turns (each poll starts after the queue the
-    /// previous one took messages from), paused queues are skipped, and tag filters apply.
+    /// previous one took messages from), paused queues are skipped, and the subscriptions'
+    /// selectors (tags or SQL92) apply.
     ///
     /// When nothing is there it waits, returning as soon as a message arrives in one of its
     /// queues (the writer wakes it: long polling, no sleeping loop), and an empty `Vec` once
