@@ -82,8 +82,11 @@ enum Verb {
         #[arg(long)]
         to: Option<u64>,
         /// Tag expression: `*`, `TagA` or `TagA || TagB`.
-        #[arg(long, default_value = "*")]
+        #[arg(long, default_value = "*", conflicts_with = "sql")]
         tag: String,
+        /// SQL92 property filter instead of tags, e.g. `region = 'eu' AND amount > 100`.
+        #[arg(long)]
+        sql: Option<String>,
         /// At most this many messages.
         #[arg(long)]
         limit: Option<u64>,
@@ -129,8 +132,11 @@ enum Verb {
         /// The topic.
         topic: String,
         /// Tag expression: `*`, `TagA` or `TagA || TagB`.
-        #[arg(long, default_value = "*")]
+        #[arg(long, default_value = "*", conflicts_with = "sql")]
         tag: String,
+        /// SQL92 property filter instead of tags, e.g. `region = 'eu' AND amount > 100`.
+        #[arg(long)]
+        sql: Option<String>,
         /// Start with the messages already stored (default: only new ones).
         #[arg(long)]
         from_start: bool,
@@ -247,6 +253,7 @@ fn run(cli: &Cli) -> Res {
             from,
             to,
             tag,
+            sql,
             limit,
             body,
         } => {
@@ -256,7 +263,8 @@ fn run(cli: &Cli) -> Res {
                 to: *to,
                 limit: *limit,
             };
-            messages::print(json, &open_ro(dir)?, topic, tag, range, *body)
+            let filter = messages::selector(tag, sql.as_deref())?;
+            messages::print(json, &open_ro(dir)?, topic, &filter, range, *body)
         }
         Verb::Get { dir, msg_id, body } => messages::get(json, &open_ro(dir)?, msg_id, *body),
         Verb::Query {
@@ -275,10 +283,22 @@ fn run(cli: &Cli) -> Res {
             dir,
             topic,
             tag,
+            sql,
             from_start,
             count,
             body,
-        } => messages::tail(json, &open_ro(dir)?, topic, tag, *from_start, *count, *body),
+        } => {
+            let filter = messages::selector(tag, sql.as_deref())?;
+            messages::tail(
+                json,
+                &open_ro(dir)?,
+                topic,
+                &filter,
+                *from_start,
+                *count,
+                *body,
+            )
+        }
         Verb::Send {
             dir,
             topic,

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
-use mqlite::{MessageExt, PullStatus, Store};
+use mqlite::{MessageExt, MessageSelector, PullStatus, Store};
 
 use crate::inspect::topic_queues;
 use crate::output::{BodyFormat, message_json, message_row, print_json, print_messages};
@@ -12,6 +12,14 @@ use crate::{Fail, Res};
 
 /// The consumer group name the CLI reads with (it never commits offsets).
 const GROUP: &str = "mqlite-cli";
+
+/// The filter of `--tag` or `--sql`.
+pub(crate) fn selector(tag: &str, sql: Option<&str>) -> Res<MessageSelector> {
+    Ok(match sql {
+        Some(expr) => MessageSelector::by_sql(expr)?,
+        None => MessageSelector::by_tag(tag)?,
+    })
+}
 
 /// Which messages `print` shows.
 pub(crate) struct Range {
@@ -25,11 +33,10 @@ pub(crate) fn print(
     json: bool,
     store: &Store,
     topic: &str,
-    expr: &str,
+    filter: &MessageSelector,
     range: Range,
     how: BodyFormat,
 ) -> Res {
-    let filter = mqlite::MessageSelector::by_tag(expr)?;
     let limit = range.limit.unwrap_or(u64::MAX);
     let queues = topic_queues(store, topic)?;
     if let Some(n) = range.queue
@@ -49,7 +56,7 @@ pub(crate) fn print(
         let mut off = range.from.unwrap_or(min).max(min);
         let to = range.to.map_or(max, |t| t.min(max));
         while off < to {
-            let r = pull.pull_filtered(&q, &filter, off, ((to - off).min(256)) as usize)?;
+            let r = pull.pull_filtered(&q, filter, off, ((to - off).min(256)) as usize)?;
             for m in r.messages {
                 if m.queue_offset() >= to {
                     break;
@@ -116,12 +123,11 @@ pub(crate) fn tail(
     json: bool,
     store: &Store,
     topic: &str,
-    expr: &str,
+    filter: &MessageSelector,
     from_start: bool,
     count: Option<u64>,
     how: BodyFormat,
 ) -> Res {
-    let filter = mqlite::MessageSelector::by_tag(expr)?;
     let pull = store.pull_consumer(GROUP)?;
     let mut next: BTreeMap<u32, u64> = BTreeMap::new();
     let mut printed = 0u64;
@@ -135,7 +141,7 @@ pub(crate) fn tail(
                 None if from_start => store.min_offset(&q)?,
                 None => store.max_offset(&q)?,
             };
-            let r = pull.pull_filtered(&q, &filter, off, 64)?;
+            let r = pull.pull_filtered(&q, filter, off, 64)?;
             next.insert(q.queue_id, r.next_begin_offset.max(off));
             for m in &r.messages {
                 any = true;

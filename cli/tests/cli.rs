@@ -166,6 +166,15 @@ fn read_verbs_print_tables_and_json() {
     let rows = v.as_array().unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0]["body"], "b3JkZXIgMw=="); // "order 3"
+    let v = json(&[
+        "print",
+        d,
+        "orders",
+        "--sql",
+        "TAGS = 'paid' AND TAGS IS NOT NULL",
+    ]);
+    assert_eq!(v.as_array().unwrap().len(), 5);
+    assert!(v.as_array().unwrap().iter().all(|m| m["tags"] == "paid"));
     let table = ok_stdout(&["print", d, "orders"]);
     assert_eq!(table.lines().count(), 11);
     assert!(table.contains("ORDER-7"));
@@ -265,6 +274,8 @@ fn errors_are_one_line_and_never_panics() {
         vec!["query", d, "orders", "K", "--begin", "2026-13-01"],
         vec!["topics"],
         vec!["topics", d, "--frobnicate"],
+        vec!["print", d, "orders", "--sql", "a = = 1"],
+        vec!["print", d, "orders", "--sql", "a = 1", "--tag", "x"],
     ] {
         let out = mqlite(&args);
         let err = String::from_utf8_lossy(&out.stderr);

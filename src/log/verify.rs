@@ -35,7 +35,7 @@ pub(crate) struct Verified {
     pub(crate) problems: Vec<Problem>,
 }
 
-/// The part of a store [`Engine::verify`] is checking.
+/// The part of a store a verification (`Store::verify_with_progress`) is checking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum VerifyStage {
