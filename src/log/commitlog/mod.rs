@@ -277,7 +277,10 @@ impl CommitLog {
                     .ok_or(Error::MessageNotFound(offset))?,
             );
         }
-        let seg = cache.as_ref().ok_or(Error::MessageNotFound(offset))?;
+        // An error built only when missing (`ok_or` made and dropped one per record read).
+        let Some(seg) = cache.as_ref() else {
+            return Err(Error::MessageNotFound(offset));
+        };
         let pos = (offset - seg.base()) as usize;
         let visible = (limit.saturating_sub(seg.base())).min(self.segment_size) as usize;
         let bytes = seg.read_from(pos);
