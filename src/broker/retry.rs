@@ -36,8 +36,9 @@ pub(crate) const FIRST_RETRY_LEVEL: u32 = 3;
 /// plus RocketMQ 5's arbitrary delays).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RetryDelay {
-    /// The store decides (RocketMQ's delay level 0): level 3 + reconsume times.
-    Store,
+    /// RocketMQ's delay level 0, "the broker decides": level 3 + reconsume times, so each
+    /// retry waits longer.
+    Growing,
     /// A delay level of the store's table (clamped to its last level).
     Level(u32),
     /// Straight to the dead-letter topic (RocketMQ's delay level -1).
@@ -95,7 +96,7 @@ impl Core {
                     let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
                     Delay::At(now_ms().saturating_add(ms))
                 }
-                RetryDelay::Store | RetryDelay::DeadLetter => {
+                RetryDelay::Growing | RetryDelay::DeadLetter => {
                     let level = FIRST_RETRY_LEVEL + m.reconsume_times().max(0) as u32;
                     Delay::Level(level.min(max_level))
                 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::LitePullConsumer;
-use super::core::Lite;
+use super::state::Lite;
 use crate::broker::runtime::Runtime;
 use crate::broker::validate;
 use crate::client::allocate::{AllocateStrategy, Averagely, FnStrategy, Strategy};

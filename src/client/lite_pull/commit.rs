@@ -1,7 +1,7 @@
 //! Committing what was polled, and reading the group's committed offsets.
 
 use super::LitePullConsumer;
-use super::core::Lite;
+use super::state::Lite;
 use crate::error::Result;
 use crate::message::MessageQueue;
 

@@ -1,7 +1,7 @@
 //! Moving and holding the poll position of owned queues: seek, pause and resume.
 
 use super::LitePullConsumer;
-use super::core::Lite;
+use super::state::Lite;
 use crate::error::{Error, Result};
 use crate::message::MessageQueue;
 

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use super::LitePullConsumer;
-use super::core::Lite;
+use super::state::Lite;
 use crate::broker::runtime::Attached;
 use crate::error::Result;
 

@@ -12,16 +12,16 @@
 mod builder;
 mod commit;
 mod control;
-mod core;
 mod lifecycle;
 mod member;
 mod poll;
+mod state;
 mod subscribe;
 
 use std::sync::Arc;
 
 pub use builder::LitePullConsumerBuilder;
-use core::Lite;
+use state::Lite;
 
 /// Polls messages in the application's own loop (RocketMQ's `DefaultLitePullConsumer`).
 /// Made by `Store::lite_pull_consumer(group)…build()`; `Send + Sync`, so one consumer may be

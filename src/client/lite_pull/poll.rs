@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::LitePullConsumer;
-use super::core::{Lite, after};
+use super::state::{Lite, after};
 use crate::client::pull::PullStatus;
 use crate::error::Result;
 use crate::message::{MessageExt, MessageQueue};

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::LitePullConsumer;
-use super::core::{Lite, Mode};
+use super::state::{Lite, Mode};
 use crate::broker::group::Member;
 use crate::broker::validate;
 use crate::error::{Error, Result};

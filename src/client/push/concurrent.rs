@@ -154,7 +154,7 @@ impl Engine {
             {
                 Some(d) => RetryDelay::After(d),
                 None if timed_out => RetryDelay::Level(FIRST_RETRY_LEVEL),
-                None => RetryDelay::Store,
+                None => RetryDelay::Growing,
             },
         }
     }

@@ -176,7 +176,7 @@ impl Engine {
         for mut m in batch {
             if goes_to_dlq(&m, max)
                 && core
-                    .send_back(&self.options().group, &m, max, RetryDelay::Store)
+                    .send_back(&self.options().group, &m, max, RetryDelay::Growing)
                     .is_ok()
             {
                 dead.push(m.queue_offset());
