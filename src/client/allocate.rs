@@ -3,7 +3,9 @@
 //! `AllocateMessageQueueStrategy`).
 
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::message::MessageQueue;
 
@@ -200,6 +202,37 @@ where
 /// A shared strategy.
 #[derive(Clone)]
 pub(crate) struct Strategy(pub(crate) Arc<dyn AllocateStrategy>);
+
+impl Strategy {
+    /// The strategy's share for consumer `id` (`kind` names it in the log: "push consumer",
+    /// "lite pull consumer"). If the strategy panics, [`Averagely`]'s share instead, warned
+    /// once per consumer through `panicked`, so a faulty strategy cannot leave the group half
+    /// rebalanced.
+    pub(crate) fn allocate_guarded(
+        &self,
+        kind: &str,
+        group: &str,
+        id: &str,
+        queues: &[MessageQueue],
+        cids: &[String],
+        panicked: &AtomicBool,
+    ) -> Vec<MessageQueue> {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| {
+            self.0.allocate(group, id, queues, cids)
+        })) {
+            Ok(mine) => mine,
+            Err(_) => {
+                if !panicked.swap(true, Ordering::AcqRel) {
+                    ::log::warn!(
+                        "{kind} {id} of group {group}: its allocation strategy panicked; it uses \
+                         the default averaging strategy instead while it does"
+                    );
+                }
+                Averagely.allocate(group, id, queues, cids)
+            }
+        }
+    }
+}
 
 impl fmt::Debug for Strategy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

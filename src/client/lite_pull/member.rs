@@ -5,12 +5,10 @@
 //! taken away is committed (with auto-commit) before its next owner reads the committed offset.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 
-use super::core::{Lite, Mode, Owned};
+use super::state::{Lite, Mode, Owned};
 use crate::broker::group::Member;
-use crate::client::allocate::{AllocateStrategy, Averagely};
 use crate::message::MessageQueue;
 
 impl Member for Lite {
@@ -29,24 +27,16 @@ impl Member for Lite {
         false
     }
 
-    /// The user's strategy; if it panics, [`Averagely`] instead (warned once per consumer).
+    /// The user's strategy, guarded against panics (see `Strategy::allocate_guarded`).
     fn allocate(&self, group: &str, queues: &[MessageQueue], cids: &[String]) -> Vec<MessageQueue> {
-        let strategy = &self.options.strategy.0;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| {
-            strategy.allocate(group, &self.id, queues, cids)
-        })) {
-            Ok(mine) => mine,
-            Err(_) => {
-                if !self.strategy_panicked.swap(true, Ordering::AcqRel) {
-                    ::log::warn!(
-                        "lite pull consumer {} of group {group}: its allocation strategy \
-                         panicked; it uses the default averaging strategy instead while it does",
-                        self.id
-                    );
-                }
-                Averagely.allocate(group, &self.id, queues, cids)
-            }
-        }
+        self.options.strategy.allocate_guarded(
+            "lite pull consumer",
+            group,
+            &self.id,
+            queues,
+            cids,
+            &self.strategy_panicked,
+        )
     }
 
     fn alive(&self) -> bool {

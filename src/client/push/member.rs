@@ -3,14 +3,12 @@
 //! offset resets while it runs.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::engine::{Engine, RELEASE_WAIT, retry_topic};
 use super::process_queue::ProcessQueue;
 use crate::broker::group::Member;
-use crate::client::allocate::{AllocateStrategy, Averagely};
 use crate::message::MessageQueue;
 
 impl Member for Engine {
@@ -30,25 +28,16 @@ impl Member for Engine {
         !self.clustering()
     }
 
-    /// The user's strategy; if it panics, [`Averagely`] instead (warned once per consumer),
-    /// so a faulty strategy cannot leave the group half rebalanced.
+    /// The user's strategy, guarded against panics (see `Strategy::allocate_guarded`).
     fn allocate(&self, group: &str, queues: &[MessageQueue], cids: &[String]) -> Vec<MessageQueue> {
-        let strategy = &self.options().strategy.0;
-        let id = Engine::id(self);
-        match std::panic::catch_unwind(AssertUnwindSafe(|| {
-            strategy.allocate(group, id, queues, cids)
-        })) {
-            Ok(mine) => mine,
-            Err(_) => {
-                if !self.strategy_panicked.swap(true, Ordering::AcqRel) {
-                    log::warn!(
-                        "push consumer {id} of group {group}: its allocation strategy panicked; \
-                         it uses the default averaging strategy instead while it does"
-                    );
-                }
-                Averagely.allocate(group, id, queues, cids)
-            }
-        }
+        self.options().strategy.allocate_guarded(
+            "push consumer",
+            group,
+            Engine::id(self),
+            queues,
+            cids,
+            &self.strategy_panicked,
+        )
     }
 
     fn alive(&self) -> bool {
