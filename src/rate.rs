@@ -67,24 +67,45 @@ impl RateWindow {
     pub(crate) fn add(&self, now_ms: u64, count: u64, bytes: u64) {
         self.total_count.fetch_add(count, Ordering::Relaxed);
         self.total_bytes.fetch_add(bytes, Ordering::Relaxed);
-        let sec = now_ms / 1000;
+        if let Some(b) = self.bucket(now_ms / 1000) {
+            b.count.fetch_add(count, Ordering::Relaxed);
+            b.bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// [`RateWindow::add`] for a caller that is the only one adding at a time (the
+    /// dispatcher, under its lock): plain loads and stores, no locked read-modify-writes on
+    /// the append path.
+    pub(crate) fn add_exclusive(&self, now_ms: u64, count: u64, bytes: u64) {
+        let bump =
+            |a: &AtomicU64, n: u64| a.store(a.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+        bump(&self.total_count, count);
+        bump(&self.total_bytes, bytes);
+        if let Some(b) = self.bucket(now_ms / 1000) {
+            bump(&b.count, count);
+            bump(&b.bytes, bytes);
+        }
+    }
+
+    /// The bucket of second `sec`, emptied first if it held an older second; `None` for a
+    /// second older than the bucket's (a clock step back: counted in the totals only).
+    fn bucket(&self, sec: u64) -> Option<&Bucket> {
         let b = &self.buckets[(sec % WINDOW_SECS) as usize];
         let old = b.sec.load(Ordering::Acquire);
-        if old != sec {
-            if old > sec {
-                // An older second than the bucket's (a clock step back): totals only.
-                return;
-            }
-            if b.sec
-                .compare_exchange(old, sec, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                b.count.store(0, Ordering::Relaxed);
-                b.bytes.store(0, Ordering::Relaxed);
-            }
+        if old == sec {
+            return Some(b);
         }
-        b.count.fetch_add(count, Ordering::Relaxed);
-        b.bytes.fetch_add(bytes, Ordering::Relaxed);
+        if old > sec {
+            return None;
+        }
+        if b.sec
+            .compare_exchange(old, sec, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            b.count.store(0, Ordering::Relaxed);
+            b.bytes.store(0, Ordering::Relaxed);
+        }
+        Some(b)
     }
 
     /// The figures at `now_ms`: totals, and what was added in the 60 seconds up to it.
@@ -127,6 +148,17 @@ mod tests {
         assert_eq!(r.minute_count, 100);
         // An hour later nothing is in the minute.
         assert_eq!(w.read(T0 + 3_600_000).minute_count, 0);
+    }
+
+    #[test]
+    fn exclusive_adds_count_like_shared_ones() {
+        let (a, b) = (RateWindow::default(), RateWindow::default());
+        for s in 0..90 {
+            a.add(T0 + s * 700, 1, 3);
+            b.add_exclusive(T0 + s * 700, 1, 3);
+        }
+        assert_eq!(a.read(T0 + 62_300), b.read(T0 + 62_300));
+        assert_eq!(b.read(T0 + 62_300).total_count, 90);
     }
 
     #[test]

@@ -15,34 +15,44 @@ use super::Broker;
 use crate::clock::now_ms;
 use crate::rate::{RateWindow, Rates};
 
-/// Per (group, topic): what the group's consumers got.
+/// Per group, per topic: what the group's consumers got.
 #[derive(Debug, Default)]
 pub(crate) struct GetStats {
-    map: RwLock<BTreeMap<(String, String), Arc<RateWindow>>>,
+    map: RwLock<BTreeMap<String, BTreeMap<String, Arc<RateWindow>>>>,
 }
 
 impl GetStats {
-    /// Counts `msgs` messages of `bytes` got by `group` from `topic`.
+    /// Counts `msgs` messages of `bytes` got by `group` from `topic`. A known (group, topic)
+    /// costs a read lock and two lookups by `&str`; only the first pull of a pair allocates.
     pub(crate) fn add(&self, group: &str, topic: &str, msgs: u64, bytes: u64) {
         if msgs == 0 {
             return;
         }
         let now = now_ms();
-        let key = (group.to_owned(), topic.to_owned());
-        if let Some(w) = self.map.read().get(&key) {
+        if let Some(w) = self.map.read().get(group).and_then(|t| t.get(topic)) {
             w.add(now, msgs, bytes);
             return;
         }
-        let w = self.map.write().entry(key).or_default().clone();
+        let w = self
+            .map
+            .write()
+            .entry(group.to_owned())
+            .or_default()
+            .entry(topic.to_owned())
+            .or_default()
+            .clone();
         w.add(now, msgs, bytes);
     }
 
     fn read(&self, now: u64) -> Vec<((String, String), Rates)> {
-        self.map
-            .read()
-            .iter()
-            .map(|(k, w)| (k.clone(), w.read(now)))
-            .collect()
+        let map = self.map.read();
+        let mut out = Vec::new();
+        for (group, topics) in map.iter() {
+            for (topic, w) in topics {
+                out.push(((group.clone(), topic.clone()), w.read(now)));
+            }
+        }
+        out
     }
 }
 

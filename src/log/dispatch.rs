@@ -66,7 +66,7 @@ impl Dispatcher {
         store_ts: u64,
     ) -> Result<()> {
         cq.put(queue_offset, unit)?;
-        cq.puts().add(store_ts, 1, u64::from(unit.size));
+        cq.puts().add_exclusive(store_ts, 1, u64::from(unit.size));
         self.logics_ts.fetch_max(store_ts, Ordering::Relaxed);
         Ok(())
     }
@@ -89,7 +89,8 @@ impl Dispatcher {
         let any = !ready.is_empty();
         for p in ready {
             p.cq.put(p.queue_offset, p.unit)?;
-            p.cq.puts().add(p.store_ts, 1, u64::from(p.unit.size));
+            p.cq.puts()
+                .add_exclusive(p.store_ts, 1, u64::from(p.unit.size));
             self.logics_ts.fetch_max(p.store_ts, Ordering::Relaxed);
         }
         Ok(any)
