@@ -232,8 +232,14 @@ impl Engine {
             if unit == CqUnit::PRE_BLANK {
                 continue;
             }
+            let end = unit.physical_offset + u64::from(unit.size);
+            if end > out.log_end && end <= self.log.written() {
+                // Appended (by this process) after the log was checked: the end of what this
+                // check covers, as for the log. Later units of the queue are newer still.
+                break;
+            }
             out.units += 1;
-            if unit.physical_offset + u64::from(unit.size) > out.log_end {
+            if end > out.log_end {
                 out.problems.push(problem(format!(
                     "points at commitlog offset {}, past the end of the valid log ({})",
                     unit.physical_offset, out.log_end
