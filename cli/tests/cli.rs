@@ -37,6 +37,15 @@ fn json(args: &[&str]) -> Value {
     serde_json::from_str(&ok_stdout(&all)).expect("valid JSON")
 }
 
+/// `mqlite --json verify DIR` on a damaged store: exit status 2 and the parsed report.
+fn verify_damaged(d: &str) -> Value {
+    let out = mqlite(&["--json", "verify", d]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    v
+}
+
 fn sample_store(dir: &Path) -> (String, String) {
     let store = Store::builder(dir)
         .commitlog_segment_size(64 << 10)
@@ -315,9 +324,7 @@ fn verify_catches_a_flipped_bit() {
         text.contains("DAMAGE") && text.contains("00000000000000000000"),
         "{text}"
     );
-    let out = mqlite(&["--json", "verify", d]);
-    assert_eq!(out.status.code(), Some(2));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = verify_damaged(d);
     assert_eq!(v["ok"], false);
     assert!(!v["problems"].as_array().unwrap().is_empty());
 }
@@ -345,9 +352,7 @@ fn verify_catches_a_damaged_index_entry() {
         + 40;
     bytes[at - 4] ^= 0x5a;
     std::fs::write(&index, &bytes).unwrap();
-    let out = mqlite(&["--json", "verify", d]);
-    assert_eq!(out.status.code(), Some(2));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = verify_damaged(d);
     let problems = v["problems"].as_array().unwrap();
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(problems[0]["file"].as_str(), Some(index.to_str().unwrap()));
@@ -375,9 +380,7 @@ fn verify_catches_an_offset_past_a_queue_end() {
     *slot = 99.into();
     std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
     std::fs::remove_file(dir.join("config/consumerOffset.json.bak")).ok();
-    let out = mqlite(&["--json", "verify", d]);
-    assert_eq!(out.status.code(), Some(2));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = verify_damaged(d);
     let reason = v["problems"][0]["reason"].as_str().unwrap();
     assert!(
         reason.contains("billing") && reason.contains("99") && reason.contains("orders:0"),
