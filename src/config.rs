@@ -141,6 +141,15 @@ pub struct StoreConfig {
     pub index: IndexConfig,
     /// Retention and the disk-space guard. Default [`RetentionConfig::default`].
     pub retention: RetentionConfig,
+    /// Run the store's housekeeping threads (the background flush and checkpoint, the indexer
+    /// and the retention cleaner) in Linux's `SCHED_IDLE` class, so that they only use CPU
+    /// the application's threads leave idle and never delay a producer or a consumer: with it
+    /// off, a background flush could take the CPU from a waking consumer for milliseconds.
+    /// Threads the application may wait on (segment preparation, prefaulting, `Sync` group
+    /// commit) keep the normal class. Turn it off on a machine whose CPUs the application
+    /// keeps busy all the time, where idle-class threads would fall behind (the background
+    /// flush under `Async` most of all). No effect on other systems. Default true.
+    pub idle_housekeeping: bool,
 }
 
 /// The index files (RocketMQ `messageIndexEnable`, `maxHashSlotNum`, `maxIndexNum`).
@@ -214,6 +223,7 @@ impl Default for StoreConfig {
             transaction_check_max: 15,
             index: IndexConfig::default(),
             retention: RetentionConfig::default(),
+            idle_housekeeping: true,
         }
     }
 }

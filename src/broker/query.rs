@@ -108,9 +108,13 @@ impl Broker {
         let kick = index.kick_receiver().clone();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
         let broker = std::sync::Arc::downgrade(self);
+        let idle = self.config().idle_housekeeping;
         let thread = std::thread::Builder::new()
             .name("mqlite-indexer".into())
             .spawn(move || {
+                if idle {
+                    crate::storage::yield_to_application_threads();
+                }
                 let mut failing = false;
                 loop {
                     crossbeam_channel::select! {

@@ -182,9 +182,13 @@ impl Broker {
         let broker = std::sync::Arc::downgrade(self);
         let interval = self.config().retention.check_interval;
         let enabled = self.config().retention.enabled;
+        let idle = self.config().idle_housekeeping;
         let thread = std::thread::Builder::new()
             .name("mqlite-cleaner".into())
             .spawn(move || {
+                if idle {
+                    crate::storage::yield_to_application_threads();
+                }
                 while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
                     stop_rx.recv_timeout(interval)
                 {

@@ -213,6 +213,19 @@ impl StoreBuilder {
         self
     }
 
+    /// Sets [`StoreConfig::idle_housekeeping`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// // On a machine the application keeps busy, housekeeping at the normal priority:
+    /// let store = mqlite::Store::builder(dir.path()).idle_housekeeping(false).open()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn idle_housekeeping(mut self, idle: bool) -> Self {
+        self.config.idle_housekeeping = idle;
+        self
+    }
+
     /// Puts the store on the crash-simulating, fault-injecting backend `sim` (for tests; needs
     /// the `sim` feature). The store directory must be under the simulator's root.
     ///

@@ -34,6 +34,9 @@ pub(crate) fn start<H: Housekeeping>(
         .spawn(move || {
             let core = host.engine();
             let config = core.config().clone();
+            if config.idle_housekeeping {
+                crate::storage::yield_to_application_threads();
+            }
             let (interval, min_pages) = match config.flush_policy {
                 FlushPolicy::Async {
                     interval,

@@ -1,5 +1,6 @@
 //! One preallocated, memory-mapped segment file. The only `unsafe` code of the crate lives
-//! here: the mapping and `posix_fallocate`.
+//! here: the mapping and the few system calls std does not wrap (`posix_fallocate`, `lseek`
+//! for holes, `sync_file_range`, `statvfs`, `sched_setscheduler`).
 //!
 //! # The mapping contract
 //! A segment's file must not be truncated or written by anything else while the store has it
@@ -112,6 +113,27 @@ pub(crate) fn write_back(fd: std::os::fd::RawFd, from: u64, len: u64) -> std::io
         Ok(())
     } else {
         Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Puts the calling thread in the `SCHED_IDLE` scheduling class (Linux): it then runs only
+/// when no ordinary thread wants the CPU, and an ordinary thread that wakes up preempts it at
+/// once. The store's housekeeping threads (background flush, prefaulting, indexing, cleaning)
+/// call it so that they never delay the application's own threads. Best effort: an error
+/// (another OS, a seccomp filter) leaves the thread as it was.
+pub(crate) fn yield_to_application_threads() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: plain FFI call; `param` is a valid `sched_param` that outlives the call, and
+        // pid 0 means the calling thread.
+        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+        if rc != 0 {
+            ::log::debug!(
+                "could not lower the priority of a housekeeping thread: {}",
+                std::io::Error::last_os_error()
+            );
+        }
     }
 }
 
@@ -267,6 +289,29 @@ impl Segment {
         let published = self.published();
         let pos = pos.min(published);
         self.read(pos, published - pos).unwrap_or(&[])
+    }
+
+    /// Hints the CPU to start loading `len` bytes at `pos` (clamped to the mapping) into its
+    /// caches: sequential readers call it for data a few records ahead, so that memory loads
+    /// overlap with the work on the current record instead of stalling it.
+    #[inline]
+    pub(crate) fn prefetch(&self, pos: usize, len: usize) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            let end = pos.saturating_add(len).min(self.size);
+            let base = self.map.as_ptr();
+            let mut p = pos;
+            while p < end {
+                // SAFETY: SSE, which `_mm_prefetch` needs, is part of the x86_64 baseline; a
+                // prefetch only hints the cache and never faults or reads into the program,
+                // and `p` stays inside the mapping anyway.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(p).cast()) };
+                p += 64;
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (pos, len);
     }
 
     /// The whole mapping, for exclusive use (recovery, warming); empty for a read-only segment.

@@ -11,5 +11,5 @@ pub(crate) mod segment_set;
 pub mod sim;
 
 pub(crate) use fs::Fs;
-pub(crate) use mmap::{Segment, SegmentWriter};
+pub(crate) use mmap::{Segment, SegmentWriter, yield_to_application_threads};
 pub(crate) use segment_set::{FlushScope, PAGE_SIZE, SegmentSet};

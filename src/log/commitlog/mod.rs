@@ -51,6 +51,9 @@ pub(crate) struct CommitLog {
 /// Room a batch may take beyond the largest message: RocketMQ's limit on a batch is the max
 /// message size, plus the records' headers and properties.
 pub(crate) const BATCH_OVERHEAD: usize = 64 << 10;
+/// How far ahead of the record being read sequential reads ask the CPU to load, and how much.
+const PREFETCH_AHEAD: usize = 4096;
+const PREFETCH_LEN: usize = 256;
 
 /// The largest single append for a store whose largest message body is `max_message_size`.
 pub(crate) fn max_append(max_message_size: usize) -> usize {
@@ -288,6 +291,7 @@ impl CommitLog {
         if bytes.is_empty() {
             return Err(Error::MessageNotFound(offset));
         }
+        seg.prefetch(pos + PREFETCH_AHEAD, PREFETCH_LEN);
         // Reads verify CRCs too: damage that happened after recovery must not be served.
         match record::decode(bytes, true) {
             Ok(Decoded::Message(rec)) => Ok(f(&rec, seg)),

@@ -45,9 +45,12 @@ pub(crate) struct ConsumeQueue {
     puts: RateWindow,
 }
 
-/// How long a waiter spins before it blocks: new messages usually arrive within microseconds
-/// under load, and a futex wake-up costs more than that.
-const SPIN: Duration = Duration::from_micros(50);
+/// How long a waiter spins before it blocks: under load the next message arrives within a few
+/// microseconds and a futex wake-up costs more than that. It stays short so that a consumer
+/// that is waiting leaves its CPU to other threads: a consumer spinning through the gaps of a
+/// steady stream holds a core, and then any other thread (the application's, the store's
+/// housekeeping, the kernel's writeback) can only run by displacing it for a scheduler tick.
+const SPIN: Duration = Duration::from_micros(5);
 
 impl ConsumeQueue {
     /// The directory of a queue.
