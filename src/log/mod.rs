@@ -56,6 +56,8 @@ struct QueueSlot {
 #[derive(Debug)]
 pub(crate) struct WriteState {
     log: LogWriter,
+    /// Creates consume queue files ahead of the writer.
+    queue_files: consume_queue::QueueFilesAhead,
     /// The writer's queues by topic (a queue gets its slot at its first append).
     slots: HashMap<Arc<str>, Vec<Option<QueueSlot>>, FxBuildHasher>,
     last_store_ts: u64,
@@ -396,8 +398,9 @@ impl Engine {
             }
         };
         let first_queue_offset = slot.next_offset;
-        slot.cq
-            .reserve(first_queue_offset + records.len() as u64 - 1)?;
+        let last_queue_offset = first_queue_offset + records.len() as u64 - 1;
+        slot.cq.reserve(last_queue_offset)?;
+        ws.queue_files.maybe_request(&slot.cq, last_queue_offset);
         // Store timestamps never go backwards, so recovery can rely on their order.
         let store_ts = now.max(ws.last_store_ts);
         let physical_offset = self.log.append(&mut ws.log, total, store_ts, |buf, phys| {
@@ -564,12 +567,16 @@ impl Engine {
             return Ok(());
         };
         ws.log.stop_preparer();
+        ws.queue_files.stop();
         let result = if self.is_poisoned() {
             Err(Error::Poisoned)
         } else {
             self.flush_all().and_then(|()| {
                 before_clean_mark()?;
                 self.log.remove_unused_segments(ws.log.segment_base())?;
+                for cq in self.all_queues() {
+                    cq.remove_unused_next_file()?;
+                }
                 self.fs
                     .remove_file_if_exists(&self.dir.join(open::ABORT_FILE))?;
                 self.fs.sync_dir(&self.dir)

@@ -203,6 +203,8 @@ pub(crate) fn open(
         log,
         write: Mutex::new(Some(WriteState {
             log: writer,
+            queue_files: super::consume_queue::QueueFilesAhead::start()
+                .map_err(|e| Error::io("spawn consume queue file thread", &dir, e))?,
             slots: Default::default(),
             last_store_ts: last_ts,
         })),

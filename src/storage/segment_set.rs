@@ -182,6 +182,23 @@ impl SegmentSet {
         Ok(removed.len())
     }
 
+    /// Removes the last segment if `unused` says so and it is not the only one, and deletes
+    /// its file (directory synced).
+    pub(crate) fn remove_last_if(&self, unused: impl FnOnce(&Segment) -> bool) -> Result<()> {
+        let removed = {
+            let mut segs = self.segments.write();
+            match segs.last() {
+                Some(last) if segs.len() > 1 && unused(last) => segs.pop(),
+                _ => None,
+            }
+        };
+        if let Some(seg) = removed {
+            self.fs.remove_file_if_exists(seg.path())?;
+            self.fs.sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
     /// Deletes the files in the directory that start after `base` but are not in the set (a
     /// segment prepared ahead and never used).
     pub(crate) fn remove_files_after(&self, base: u64) -> Result<()> {

@@ -2,11 +2,14 @@
 //! stored under `consumequeue/{topic}/{queueId}/` in files named by the byte offset of their
 //! first unit.
 
+mod ahead;
 pub(crate) mod recovery;
+
+pub(crate) use ahead::QueueFilesAhead;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -36,6 +39,11 @@ pub(crate) struct ConsumeQueue {
     flushed: AtomicU64,
     /// End of the last file, as an absolute byte offset (0 without files).
     capacity_end: AtomicU64,
+    /// Held while a file is created (by the writer or by [`QueueFilesAhead`]), so the same
+    /// file is never created twice.
+    creating: Mutex<()>,
+    /// A request for the next file is with [`QueueFilesAhead`].
+    ahead_requested: AtomicBool,
     /// Threads blocked in [`ConsumeQueue::wait_beyond`]; arrivals notify only when non-zero.
     waiters: AtomicUsize,
     arrival_lock: Mutex<()>,
@@ -79,6 +87,8 @@ impl ConsumeQueue {
             max_phys_end: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
             capacity_end: AtomicU64::new(0),
+            creating: Mutex::new(()),
+            ahead_requested: AtomicBool::new(false),
             waiters: AtomicUsize::new(0),
             arrival_lock: Mutex::new(()),
             arrival: Condvar::new(),
@@ -290,12 +300,15 @@ impl ConsumeQueue {
         self.segment_holding(queue_offset * UNIT).map(|_| ())
     }
 
-    /// The file holding `byte_pos`, creating it (and any before it) when missing. Only the
-    /// queue's writer calls this (under the writer lock), so files are created one at a time.
+    /// The file holding `byte_pos`, creating it (and any before it) when missing.
     fn segment_holding(&self, byte_pos: u64) -> Result<Arc<Segment>> {
         let base = self.set.base_of(byte_pos);
         if let Some(s) = self.set.find(base) {
             return Ok(s);
+        }
+        let _creating = self.creating.lock();
+        if let Some(s) = self.set.find(base) {
+            return Ok(s); // created ahead meanwhile
         }
         loop {
             let next = self.set.last().map_or(base, |l| l.base() + self.file_size);
@@ -306,6 +319,49 @@ impl ConsumeQueue {
                 return Ok(seg);
             }
         }
+    }
+
+    /// Whether the writer, about to write up to `last_queue_offset`, is past half of the
+    /// queue's last file; if so, marks the next file as requested (so it is asked for once).
+    pub(crate) fn wants_next_file(&self, last_queue_offset: u64) -> bool {
+        let capacity = self.capacity_end.load(Ordering::Acquire);
+        let byte_end = (last_queue_offset + 1) * UNIT;
+        capacity > 0
+            && byte_end <= capacity
+            && byte_end > capacity - self.file_size / 2
+            && !self.ahead_requested.swap(true, Ordering::AcqRel)
+    }
+
+    /// A request for the next file could not be queued: the writer creates it when needed.
+    pub(crate) fn request_dropped(&self) {
+        self.ahead_requested.store(false, Ordering::Release);
+    }
+
+    /// Creates the file after the last one, unless it exists ([`QueueFilesAhead`]).
+    pub(crate) fn create_next_file(&self) -> Result<()> {
+        let result = {
+            let _creating = self.creating.lock();
+            match self.set.last() {
+                None => Ok(()),
+                Some(last) => {
+                    let next = last.base() + self.file_size;
+                    self.set.create_and_push(next).map(|_| {
+                        self.capacity_end
+                            .fetch_max(next + self.file_size, Ordering::AcqRel);
+                    })
+                }
+            }
+        };
+        self.ahead_requested.store(false, Ordering::Release);
+        result
+    }
+
+    /// At a clean close: removes the last file if it was created ahead and holds no unit, so
+    /// the directory is left as RocketMQ would leave it.
+    pub(crate) fn remove_unused_next_file(&self) -> Result<()> {
+        let _creating = self.creating.lock();
+        let end = self.max_offset() * UNIT;
+        self.set.remove_last_if(|last| last.base() >= end)
     }
 
     /// Whether the queue has any file.

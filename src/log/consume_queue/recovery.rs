@@ -111,6 +111,20 @@ pub(crate) fn load(
             Err(e) => return Err(e),
         }
     }
+    // A file created ahead of the writer and never written to holds nothing: units are written
+    // in order, so its first unit is zero. (A crash can also leave a written file whose first
+    // page was lost; what follows that hole is dropped below anyway, and every unit is
+    // re-dispatched from the CommitLog.) The queue ends in the file before it.
+    while segs.len() > 1 && segs.last().is_some_and(|s| is_zero_unit(s, 0)) {
+        if let Some(unused) = segs.pop() {
+            ::log::debug!(
+                "{}: removing a consume queue file that holds no unit (created ahead)",
+                unused.path().display()
+            );
+            fs.remove_file_if_exists(unused.path())?;
+            fs.sync_dir(dir)?;
+        }
+    }
     let units_per_file = (file_size / UNIT) as usize;
     // End of data in the last file: units are written in order, so the used part is a prefix
     // of non-zero units followed by zeros; binary search for the first zero unit.
