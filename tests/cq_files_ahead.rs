@@ -124,3 +124,35 @@ fn an_open_ignores_and_removes_a_file_made_ahead_and_never_written() {
         store.close().unwrap();
     }
 }
+
+/// A failed directory sync while a queue file is being made (ahead or by the writer) leaves no
+/// stray file behind: the file is made again later and every put that reported success is
+/// stored.
+#[test]
+fn a_failed_directory_sync_while_making_a_file_leaves_nothing_in_the_way() {
+    use mqlite::sim::{OpKind, SimStorage};
+    let tmp = tempfile::tempdir().unwrap();
+    let sim = SimStorage::new(tmp.path()).unwrap();
+    let dir = tmp.path().join("s");
+    let store = common::small(&dir).simulated(&sim).open().unwrap();
+    store.create_topic("t", 1).unwrap();
+    put(&store, 0, 40);
+    // The next directory sync fails: the one made for the second file, whoever makes it.
+    sim.fail_nth(OpKind::SyncDir, 1, libc::EIO);
+    let mut stored = Vec::new();
+    for i in 40..250 {
+        let body = format!("m{i}");
+        if store.put(&Message::new("t", body.clone()), 0).is_ok() {
+            stored.push(body);
+        }
+    }
+    assert!(
+        stored.len() >= 249 - 40,
+        "at most the put that made the file fails: {} of 210 stored",
+        stored.len()
+    );
+    let all = bodies(&store);
+    assert_eq!(&all[..40], &expected(40)[..]);
+    assert_eq!(&all[40..], &stored[..]);
+    store.close().unwrap();
+}

@@ -122,10 +122,15 @@ impl SegmentSet {
         seg
     }
 
-    /// Creates the segment at `base` and appends it.
+    /// Creates the segment at `base` and appends it. Should making its directory entry
+    /// durable fail, the new (empty) file is removed again, so a later attempt can create it
+    /// afresh instead of finding a file that is not part of the set.
     pub(crate) fn create_and_push(&self, base: u64) -> Result<Arc<Segment>> {
         let seg = self.create(base)?;
-        self.push(seg)
+        let path = seg.path().to_path_buf();
+        self.push(seg).inspect_err(|_| {
+            let _ = self.fs.remove_file_if_exists(&path);
+        })
     }
 
     /// The end a flush of data written up to `written` covers under `scope`.
