@@ -57,6 +57,12 @@ pub const BORN_HOST_POS: usize = BORN_TIMESTAMP_POS + 8;
 /// Byte offset of STORETIMESTAMP when the born host is IPv4 (RocketMQ's
 /// `MESSAGE_STORE_TIMESTAMP_POSITION`).
 pub const STORE_TIMESTAMP_POS_V4: usize = BORN_HOST_POS + 8;
+/// Byte offset of STOREHOSTADDRESS when the born host is IPv4.
+const STORE_HOST_POS_V4: usize = STORE_TIMESTAMP_POS_V4 + 8;
+/// Byte offset of RECONSUMETIMES when both hosts are IPv4.
+const RECONSUME_TIMES_POS_V4: usize = STORE_HOST_POS_V4 + 8;
+/// Byte offset of PREPARED TX OFFSET when both hosts are IPv4.
+const PREPARED_OFFSET_POS_V4: usize = RECONSUME_TIMES_POS_V4 + 4;
 
 /// Fixed bytes of a v1 record with two IPv4 hosts: everything but body, topic and properties.
 pub const V1_V4_OVERHEAD: usize = 4 + 4 + 4 + 4 + 4 + 8 + 8 + 4 + 8 + 8 + 8 + 8 + 4 + 8 + 4 + 1 + 2;
@@ -258,6 +264,159 @@ pub enum Decoded<'a> {
 ///
 /// `buf` may extend past the record. With `check_crc` the body CRC is verified. Never panics.
 pub fn decode(buf: &[u8], check_crc: bool) -> Result<Decoded<'_>, DecodeError> {
+    let (rec, topic) = match decode_v4(buf) {
+        Some(found) => found,
+        None => match decode_any(buf)? {
+            Parsed::Message(rec, topic) => (rec, topic),
+            Parsed::Blank(size) => return Ok(Decoded::Blank { size }),
+        },
+    };
+    if check_crc {
+        check_record_crc(&buf[..rec.total_size as usize], &rec)?;
+    }
+    let topic = std::str::from_utf8(topic).map_err(|_| DecodeError::NotUtf8("topic"))?;
+    Ok(Decoded::Message(RecordView { topic, ..rec }))
+}
+
+/// A record parsed but not yet checked: the view (its topic left empty) and the topic bytes.
+enum Parsed<'a> {
+    Message(RecordView<'a>, &'a [u8]),
+    Blank(u32),
+}
+
+/// Where the body length sits in a record whose hosts are both IPv4 (the usual case).
+const BODY_LEN_POS_V4: usize = 84;
+/// Where the body starts in such a record.
+const BODY_POS_V4: usize = BODY_LEN_POS_V4 + 4;
+
+/// The big-endian `i32` at `at` of the fixed header `h` (`at + 4 <= h.len()` at every call).
+#[inline(always)]
+fn be_i32(h: &[u8; BODY_POS_V4], at: usize) -> i32 {
+    i32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]])
+}
+
+#[inline(always)]
+fn be_i64(h: &[u8; BODY_POS_V4], at: usize) -> i64 {
+    (i64::from(be_i32(h, at)) << 32) | i64::from(be_i32(h, at + 4) as u32)
+}
+
+/// The fast path of [`decode`]: a well-formed message record with IPv4 hosts, its fixed
+/// header read at constant offsets. `None` for anything else (IPv6 hosts, a blank, any
+/// inconsistency), which the general path then decodes or reports, so both paths accept
+/// exactly the same records.
+#[inline]
+fn decode_v4(buf: &[u8]) -> Option<(RecordView<'_>, &[u8])> {
+    let h: &[u8; BODY_POS_V4] = buf.get(..BODY_POS_V4)?.try_into().ok()?;
+    let total = be_i32(h, TOTAL_SIZE_POS);
+    let version = match be_i32(h, MAGIC_POS) as u32 {
+        MAGIC_V1 => 1,
+        MAGIC_V2 => 2,
+        _ => return None,
+    };
+    let sys_flag = be_i32(h, SYS_FLAG_POS);
+    if total <= 0 || sys_flag & (sys_flag::BORN_HOST_V6 | sys_flag::STORE_HOST_V6) != 0 {
+        return None;
+    }
+    let record = buf.get(..total as usize)?;
+    let body_len = usize::try_from(be_i32(h, BODY_LEN_POS_V4)).ok()?;
+    let body_end = BODY_POS_V4.checked_add(body_len)?;
+    let body = record.get(BODY_POS_V4..body_end)?;
+    let (topic_len, topic_pos) = if version == 1 {
+        (
+            usize::try_from(*record.get(body_end)? as i8).ok()?,
+            body_end + 1,
+        )
+    } else {
+        let b = record.get(body_end..body_end + 2)?;
+        (
+            usize::try_from(i16::from_be_bytes([b[0], b[1]])).ok()?,
+            body_end + 2,
+        )
+    };
+    let topic = record.get(topic_pos..topic_pos + topic_len)?;
+    let props_len_pos = topic_pos + topic_len;
+    let b = record.get(props_len_pos..props_len_pos + 2)?;
+    let props_len = usize::try_from(i16::from_be_bytes([b[0], b[1]])).ok()?;
+    let props_pos = props_len_pos + 2;
+    if props_pos + props_len != record.len() {
+        return None;
+    }
+    let properties = &record[props_pos..];
+    let queue_offset = be_i64(h, QUEUE_OFFSET_POS);
+    let physical_offset = be_i64(h, PHYSICAL_OFFSET_POS);
+    if queue_offset < 0 || physical_offset < 0 {
+        return None;
+    }
+    let host = |at: usize| {
+        SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::new(h[at], h[at + 1], h[at + 2], h[at + 3])),
+            be_i32(h, at + 4) as u16,
+        )
+    };
+    let view = RecordView {
+        total_size: total as u32,
+        version,
+        body_crc: be_i32(h, BODY_CRC_POS) as u32,
+        meta: RecordMeta {
+            queue_id: be_i32(h, QUEUE_ID_POS) as u32,
+            flag: be_i32(h, FLAG_POS),
+            queue_offset: queue_offset as u64,
+            physical_offset: physical_offset as u64,
+            sys_flag,
+            born_timestamp: be_i64(h, BORN_TIMESTAMP_POS),
+            born_host: host(BORN_HOST_POS),
+            store_timestamp: be_i64(h, STORE_TIMESTAMP_POS_V4),
+            store_host: host(STORE_HOST_POS_V4),
+            reconsume_times: be_i32(h, RECONSUME_TIMES_POS_V4),
+            prepared_transaction_offset: be_i64(h, PREPARED_OFFSET_POS_V4),
+        },
+        body,
+        topic: "",
+        properties,
+    };
+    Some((view, topic))
+}
+
+/// Checks a parsed record's CRCs: the whole-record CRC when it has a valid one, else the body
+/// CRC.
+fn check_record_crc(record: &[u8], rec: &RecordView<'_>) -> Result<(), DecodeError> {
+    if rec
+        .properties
+        .last()
+        .is_some_and(|&b| b != super::properties::PROPERTY_SEPARATOR)
+    {
+        return Err(DecodeError::UnterminatedProperties);
+    }
+    let whole = stored_record_crc(record).map(|stored| {
+        (
+            stored,
+            masked_crc32(&record[..record.len() - RECORD_CRC_LEN]),
+        )
+    });
+    if let Some((stored, computed)) = whole
+        && computed == stored
+    {
+        // The whole-record CRC covers the body and its stored CRC too: one pass suffices.
+        return Ok(());
+    }
+    // No whole-record CRC, or a stale one: a broker's retry and schedule copies keep the
+    // original's `__CRC32#` (RocketMQ neither strips nor checks it by default), so the body
+    // CRC decides, as it does for RocketMQ.
+    let computed = masked_crc32(rec.body);
+    if computed != rec.body_crc {
+        return Err(match whole {
+            Some((stored, computed)) => DecodeError::RecordCrcMismatch { stored, computed },
+            None => DecodeError::CrcMismatch {
+                stored: rec.body_crc,
+                computed,
+            },
+        });
+    }
+    Ok(())
+}
+
+/// The general path of [`decode`], field by field: any host kind, and the precise error.
+fn decode_any(buf: &[u8]) -> Result<Parsed<'_>, DecodeError> {
     let mut r = Reader::new(buf);
     let total = r.i32()?;
     let magic = r.i32()? as u32;
@@ -268,7 +427,7 @@ pub fn decode(buf: &[u8], check_crc: bool) -> Result<Decoded<'_>, DecodeError> {
                 value: i64::from(total),
             });
         }
-        return Ok(Decoded::Blank { size: total as u32 });
+        return Ok(Parsed::Blank(total as u32));
     }
     let version = match magic {
         MAGIC_V1 => 1,
@@ -345,62 +504,30 @@ pub fn decode(buf: &[u8], check_crc: bool) -> Result<Decoded<'_>, DecodeError> {
             value: queue_offset.min(physical_offset),
         });
     }
-    if check_crc {
-        if properties
-            .last()
-            .is_some_and(|&b| b != super::properties::PROPERTY_SEPARATOR)
-        {
-            return Err(DecodeError::UnterminatedProperties);
-        }
-        let record = &buf[..total as usize];
-        let whole = stored_record_crc(record).map(|stored| {
-            (
-                stored,
-                masked_crc32(&record[..record.len() - RECORD_CRC_LEN]),
-            )
-        });
-        if let Some((stored, computed)) = whole
-            && computed == stored
-        {
-            // The whole-record CRC covers the body and its stored CRC too: one pass suffices.
-        } else {
-            // No whole-record CRC, or a stale one: a broker's retry and schedule copies keep
-            // the original's `__CRC32#` (RocketMQ neither strips nor checks it by default),
-            // so the body CRC decides, as it does for RocketMQ.
-            let computed = masked_crc32(body);
-            if computed != body_crc {
-                return Err(match whole {
-                    Some((stored, computed)) => DecodeError::RecordCrcMismatch { stored, computed },
-                    None => DecodeError::CrcMismatch {
-                        stored: body_crc,
-                        computed,
-                    },
-                });
-            }
-        }
-    }
-    let topic = std::str::from_utf8(topic).map_err(|_| DecodeError::NotUtf8("topic"))?;
-    Ok(Decoded::Message(RecordView {
-        total_size: total as u32,
-        version,
-        body_crc,
-        meta: RecordMeta {
-            queue_id,
-            flag,
-            queue_offset: queue_offset as u64,
-            physical_offset: physical_offset as u64,
-            sys_flag,
-            born_timestamp,
-            born_host,
-            store_timestamp,
-            store_host,
-            reconsume_times,
-            prepared_transaction_offset,
+    Ok(Parsed::Message(
+        RecordView {
+            total_size: total as u32,
+            version,
+            body_crc,
+            meta: RecordMeta {
+                queue_id,
+                flag,
+                queue_offset: queue_offset as u64,
+                physical_offset: physical_offset as u64,
+                sys_flag,
+                born_timestamp,
+                born_host,
+                store_timestamp,
+                store_host,
+                reconsume_times,
+                prepared_transaction_offset,
+            },
+            body,
+            topic: "",
+            properties,
         },
-        body,
         topic,
-        properties,
-    }))
+    ))
 }
 
 #[inline(always)]
@@ -484,5 +611,99 @@ pub fn seal_record_crc(record: &mut [u8]) {
     for d in digits.iter_mut() {
         *d = b'0' + (crc % 10) as u8;
         crc /= 10;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small seeded generator (xorshift64*), enough to vary test records.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    fn record(rng: &mut Rng, v6: i32, magic_v2: bool) -> Vec<u8> {
+        let v4 = SocketAddr::from(([10, 0, 0, rng.below(255) as u8], 10911));
+        let v6addr = SocketAddr::from(([0xfe80, 0, 0, 0, 0, 0, 0, 1], 10911));
+        let meta = RecordMeta {
+            queue_id: rng.below(8) as u32,
+            flag: rng.next() as i32,
+            queue_offset: rng.below(1 << 40),
+            physical_offset: rng.below(1 << 40),
+            sys_flag: v6,
+            born_timestamp: rng.next() as i64,
+            born_host: if v6 & sys_flag::BORN_HOST_V6 != 0 {
+                v6addr
+            } else {
+                v4
+            },
+            store_timestamp: rng.next() as i64,
+            store_host: if v6 & sys_flag::STORE_HOST_V6 != 0 {
+                v6addr
+            } else {
+                v4
+            },
+            reconsume_times: rng.below(16) as i32,
+            prepared_transaction_offset: rng.next() as i64,
+        };
+        let body: Vec<u8> = (0..rng.below(300)).map(|_| rng.next() as u8).collect();
+        let topic = if magic_v2 {
+            "t".repeat(200)
+        } else {
+            "topic".to_string()
+        };
+        let props = b"UNIQ_KEY\x01abc\x02";
+        let len = encoded_len(&meta, body.len(), topic.len(), props.len()).unwrap();
+        let mut buf = vec![0u8; len];
+        encode_into(&mut buf, &meta, &body, &topic, props.len(), |out| {
+            out.copy_from_slice(props)
+        });
+        buf
+    }
+
+    fn parsed_eq(buf: &[u8]) -> Option<bool> {
+        let fast = decode_v4(buf)?;
+        let Ok(Parsed::Message(slow, topic)) = decode_any(buf) else {
+            return Some(false);
+        };
+        Some(fast.0 == slow && fast.1 == topic)
+    }
+
+    #[test]
+    fn the_fixed_offset_path_takes_ipv4_records_and_agrees_with_the_general_one() {
+        let mut rng = Rng(0x5EED_0001);
+        for i in 0..2_000 {
+            let v2 = i % 3 == 0;
+            let buf = record(&mut rng, 0, v2);
+            assert_eq!(parsed_eq(&buf), Some(true), "record {i}");
+            // IPv6 hosts are the general path's.
+            for flags in [sys_flag::BORN_HOST_V6, sys_flag::STORE_HOST_V6] {
+                let buf = record(&mut rng, flags, v2);
+                assert!(decode_v4(&buf).is_none());
+                assert!(matches!(decode(&buf, true), Ok(Decoded::Message(_))));
+            }
+            // Damaged copies: whatever the fast path accepts, the general path accepts alike.
+            for _ in 0..20 {
+                let mut bad = buf.clone();
+                let at = rng.below(bad.len() as u64) as usize;
+                bad[at] = rng.next() as u8;
+                let cut = rng.below(bad.len() as u64 + 1) as usize;
+                for damaged in [&bad[..], &buf[..cut]] {
+                    assert_ne!(parsed_eq(damaged), Some(false), "record {i}, byte {at}");
+                }
+            }
+        }
     }
 }

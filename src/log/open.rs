@@ -226,9 +226,10 @@ pub(crate) fn open(
     })
 }
 
-/// Loads the index files and indexes the records of `[from, end)` of the log that they do not
-/// cover yet (after a crash, or when the index was off or lost), as RocketMQ re-dispatches
-/// them.
+/// Loads the index files. The records of the log they do not cover yet (after a crash, or
+/// when the index was off or lost) are left to the index writer thread, which indexes them
+/// once the store runs, reading them back from the log as RocketMQ's reput service does:
+/// the open does not wait for them, and a query catches the index up before it looks.
 fn open_index(
     fs: &Fs,
     dir: &Path,
@@ -240,42 +241,16 @@ fn open_index(
 ) -> Result<IndexService> {
     let (index, load) = IndexService::open(fs, dir, &config.index, unclean, durable_ts, end)?;
     let log_min = segs.first().map_or(end, Segment::base);
-    let from = index.indexed_through().unwrap_or(log_min).max(log_min);
-    index.set_indexed_to(end);
-    if from >= end {
-        index.flush()?;
-        return Ok(index);
-    }
-    let policy = ScanPolicy {
-        durable: None,
-        mode: crate::RecoveryMode::TruncateAtDamage,
-        tail_tolerance: 0,
-        referenced: 0,
-    };
-    let mut indexed = 0u64;
-    let seg_size = config.commitlog_segment_size;
-    recovery::scan(segs, seg_size, from, &policy, |rec| {
-        if rec.meta.physical_offset >= end {
-            return Ok(());
-        }
-        if rec.meta.sys_flag & sys_flag::TRANSACTION_MASK == sys_flag::TRANSACTION_ROLLBACK {
-            return Ok(());
-        }
-        let uniq = properties::get(rec.properties, keys::UNIQ_KEY);
-        let ks = properties::get(rec.properties, keys::KEYS);
-        indexed += 1;
-        index.put_message(
-            rec.topic,
-            rec.meta.physical_offset,
-            rec.meta.store_timestamp.max(0) as u64,
-            uniq,
-            ks,
-        )
-    })?;
+    let from = index
+        .indexed_through()
+        .unwrap_or(log_min)
+        .max(log_min)
+        .min(end);
+    index.set_indexed_to(from);
     index.flush()?;
-    if load.dropped > 0 || indexed > 1 {
+    if load.dropped > 0 || end > from {
         ::log::info!(
-            "index: {} file(s) dropped, {indexed} record(s) indexed from commitlog offset {from}",
+            "index: {} file(s) dropped; commitlog offsets {from} to {end} are indexed in the background",
             load.dropped
         );
     }
@@ -576,9 +551,13 @@ impl Loading<'_> {
         if only.is_none() {
             self.hooks.recovered(rec);
         }
-        let key: QueueKey = (Arc::from(rec.topic), rec.meta.queue_id);
-        if only.is_some_and(|o| !o.contains(&key)) || gaps.contains(&key) {
-            return Ok(());
+        // The key is built only when there is a set to look it up in (an allocation per
+        // record otherwise).
+        if only.is_some() || !gaps.is_empty() {
+            let key: QueueKey = (Arc::from(rec.topic), rec.meta.queue_id);
+            if only.is_some_and(|o| !o.contains(&key)) || gaps.contains(&key) {
+                return Ok(());
+            }
         }
         let unit = CqUnit {
             physical_offset: rec.meta.physical_offset,
@@ -591,7 +570,7 @@ impl Loading<'_> {
         };
         if partial && !cq.has_files() && rec.meta.queue_offset > 0 {
             // Its earlier records lie before the scan: rebuild it from the whole log.
-            gaps.insert(key);
+            gaps.insert((Arc::from(rec.topic), rec.meta.queue_id));
             return Ok(());
         }
         // A record past the queue's end leaves a gap: the queue is rebuilt from the whole log.
@@ -599,7 +578,7 @@ impl Loading<'_> {
         match cq.put(rec.meta.queue_offset, unit) {
             Ok(()) => Ok(()),
             Err(Error::Corrupted { .. }) => {
-                gaps.insert(key);
+                gaps.insert((Arc::from(rec.topic), rec.meta.queue_id));
                 Ok(())
             }
             Err(e) => Err(e),

@@ -101,12 +101,28 @@ fn seek(fd: std::os::fd::RawFd, from: u64, whence: libc::c_int) -> std::io::Resu
 /// (`sync_file_range` with `WAIT_BEFORE | WRITE | WAIT_AFTER`): no metadata, no disk cache
 /// flush; a later `msync`/`fdatasync` makes the range durable cheaply.
 pub(crate) fn write_back(fd: std::os::fd::RawFd, from: u64, len: u64) -> std::io::Result<()> {
-    let (Ok(off), Ok(n)) = (libc::off64_t::try_from(from), libc::off64_t::try_from(len)) else {
-        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
-    };
     let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
         | libc::SYNC_FILE_RANGE_WRITE
         | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    sync_file_range(fd, from, len, flags)
+}
+
+/// Starts writing the dirty pages of `[from, from + len)` of the file `fd` back without
+/// waiting for them (`sync_file_range` with `WRITE` only); [`write_back`] of the range later
+/// waits for them.
+pub(crate) fn start_write_back(fd: std::os::fd::RawFd, from: u64, len: u64) -> std::io::Result<()> {
+    sync_file_range(fd, from, len, libc::SYNC_FILE_RANGE_WRITE)
+}
+
+fn sync_file_range(
+    fd: std::os::fd::RawFd,
+    from: u64,
+    len: u64,
+    flags: libc::c_uint,
+) -> std::io::Result<()> {
+    let (Ok(off), Ok(n)) = (libc::off64_t::try_from(from), libc::off64_t::try_from(len)) else {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    };
     // SAFETY: plain FFI call on a file descriptor the caller keeps open; no memory is passed.
     let rc = unsafe { libc::sync_file_range(fd, off, n, flags) };
     if rc == 0 {

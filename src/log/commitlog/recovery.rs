@@ -116,6 +116,10 @@ pub(crate) fn start_by_timestamp(segs: &[Segment], min_timestamp: u64) -> u64 {
         .map_or(0, |s| s.base())
 }
 
+/// How far ahead of the record being scanned the CPU is asked to load, and how much.
+const SCAN_PREFETCH_AHEAD: usize = 4096;
+const SCAN_PREFETCH_LEN: usize = 256;
+
 /// Parameters of a scan.
 pub(crate) struct ScanPolicy {
     /// Offset known durable before the crash (from the checkpoint), if trusted.
@@ -177,6 +181,8 @@ pub(crate) fn scan(
                 last_ts,
             );
         }
+        // Sequential: have the CPU load what comes a few records later meanwhile.
+        seg.prefetch(rel + SCAN_PREFETCH_AHEAD, SCAN_PREFETCH_LEN);
         match record::decode(bytes, true) {
             Ok(Decoded::Message(rec)) if rec.meta.physical_offset == pos => {
                 visit(&rec)?;
@@ -301,7 +307,8 @@ pub(crate) fn check_past_end(
             while pos < b {
                 // Whole zero blocks are skipped quickly.
                 let block_end = ((pos / 4096 + 1) * 4096).min(b);
-                if bytes[pos..block_end].iter().all(|&x| x == 0) {
+                // OR-folding the whole block (no early exit) lets the compiler vectorise it.
+                if bytes[pos..block_end].iter().fold(0u8, |acc, &x| acc | x) == 0 {
                     pos = block_end;
                     continue;
                 }
