@@ -121,8 +121,10 @@ pub(crate) fn load(
                 "{}: removing a consume queue file that holds no unit (created ahead)",
                 unused.path().display()
             );
+            // The directory is not synced for this: should the removal be lost, the next
+            // open finds the file again and removes it again, and creating the next file
+            // (ahead of the writer) syncs the directory anyway.
             fs.remove_file_if_exists(unused.path())?;
-            fs.sync_dir(dir)?;
         }
     }
     let units_per_file = (file_size / UNIT) as usize;
