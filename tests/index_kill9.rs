@@ -159,10 +159,10 @@ fn index_entries(dir: &Path) -> u64 {
         .sum()
 }
 
-/// After kill -9, the open leaves the records the index files lack to the index writer
-/// thread: with no query to catch the index up, it still comes to hold all of them.
+/// After kill -9, the index files come to hold every record the log kept (the open indexes
+/// what they lack), with no query to catch the index up.
 #[test]
-fn the_index_catches_up_on_its_own_after_kill_9() {
+fn after_kill_9_the_index_files_hold_every_record() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = builder(dir.path()).open().unwrap();

@@ -116,18 +116,12 @@ impl Broker {
                     crate::storage::yield_to_application_threads();
                 }
                 let mut failing = false;
-                // The first pass runs at once: it indexes what the open left behind (the
-                // records a crash kept out of the index files).
-                let mut first = true;
                 loop {
-                    if !first {
-                        crossbeam_channel::select! {
-                            recv(stop_rx) -> _ => return,
-                            recv(kick) -> _ => {}
-                            default(std::time::Duration::from_millis(200)) => {}
-                        }
+                    crossbeam_channel::select! {
+                        recv(stop_rx) -> _ => return,
+                        recv(kick) -> _ => {}
+                        default(std::time::Duration::from_millis(200)) => {}
                     }
-                    first = false;
                     let Some(b) = broker.upgrade() else { return };
                     if b.check_open().is_err() {
                         return;

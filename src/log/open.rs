@@ -226,10 +226,12 @@ pub(crate) fn open(
     })
 }
 
-/// Loads the index files. The records of the log they do not cover yet (after a crash, or
-/// when the index was off or lost) are left to the index writer thread, which indexes them
-/// once the store runs, reading them back from the log as RocketMQ's reput service does:
-/// the open does not wait for them, and a query catches the index up before it looks.
+/// Loads the index files and indexes the records of `[from, end)` of the log that they do not
+/// cover yet (after a crash, or when the index was off or lost), as RocketMQ re-dispatches
+/// them. This runs inside the open, not on the index writer thread: what it indexes is flushed
+/// before the checkpoint's `indexMsgTimestamp` can cover it (those records are older than the
+/// timestamp the checkpoint already holds), and damage in a part of the log recovery never
+/// checked ends the catch-up with a warning instead of failing the store later.
 fn open_index(
     fs: &Fs,
     dir: &Path,
@@ -241,16 +243,48 @@ fn open_index(
 ) -> Result<IndexService> {
     let (index, load) = IndexService::open(fs, dir, &config.index, unclean, durable_ts, end)?;
     let log_min = segs.first().map_or(end, Segment::base);
-    let from = index
-        .indexed_through()
-        .unwrap_or(log_min)
-        .max(log_min)
-        .min(end);
-    index.set_indexed_to(from);
+    let from = index.indexed_through().unwrap_or(log_min).max(log_min);
+    index.set_indexed_to(end);
+    if from >= end {
+        index.flush()?;
+        return Ok(index);
+    }
+    let policy = ScanPolicy {
+        durable: None,
+        mode: crate::RecoveryMode::TruncateAtDamage,
+        tail_tolerance: 0,
+        referenced: 0,
+    };
+    let mut indexed = 0u64;
+    let seg_size = config.commitlog_segment_size;
+    let scanned = recovery::scan(segs, seg_size, from, &policy, |rec| {
+        if rec.meta.physical_offset >= end {
+            return Ok(());
+        }
+        if rec.meta.sys_flag & sys_flag::TRANSACTION_MASK == sys_flag::TRANSACTION_ROLLBACK {
+            return Ok(());
+        }
+        let uniq = properties::get(rec.properties, keys::UNIQ_KEY);
+        let ks = properties::get(rec.properties, keys::KEYS);
+        indexed += 1;
+        index.put_message(
+            rec.topic,
+            rec.meta.physical_offset,
+            rec.meta.store_timestamp.max(0) as u64,
+            uniq,
+            ks,
+        )
+    })?;
+    if scanned.end < end {
+        ::log::warn!(
+            "index: commitlog offset {} does not hold a valid record; the records from there to {end} are not indexed (queries do not find them by key)",
+            scanned.end
+        );
+    }
     index.flush()?;
-    if load.dropped > 0 || end > from {
+    if load.dropped > 0 || indexed > 1 {
         ::log::info!(
-            "index: {} file(s) dropped; commitlog offsets {from} to {end} are indexed in the background",
+            "index: {} file(s) dropped, {indexed} record(s) indexed from commitlog offset {from}",
             load.dropped
         );
     }
