@@ -5,6 +5,12 @@
 //! windows are printed at the end, next to the same paced load through a crossbeam channel
 //! run right after (the in-memory ceiling).
 //!
+//! After it, without criterion (fixed message counts, percentiles printed):
+//! - a push consumer (`start_concurrently`) at the same pace, Async;
+//! - `pull_timeout` under `FlushPolicy::SYNC`: each send returns once its message is durable,
+//!   so the producer's own send time (one group flush) is printed next to the consumer's
+//!   latency; the consumer should see a message within about one flush of its send.
+//!
 //! Run: `cargo bench --bench latency -- --noplot`
 
 use std::sync::Arc;
@@ -12,7 +18,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use mqlite::{FlushPolicy, Message, MessageQueue, PullStatus, Store};
+use mqlite::{
+    ConsumeFrom, ConsumeStatus, FlushPolicy, Message, MessageExt, MessageQueue, PullStatus, Store,
+};
 use parking_lot::Mutex;
 
 const INTERVAL: Duration = Duration::from_micros(20);
@@ -32,8 +40,27 @@ fn paced(base: Instant, n: usize, mut send: impl FnMut(Vec<u8>)) {
     }
 }
 
+/// How long ago (relative to `base`) the message with this body was sent.
+fn since_sent(base: Instant, body: &[u8]) -> Duration {
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&body[..16]);
+    base.elapsed()
+        .saturating_sub(Duration::from_nanos(u128::from_be_bytes(b) as u64))
+}
+
 /// Sends `n` paced messages and returns the one-way latencies observed by the consumer.
 fn run_window(store: &Store, base: Instant, n: usize, offset: &mut u64) -> Vec<Duration> {
+    run_window_timed(store, base, n, offset, &mut Vec::new())
+}
+
+/// [`run_window`] that also records how long each send took in `sends`.
+fn run_window_timed(
+    store: &Store,
+    base: Instant,
+    n: usize,
+    offset: &mut u64,
+    sends: &mut Vec<Duration>,
+) -> Vec<Duration> {
     let q = MessageQueue::new("latency", 0);
     let producer = store.producer("bench").unwrap();
     let consumer = store.pull_consumer("bench").unwrap();
@@ -47,23 +74,19 @@ fn run_window(store: &Store, base: Instant, n: usize, offset: &mut u64) -> Vec<D
                 let r = consumer
                     .pull_timeout(&q, "*", off, 32, Duration::from_secs(1))
                     .expect("pull");
-                let now = base.elapsed();
                 if r.status == PullStatus::Found {
-                    for m in &r.messages {
-                        let mut b = [0u8; 16];
-                        b.copy_from_slice(&m.body()[..16]);
-                        let sent = Duration::from_nanos(u128::from_be_bytes(b) as u64);
-                        got.push(now.saturating_sub(sent));
-                    }
+                    got.extend(r.messages.iter().map(|m| since_sent(base, m.body())));
                 }
                 off = r.next_begin_offset;
             }
             got
         });
         paced(base, n, |body| {
+            let start = Instant::now();
             producer
                 .send_to(Message::new("latency", body), &q)
                 .expect("send");
+            sends.push(start.elapsed());
         });
         let l = receiver.join().expect("receiver");
         done.store(true, Ordering::Relaxed);
@@ -71,6 +94,41 @@ fn run_window(store: &Store, base: Instant, n: usize, offset: &mut u64) -> Vec<D
     });
     *offset += n as u64;
     latencies
+}
+
+/// `n` paced messages to a push consumer (`start_concurrently`, one queue): the latencies its
+/// listener observes.
+fn push_window(store: &Store, base: Instant, n: usize) -> Vec<Duration> {
+    store.create_topic("latency-push", 1).expect("topic");
+    let got = Arc::new(Mutex::new(Vec::with_capacity(n)));
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
+    let listener_got = got.clone();
+    let consumer = store
+        .push_consumer("latency-push")
+        .subscribe("latency-push", "*")
+        .consume_from(ConsumeFrom::LastOffset)
+        .start_concurrently(move |msgs: &[MessageExt]| {
+            let mut got = listener_got.lock();
+            got.extend(msgs.iter().map(|m| since_sent(base, m.body())));
+            if got.len() >= n {
+                let _ = done_tx.try_send(());
+            }
+            ConsumeStatus::Success
+        })
+        .expect("push consumer");
+    let producer = store.producer("bench").unwrap();
+    let q = MessageQueue::new("latency-push", 0);
+    paced(base, n, |body| {
+        producer
+            .send_to(Message::new("latency-push", body), &q)
+            .expect("send");
+    });
+    done_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the push consumer got every message");
+    consumer.shutdown().expect("shutdown");
+    let mut got = got.lock();
+    std::mem::take(&mut *got)
 }
 
 /// The same paced producer and consumer over a crossbeam channel (the in-memory ceiling), for
@@ -82,10 +140,7 @@ fn crossbeam_window(base: Instant, n: usize) -> Vec<Duration> {
             let mut got = Vec::with_capacity(n);
             while got.len() < n {
                 let body = rx.recv().expect("recv");
-                let now = base.elapsed();
-                let mut b = [0u8; 16];
-                b.copy_from_slice(&body[..16]);
-                got.push(now.saturating_sub(Duration::from_nanos(u128::from_be_bytes(b) as u64)));
+                got.push(since_sent(base, &body));
             }
             got
         });
@@ -142,6 +197,22 @@ fn latency(c: &mut Criterion) {
     // The same number of messages through a crossbeam channel, right after.
     let mut channel = crossbeam_window(Instant::now(), all.len().max(1));
     println!("crossbeam-channel:   {}", percentiles(&mut channel));
+    let mut push = push_window(&store, Instant::now(), all.len().clamp(1, 200_000));
+    println!("mqlite push:         {}", percentiles(&mut push));
+    store.close().expect("close");
+
+    // Sync: every send waits for its group flush.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = Store::builder(tmp.path())
+        .flush_policy(FlushPolicy::SYNC)
+        .open()
+        .expect("open");
+    store.create_topic("latency", 1).expect("topic");
+    let mut sends = Vec::new();
+    let mut offset = 0;
+    let mut sync = run_window_timed(&store, Instant::now(), 5_000, &mut offset, &mut sends);
+    println!("mqlite Sync pull_timeout: {}", percentiles(&mut sync));
+    println!("mqlite Sync send (durable): {}", percentiles(&mut sends));
     store.close().expect("close");
 }
 

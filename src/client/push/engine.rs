@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 
 use super::process_queue::{Batch, Limits, ProcessQueue};
 use super::stats::Counters;
+use super::work_queue::WorkQueue;
 use super::{Listener, MessageModel, Options};
 use crate::broker::Broker as Core;
 use crate::broker::OffsetScope;
@@ -47,7 +47,7 @@ pub(crate) struct Engine {
     id: String,
     pub(super) listener: Listener,
     pub(super) pqs: Mutex<BTreeMap<MessageQueue, Arc<ProcessQueue>>>,
-    pub(super) tasks: Mutex<Option<Sender<Task>>>,
+    pub(super) tasks: WorkQueue<Task>,
     pub(super) delayed: Mutex<Vec<(Instant, Task)>>,
     pub(super) stopping: AtomicBool,
     pub(super) fetch_alive: AtomicBool,
@@ -139,7 +139,7 @@ impl Engine {
             id,
             listener,
             pqs: Mutex::new(BTreeMap::new()),
-            tasks: Mutex::new(None),
+            tasks: WorkQueue::new(),
             delayed: Mutex::new(Vec::new()),
             stopping: AtomicBool::new(false),
             fetch_alive: AtomicBool::new(true),
@@ -224,12 +224,10 @@ impl Engine {
 
     /// Queues a consume task now.
     pub(super) fn submit(&self, pq: &Arc<ProcessQueue>, batch: Option<Arc<Batch>>) {
-        if let Some(tx) = self.tasks.lock().clone() {
-            let _ = tx.send(Task {
-                pq: pq.clone(),
-                batch,
-            });
-        }
+        self.tasks.push(Task {
+            pq: pq.clone(),
+            batch,
+        });
     }
 
     pub(super) fn clustering(&self) -> bool {
@@ -420,16 +418,13 @@ impl Engine {
                     }
                     return true;
                 }
-                let Some(tx) = self.tasks.lock().clone() else {
-                    return false;
-                };
                 let Some(batches) =
                     pq.add_batches(msgs, r.next_begin_offset, self.options.batch_max)
                 else {
                     return false;
                 };
                 for batch in batches {
-                    let _ = tx.send(Task {
+                    self.tasks.push(Task {
                         pq: pq.clone(),
                         batch: Some(batch),
                     });
@@ -471,19 +466,16 @@ impl Engine {
             return None;
         }
         let now = Instant::now();
-        let tx = self.tasks.lock().clone();
         let (due, later): (Vec<_>, Vec<_>) = delayed.drain(..).partition(|(t, _)| *t <= now);
         *delayed = later;
-        if let Some(tx) = tx {
-            for (_, task) in due {
-                let _ = tx.send(task);
-            }
+        for (_, task) in due {
+            self.tasks.push(task);
         }
         delayed.iter().map(|(t, _)| *t).min()
     }
 
-    pub(super) fn consume_loop(self: &Arc<Self>, rx: &Receiver<Task>) {
-        for task in rx {
+    pub(super) fn consume_loop(self: &Arc<Self>) {
+        while let Some(task) = self.tasks.pop() {
             // On shutdown, tasks not started are handed back: they stay uncommitted.
             if self.stopping.load(Ordering::Acquire) || task.pq.is_dropped() {
                 continue;

@@ -6,9 +6,7 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::unbounded;
-
-use super::engine::{AliveGuard, Engine, Task};
+use super::engine::{AliveGuard, Engine};
 use super::process_queue::ProcessQueue;
 use crate::broker::group::Member;
 use crate::broker::runtime::{Attached, ClientKind};
@@ -55,17 +53,12 @@ impl Engine {
     }
 
     fn spawn_threads(self: &Arc<Self>) -> Result<()> {
-        let (tx, rx) = unbounded::<Task>();
-        *self.tasks.lock() = Some(tx);
         self.spawn(0, "mqlite-fetch".into(), |e| {
             let _alive = AliveGuard(e);
             e.fetch_loop();
         })?;
         for i in 0..self.options().threads {
-            let rx = rx.clone();
-            self.spawn(i + 1, format!("mqlite-consume-{i}"), move |e| {
-                e.consume_loop(&rx)
-            })?;
+            self.spawn(i + 1, format!("mqlite-consume-{i}"), |e| e.consume_loop())?;
         }
         Ok(())
     }
@@ -166,7 +159,7 @@ impl Engine {
         let core = self.core().clone();
         self.stopping.store(true, Ordering::Release);
         core.arrivals().kick();
-        *self.tasks.lock() = None;
+        self.tasks.close();
         let me = std::thread::current().id();
         let handles: Vec<JoinHandle<()>> = self.threads.lock().drain(..).collect();
         let own = usize::from(handles.iter().any(|h| h.thread().id() == me));

@@ -10,6 +10,7 @@ mod orderly;
 pub(crate) mod process_queue;
 mod retry_policy;
 mod stats;
+mod work_queue;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -17,6 +17,11 @@ use crate::storage::{Fs, Segment};
 pub(crate) const POPULATE_LEAD: usize = 8 << 20;
 /// How much one populate request covers.
 pub(crate) const POPULATE_CHUNK: usize = 256 << 10;
+/// How much the prefault thread zeroes or maps at a time before it offers its CPU to any
+/// thread waiting for one: a waking consumer does not preempt it (it is an ordinary thread,
+/// as the writer may wait for it), and a whole request at once kept a tailing consumer off
+/// its CPU for ~0.2 ms every 20 ms at 50,000 messages/s (the p99 latency).
+const POPULATE_PIECE: usize = 32 << 10;
 
 type PopulateRequest = (Arc<Segment>, usize, usize);
 
@@ -85,13 +90,24 @@ impl Preparer {
                     } else {
                         None
                     };
-                    let zeroed = how.is_some_and(|how| {
-                        seg.zero_ahead(from, to, zero_gap, how).unwrap_or(false)
-                    });
-                    // Map the (now cached) pages, writable under `Async`: the writer then takes
-                    // no page fault at all.
-                    if zeroed || !populate_write {
-                        seg.populate(from, to, populate_write);
+                    // Zeroing for durability is flushed once per request.
+                    let piece = match how {
+                        Some(ZeroAhead::Durable) => to - from,
+                        _ => POPULATE_PIECE,
+                    };
+                    let mut at = from;
+                    while at < to {
+                        let end = to.min(at + piece);
+                        let zeroed = how.is_some_and(|how| {
+                            seg.zero_ahead(at, end, zero_gap, how).unwrap_or(false)
+                        });
+                        // Map the (now cached) pages, writable under `Async`: the writer then
+                        // takes no page fault at all.
+                        if zeroed || !populate_write {
+                            seg.populate(at, end, populate_write);
+                        }
+                        at = end;
+                        std::thread::yield_now();
                     }
                 }
             })?;
