@@ -158,14 +158,17 @@ pub(crate) trait Storage: Send + Sync + fmt::Debug {
     }
 }
 
-/// How much of a long flush is written back at a time ([`FileStorage::flush_mapped`]): the
-/// kernel lets a waking application thread take the CPU from the (idle-class) flush thread
-/// only between calls, and submitting 256 KiB at once held a tailing consumer off its CPU for
-/// ~0.1 ms at a time.
-const WRITEBACK_PIECE: usize = 64 << 10;
-/// How many pieces of a long flush are in flight at once (1 MiB): the disk gets the next ones
-/// while the oldest is waited for.
-const WRITEBACK_IN_FLIGHT: usize = 16;
+/// How much of a long flush is written back at a time ([`FileStorage::flush_mapped`]), and
+/// how many such pieces are in flight at once (the disk gets the next ones while the oldest
+/// is waited for).
+const WRITEBACK_PIECE: usize = 256 << 10;
+const WRITEBACK_IN_FLIGHT: usize = 4;
+/// The same for an idle-class thread (the background flush): a waking application thread
+/// takes its CPU only between system calls, and submitting 256 KiB at once held a tailing
+/// consumer off its CPU for ~0.1 ms at a time. (Smaller pieces cost a flush the caller waits
+/// for ~10% of its throughput, so that one keeps the larger ones.)
+const IDLE_WRITEBACK_PIECE: usize = 64 << 10;
+const IDLE_WRITEBACK_IN_FLIGHT: usize = 16;
 
 /// The real backend: files on the local file system.
 #[derive(Debug, Default, Clone, Copy)]
@@ -207,7 +210,12 @@ impl Storage for FileStorage {
     }
 
     fn flush_mapped(&self, path: &Path, map: &MmapRaw, from: usize, len: usize) -> io::Result<()> {
-        if len > WRITEBACK_PIECE {
+        let (piece, in_flight_max) = if mmap::in_idle_class() {
+            (IDLE_WRITEBACK_PIECE, IDLE_WRITEBACK_IN_FLIGHT)
+        } else {
+            (WRITEBACK_PIECE, WRITEBACK_IN_FLIGHT)
+        };
+        if len > piece {
             // Write a long range back a piece at a time, waiting for each, before the one
             // `msync` that makes it durable: the page-table work of writeback (write-protecting
             // every page) then never keeps a writer or a tailing reader waiting for
@@ -218,12 +226,12 @@ impl Storage for FileStorage {
             // piece's completion and the next submission.
             let file = File::open(path)?;
             let fd = file.as_raw_fd();
-            let mut in_flight = std::collections::VecDeque::with_capacity(WRITEBACK_IN_FLIGHT);
+            let mut in_flight = std::collections::VecDeque::with_capacity(in_flight_max);
             let mut pos = from;
             let end = from + len;
             while pos < end || !in_flight.is_empty() {
-                if pos < end && in_flight.len() < WRITEBACK_IN_FLIGHT {
-                    let n = (end - pos).min(WRITEBACK_PIECE);
+                if pos < end && in_flight.len() < in_flight_max {
+                    let n = (end - pos).min(piece);
                     mmap::start_write_back(fd, pos as u64, n as u64)?;
                     in_flight.push_back((pos, n));
                     pos += n;

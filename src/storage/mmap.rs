@@ -144,13 +144,27 @@ pub(crate) fn yield_to_application_threads() {
         // SAFETY: plain FFI call; `param` is a valid `sched_param` that outlives the call, and
         // pid 0 means the calling thread.
         let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
-        if rc != 0 {
+        if rc == 0 {
+            IN_IDLE_CLASS.with(|c| c.set(true));
+        } else {
             ::log::debug!(
                 "could not lower the priority of a housekeeping thread: {}",
                 std::io::Error::last_os_error()
             );
         }
     }
+}
+
+thread_local! {
+    /// Whether [`yield_to_application_threads`] moved this thread to `SCHED_IDLE`.
+    static IN_IDLE_CLASS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread runs in `SCHED_IDLE` ([`yield_to_application_threads`]). Such a
+/// thread keeps its system calls short: a waking application thread takes its CPU only
+/// between them.
+pub(crate) fn in_idle_class() -> bool {
+    IN_IDLE_CLASS.with(std::cell::Cell::get)
 }
 
 /// `posix_fallocate` of the first `len` bytes of the open file `fd`.
