@@ -673,18 +673,9 @@ fn send_async_never_makes_the_caller_do_the_work() {
 
 #[test]
 fn send_async_full_in_flight_queue_gives_busy_and_the_message_back() {
-    let (body, compress_time) = slow_body();
     let timeout = Duration::from_millis(200);
-    assert!(
-        compress_time > timeout * 2,
-        "compression too fast ({compress_time:?}) to hold the appender for this test"
-    );
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::builder(tmp.path())
-        .commitlog_segment_size(16 << 20)
-        .warm_segments(false)
-        .open()
-        .unwrap();
+    let store = small(tmp.path()).open().unwrap();
     store.create_topic("busy", 1).unwrap();
     let p = store
         .producer("busy-producer")
@@ -699,10 +690,18 @@ fn send_async_full_in_flight_queue_gives_busy_and_the_message_back() {
                 .unwrap();
         }
     };
-    // A: the appender takes it and spends a while compressing it.
-    p.send_async(Message::new("busy", body.clone()), cb("A"))
-        .unwrap();
-    // B takes the second in-flight slot (A holds the first until its callback ran).
+    // A holds the first in-flight slot until its callback returns, which waits for `release`.
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let (entered_tx, entered_rx) = mpsc::channel::<()>();
+    let a_done = cb("A");
+    p.send_async(Message::new("busy", "A"), move |r| {
+        entered_tx.send(()).unwrap();
+        let _ = release_rx.recv_timeout(Duration::from_secs(60));
+        a_done(r);
+    })
+    .unwrap();
+    entered_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    // B takes the second slot (its callback runs after A's).
     p.send_async(Message::new("busy", "B"), cb("B")).unwrap();
     // C finds no room and gets its message back after the send timeout.
     let c = Message::new("busy", "C").with_tags("c").with_keys(["kc"]);
@@ -712,9 +711,10 @@ fn send_async_full_in_flight_queue_gives_busy_and_the_message_back() {
     assert!(matches!(e.error(), Error::Busy(2)), "{e}");
     assert_eq!(e.into_message(), c);
     assert!(
-        waited >= timeout && waited < timeout + compress_time,
+        waited >= timeout,
         "Busy after {waited:?}, timeout {timeout:?}"
     );
+    release_tx.send(()).unwrap();
     let mut got = BTreeMap::new();
     for _ in 0..2 {
         let (name, r) = rx.recv_timeout(Duration::from_secs(60)).unwrap();

@@ -246,7 +246,11 @@ fn open_index(
     let from = index.indexed_through().unwrap_or(log_min).max(log_min);
     index.set_indexed_to(end);
     if from >= end {
-        index.flush()?;
+        // After a clean close the index files were flushed and the checkpoint covers them:
+        // nothing to do (a flush here cost a clean reopen ~0.3 ms).
+        if unclean || load.dropped > 0 {
+            index.flush()?;
+        }
         return Ok(index);
     }
     let policy = ScanPolicy {

@@ -117,8 +117,9 @@ impl CommitLog {
             preparer,
             populated_to: 0,
         };
+        // Pages ahead are prepared from the first append on: a store opened only to be read
+        // (or closed again at once) costs no prefaulting.
         w.populated_to = w.seg.pos();
-        w.populate_ahead();
         Ok(w)
     }
 

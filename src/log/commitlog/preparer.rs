@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
@@ -34,6 +35,9 @@ pub(crate) struct Preparer {
     thread: Option<JoinHandle<()>>,
     populate: Option<Sender<PopulateRequest>>,
     populate_thread: Option<JoinHandle<()>>,
+    /// Tells the prefault thread to drop the work still queued: a close does not wait for
+    /// pages to be prepared that nobody will write.
+    stopping: Arc<AtomicBool>,
     fs: Fs,
     /// How far ahead of the writer pages are prepared.
     pub(crate) lead: usize,
@@ -79,6 +83,8 @@ impl Preparer {
         // under folio locks, which stalled a tailing reader for 10 ms every 8 MiB); with
         // warming (`Sync`) it zero-fills and flushes; otherwise it faults pages in readable.
         let (pop_tx, pop_rx) = bounded::<PopulateRequest>(64);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let stop = stopping.clone();
         let populate_thread = std::thread::Builder::new()
             .name("mqlite-prefault".into())
             .spawn(move || {
@@ -96,7 +102,7 @@ impl Preparer {
                         _ => POPULATE_PIECE,
                     };
                     let mut at = from;
-                    while at < to {
+                    while at < to && !stop.load(Ordering::Relaxed) {
                         let end = to.min(at + piece);
                         let zeroed = how.is_some_and(|how| {
                             seg.zero_ahead(at, end, zero_gap, how).unwrap_or(false)
@@ -118,6 +124,7 @@ impl Preparer {
             thread: Some(thread),
             populate: Some(pop_tx),
             populate_thread: Some(populate_thread),
+            stopping,
             fs: discard_fs,
             // Zeroing ahead stays a gap past the writer.
             lead: if warm || populate_write {
@@ -171,6 +178,7 @@ impl Preparer {
     /// Stops the threads; a segment prepared but not taken is deleted.
     pub(crate) fn stop(mut self) {
         self.requests = None;
+        self.stopping.store(true, Ordering::Relaxed);
         self.populate = None;
         if let Some(t) = self.populate_thread.take() {
             let _ = t.join();
@@ -191,6 +199,7 @@ impl Preparer {
 impl Drop for Preparer {
     fn drop(&mut self) {
         self.requests = None;
+        self.stopping.store(true, Ordering::Relaxed);
         self.populate = None;
         if let Some(t) = self.populate_thread.take() {
             let _ = t.join();
