@@ -7,6 +7,8 @@
 //! * W2: 500,000 appends of 1 KiB bodies, likewise.
 //! * W4: reopen the W1 store and read every message in order (`get_messages` owned, and
 //!   `scan` zero-copy).
+//! * W6: reopen the W1 store after a clean close and close it again (`Store::open` and
+//!   `close`; commitlog's `CommitLog::new` of its W1 log and drop), the median of 20.
 //!
 //! Peers, each on a fresh directory per run: yaque 0.6 (`try_send`, timed to drop, which
 //! writes its buffer out), commitlog 0.2 (`append_msg`, timed to `flush`, which for it is
@@ -176,6 +178,23 @@ fn commitlog_read(dir: &Path, n: usize) -> (usize, Duration) {
     (n, start.elapsed())
 }
 
+/// Median time of 20 reopens of a store that `fill` wrote into the directory it is given;
+/// `open` opens and closes it once.
+fn reopen_time(fill: impl FnOnce(&Path), mut open: impl FnMut(&Path)) -> Duration {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    fill(tmp.path());
+    open(tmp.path()); // the first open after the writes pays for what they left behind
+    let mut times: Vec<Duration> = (0..20)
+        .map(|_| {
+            let start = Instant::now();
+            open(tmp.path());
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[times.len() / 2]
+}
+
 fn report(name: &str, rows: &[(&str, f64)]) {
     let best_peer = rows
         .iter()
@@ -241,4 +260,26 @@ fn main() {
             ("commitlog", rate(|d| commitlog_read(d, w1))),
         ],
     );
+    let mqlite_open = reopen_time(
+        |d| {
+            mqlite_append(d, w1, 100, true);
+        },
+        |d| {
+            let store = Store::open(d.join("store")).expect("reopen");
+            store.close().expect("close");
+        },
+    );
+    let commitlog_open = reopen_time(
+        |d| {
+            commitlog_append(d, w1, 100);
+        },
+        |d| {
+            let log = commitlog::CommitLog::new(commitlog::LogOptions::new(d.join("commitlog")))
+                .expect("open");
+            drop(log);
+        },
+    );
+    println!("W6: reopen the W1 store after a clean close (open and close, median of 20)");
+    println!("  mqlite Store::open      {mqlite_open:>10.2?}");
+    println!("  commitlog               {commitlog_open:>10.2?}");
 }
