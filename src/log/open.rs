@@ -243,16 +243,9 @@ fn open_index(
 ) -> Result<IndexService> {
     let (index, load) = IndexService::open(fs, dir, &config.index, unclean, durable_ts, end)?;
     let log_min = segs.first().map_or(end, Segment::base);
-    let from = index.indexed_through().unwrap_or(log_min).max(log_min);
+    let through = index.indexed_through();
+    let from = through.unwrap_or(log_min).max(log_min);
     index.set_indexed_to(end);
-    if from >= end {
-        // After a clean close the index files were flushed and the checkpoint covers them:
-        // nothing to do (a flush here cost a clean reopen ~0.3 ms).
-        if unclean || load.dropped > 0 {
-            index.flush()?;
-        }
-        return Ok(index);
-    }
     let policy = ScanPolicy {
         durable: None,
         mode: crate::RecoveryMode::TruncateAtDamage,
@@ -261,32 +254,52 @@ fn open_index(
     };
     let mut indexed = 0u64;
     let seg_size = config.commitlog_segment_size;
-    let scanned = recovery::scan(segs, seg_size, from, &policy, |rec| {
-        if rec.meta.physical_offset >= end {
-            return Ok(());
+    let mut pos = from;
+    while pos < end {
+        let scanned = recovery::scan(segs, seg_size, pos, &policy, |rec| {
+            if rec.meta.physical_offset >= end {
+                return Ok(());
+            }
+            if rec.meta.sys_flag & sys_flag::TRANSACTION_MASK == sys_flag::TRANSACTION_ROLLBACK {
+                return Ok(());
+            }
+            let uniq = properties::get(rec.properties, keys::UNIQ_KEY);
+            let ks = properties::get(rec.properties, keys::KEYS);
+            // (The record at `through` is indexed already: `put_message` skips it.)
+            if through.is_none_or(|t| rec.meta.physical_offset > t) {
+                indexed += 1;
+            }
+            index.put_message(
+                rec.topic,
+                rec.meta.physical_offset,
+                rec.meta.store_timestamp.max(0) as u64,
+                uniq,
+                ks,
+            )
+        })?;
+        if scanned.end >= end {
+            break;
         }
-        if rec.meta.sys_flag & sys_flag::TRANSACTION_MASK == sys_flag::TRANSACTION_ROLLBACK {
-            return Ok(());
-        }
-        let uniq = properties::get(rec.properties, keys::UNIQ_KEY);
-        let ks = properties::get(rec.properties, keys::KEYS);
-        indexed += 1;
-        index.put_message(
-            rec.topic,
-            rec.meta.physical_offset,
-            rec.meta.store_timestamp.max(0) as u64,
-            uniq,
-            ks,
-        )
-    })?;
-    if scanned.end < end {
+        // Records never span segments: the catch-up goes on at the next one, so intact
+        // records after the damage (and those written later) are still found by key.
+        let next = segs
+            .iter()
+            .map(Segment::base)
+            .find(|&b| b > scanned.end)
+            .unwrap_or(end)
+            .min(end);
         ::log::warn!(
-            "index: commitlog offset {} does not hold a valid record; the records from there to {end} are not indexed (queries do not find them by key)",
+            "index: commitlog offset {} does not hold a valid record; the records from there to {next} are not indexed (queries do not find them by key)",
             scanned.end
         );
+        pos = next;
     }
-    index.flush()?;
-    if load.dropped > 0 || indexed > 1 {
+    // After a clean close with nothing new to index, the files were flushed and the
+    // checkpoint covers them: a flush here would change nothing (it cost a reopen ~0.3 ms).
+    if indexed > 0 || unclean || load.dropped > 0 || !index.durable_covers_all() {
+        index.flush()?;
+    }
+    if load.dropped > 0 || indexed > 0 {
         ::log::info!(
             "index: {} file(s) dropped, {indexed} record(s) indexed from commitlog offset {from}",
             load.dropped

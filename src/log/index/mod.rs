@@ -618,6 +618,15 @@ impl IndexService {
         Ok(())
     }
 
+    /// Whether the checkpoint's `indexMsgTimestamp` covers every entry of the files (after a
+    /// clean close it does: the close flushed them): a flush would change nothing then.
+    pub(crate) fn durable_covers_all(&self) -> bool {
+        let files = self.files.read();
+        files.last().is_none_or(|last| {
+            last.end_ts.load(Ordering::Acquire).max(0) as u64 <= self.durable_ts()
+        })
+    }
+
     /// CommitLog offsets of the records whose keys hash like `topic#key`, stored in
     /// `[begin, end]`, newest first, as RocketMQ's `queryOffset` walks them (newest file
     /// first, each slot chain newest first), each checked by `accept`; at most `max`.
