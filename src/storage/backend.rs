@@ -226,20 +226,33 @@ impl Storage for FileStorage {
             // piece's completion and the next submission.
             let file = File::open(path)?;
             let fd = file.as_raw_fd();
-            let mut in_flight = std::collections::VecDeque::with_capacity(in_flight_max);
-            let mut pos = from;
-            let end = from + len;
-            while pos < end || !in_flight.is_empty() {
-                if pos < end && in_flight.len() < in_flight_max {
-                    let n = (end - pos).min(piece);
-                    mmap::start_write_back(fd, pos as u64, n as u64)?;
-                    in_flight.push_back((pos, n));
-                    pos += n;
-                    continue;
+            let pieces = || -> io::Result<()> {
+                let mut in_flight = std::collections::VecDeque::with_capacity(in_flight_max);
+                let mut pos = from;
+                let end = from + len;
+                while pos < end || !in_flight.is_empty() {
+                    if pos < end && in_flight.len() < in_flight_max {
+                        let n = (end - pos).min(piece);
+                        mmap::start_write_back(fd, pos as u64, n as u64)?;
+                        in_flight.push_back((pos, n));
+                        pos += n;
+                        continue;
+                    }
+                    if let Some((at, n)) = in_flight.pop_front() {
+                        mmap::write_back(fd, at as u64, n as u64)?;
+                    }
                 }
-                if let Some((at, n)) = in_flight.pop_front() {
-                    mmap::write_back(fd, at as u64, n as u64)?;
-                }
+                Ok(())
+            };
+            match pieces() {
+                Ok(()) => {}
+                // A file system without `sync_file_range`: the `msync` below does it all.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
+                    ) => {}
+                Err(e) => return Err(e),
             }
         }
         map.flush_range(from, len)
