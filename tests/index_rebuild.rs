@@ -81,31 +81,8 @@ fn an_index_rebuilt_at_open_survives_a_power_cut() {
 #[test]
 fn damage_in_an_old_part_of_the_log_ends_the_rebuild_quietly() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let store = common::small(dir.path()).open().unwrap();
-        store.create_topic("t", 1).unwrap();
-        let producer = store.producer("p").unwrap();
-        for i in 0..300 {
-            let msg =
-                Message::new("t", format!("m{i}{}", "x".repeat(1000))).with_keys([format!("K{i}")]);
-            producer.send(msg).unwrap();
-        }
-        drop(producer);
-        store.close().unwrap();
-    }
-    let first = std::fs::read_dir(dir.path().join("commitlog"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .min()
-        .unwrap();
-    let mut bytes = std::fs::read(&first).unwrap();
-    let mut pos = 0usize;
-    for _ in 0..10 {
-        pos += i32::from_be_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
-    }
-    // Record 10's body length becomes -1.
-    bytes[pos + 84..pos + 88].copy_from_slice(&(-1i32).to_be_bytes());
-    std::fs::write(&first, &bytes).unwrap();
+    write_keyed(dir.path());
+    damage_record_10(dir.path());
 
     let store = common::small(dir.path())
         .index(IndexConfig {
@@ -140,33 +117,23 @@ fn damage_in_an_old_part_of_the_log_ends_the_rebuild_quietly() {
     store.close().unwrap();
 }
 
-/// Writes 300 keyed records and damages record 10 of the first segment; the records are
-/// made old enough (by the clock) that recovery after a later crash starts past them.
-fn damaged_store(dir: &Path) {
-    {
-        let store = common::small(dir).open().unwrap();
-        store.create_topic("t", 1).unwrap();
-        let producer = store.producer("p").unwrap();
-        for i in 0..300 {
-            let msg =
-                Message::new("t", format!("m{i}{}", "x".repeat(1000))).with_keys([format!("K{i}")]);
-            producer.send(msg).unwrap();
-        }
-        drop(producer);
-        store.close().unwrap();
+/// 300 records of ~1 KiB keyed `K0`..`K299` in topic `t` (64 KiB segments: 58 a segment),
+/// written with the index off.
+fn write_keyed(dir: &Path) {
+    let store = common::small(dir).open().unwrap();
+    store.create_topic("t", 1).unwrap();
+    let producer = store.producer("p").unwrap();
+    for i in 0..300 {
+        let msg =
+            Message::new("t", format!("m{i}{}", "x".repeat(1000))).with_keys([format!("K{i}")]);
+        producer.send(msg).unwrap();
     }
-    // Not synchronisation: recovery starts a few seconds of store time before the
-    // checkpoint, and these records must be older than that.
-    std::thread::sleep(std::time::Duration::from_millis(3500));
-    {
-        let store = common::small(dir).open().unwrap();
-        store
-            .producer("p")
-            .unwrap()
-            .send(Message::new("t", "bump"))
-            .unwrap();
-        store.close().unwrap();
-    }
+    drop(producer);
+    store.close().unwrap();
+}
+
+/// Sets the body length of record 10 of the first segment to -1.
+fn damage_record_10(dir: &Path) {
     let first = std::fs::read_dir(dir.join("commitlog"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -179,6 +146,25 @@ fn damaged_store(dir: &Path) {
     }
     bytes[pos + 84..pos + 88].copy_from_slice(&(-1i32).to_be_bytes());
     std::fs::write(&first, &bytes).unwrap();
+}
+
+/// [`write_keyed`] and [`damage_record_10`], the records made old enough (by the clock) that
+/// recovery after a later crash starts past them.
+fn damaged_store(dir: &Path) {
+    write_keyed(dir);
+    // Not synchronisation: recovery starts a few seconds of store time before the
+    // checkpoint, and these records must be older than that.
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    {
+        let store = common::small(dir).open().unwrap();
+        store
+            .producer("p")
+            .unwrap()
+            .send(Message::new("t", "bump"))
+            .unwrap();
+        store.close().unwrap();
+    }
+    damage_record_10(dir);
 }
 
 /// After an open whose rebuild met old damage, new records are indexed; a crash then drops

@@ -224,8 +224,6 @@ impl Engine {
     /// visible when they start). Records are read back from the log, as RocketMQ's reput
     /// service does, so appends pay nothing for the index.
     pub(crate) fn index_pending(&self) -> Result<()> {
-        use crate::format::properties::{get_many, keys};
-        use crate::format::record::sys_flag;
         let Some(index) = &self.index else {
             return Ok(());
         };
@@ -234,20 +232,9 @@ impl Engine {
         let limit = self.visible_end();
         let mut cache = None;
         loop {
-            let step = self.log.step(&mut cache, at, limit, |rec| {
-                let tx = rec.meta.sys_flag & sys_flag::TRANSACTION_MASK;
-                if tx == sys_flag::TRANSACTION_ROLLBACK {
-                    return Ok(());
-                }
-                let [uniq, ks] = get_many(rec.properties, [keys::UNIQ_KEY, keys::KEYS]);
-                index.put_message(
-                    rec.topic,
-                    rec.meta.physical_offset,
-                    rec.meta.store_timestamp.max(0) as u64,
-                    uniq,
-                    ks,
-                )
-            })?;
+            let step = self
+                .log
+                .step(&mut cache, at, limit, |rec| index.put_record(rec))?;
             match step {
                 commitlog::Step::Record(r, next) => {
                     r?;

@@ -260,22 +260,11 @@ fn open_index(
             if rec.meta.physical_offset >= end {
                 return Ok(());
             }
-            if rec.meta.sys_flag & sys_flag::TRANSACTION_MASK == sys_flag::TRANSACTION_ROLLBACK {
-                return Ok(());
-            }
-            let uniq = properties::get(rec.properties, keys::UNIQ_KEY);
-            let ks = properties::get(rec.properties, keys::KEYS);
-            // (The record at `through` is indexed already: `put_message` skips it.)
+            // (The record at `through` is indexed already: `put_record` skips it.)
             if through.is_none_or(|t| rec.meta.physical_offset > t) {
                 indexed += 1;
             }
-            index.put_message(
-                rec.topic,
-                rec.meta.physical_offset,
-                rec.meta.store_timestamp.max(0) as u64,
-                uniq,
-                ks,
-            )
+            index.put_record(rec)
         })?;
         if scanned.end >= end {
             break;

@@ -33,6 +33,8 @@ use crate::format::index::{
     self as fmt, ENTRY_KEY_HASH, ENTRY_PHY_OFFSET, ENTRY_PREV, ENTRY_TIME_DIFF, HEADER_SIZE,
     IndexHeader,
 };
+use crate::format::properties::{get_many, keys};
+use crate::format::record::{RecordView, sys_flag};
 use crate::storage::{Fs, Segment};
 
 pub(crate) mod check;
@@ -478,6 +480,22 @@ impl IndexService {
                 .iter()
                 .map(|f| f.seg.size() as u64)
                 .sum::<u64>()
+    }
+
+    /// Indexes a CommitLog record as the reput service does: its `UNIQ_KEY` and `KEYS`
+    /// ([`IndexService::put_message`]); a rolled-back transaction record is not indexed.
+    pub(crate) fn put_record(&self, rec: &RecordView<'_>) -> Result<()> {
+        if rec.meta.sys_flag & sys_flag::TRANSACTION_MASK == sys_flag::TRANSACTION_ROLLBACK {
+            return Ok(());
+        }
+        let [uniq, ks] = get_many(rec.properties, [keys::UNIQ_KEY, keys::KEYS]);
+        self.put_message(
+            rec.topic,
+            rec.meta.physical_offset,
+            rec.meta.store_timestamp.max(0) as u64,
+            uniq,
+            ks,
+        )
     }
 
     /// Indexes one record: `topic#uniq` and `topic#k` for every non-empty space-separated
