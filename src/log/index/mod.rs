@@ -12,9 +12,10 @@
 //!   checkpoint's `indexMsgTimestamp`; the file being written is flushed at close.
 //! - After a crash, every file ending after `indexMsgTimestamp` (not known durable) is
 //!   deleted, as RocketMQ does, and open re-indexes the CommitLog from the end of what is left
-//!   ([`IndexService::indexed_through`]). Open and close flush the file being written and
-//!   advance `indexMsgTimestamp` to its end, so a failed open or a crash right after one does
-//!   not cost a rebuild. (Entries added later within the same millisecond as such a flush
+//!   ([`IndexService::indexed_through`]), going on past damage at the next segment. Close,
+//!   and open unless the checkpoint covers every file already, flush the file being written
+//!   and advance `indexMsgTimestamp` to its end, so a failed open or a crash right after one
+//!   does not cost a rebuild. (Entries added later within the same millisecond as such a flush
 //!   would survive a power cut only if their pages did; a lost entry makes a lookup miss its
 //!   record, never return a wrong one, since every hit is checked against the record.)
 //! - A message's keys all go to one file (a file rolls early rather than split a message), so
