@@ -339,3 +339,85 @@ fn orderly_shutdown_timeout_keeps_the_queue_lock_until_the_listener_returns() {
     store.unlock_queues("g", "probe", &[q]).unwrap();
     store.close().unwrap();
 }
+
+/// Push consumers started and shut down over and over (by `shutdown`, by a 1 ms
+/// `shutdown_timeout`, by drop) while messages arrive: every message is consumed in the end,
+/// and once an unbounded shutdown has returned no listener call starts.
+#[test]
+fn repeated_start_and_shutdown_while_messages_arrive_loses_nothing() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    const N: usize = 6000;
+    const PER_ROUND: usize = 150;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder(dir.path()).open().unwrap();
+    store.create_topic("t", 8).unwrap();
+    let producer = store.producer("p").unwrap();
+    let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let calls_after_stop = Arc::new(AtomicUsize::new(0));
+    let mut sent = 0;
+    let mut round = 0;
+    while sent < N || seen.lock().unwrap().len() < N {
+        round += 1;
+        assert!(
+            round < 2000,
+            "rounds exhausted: {}",
+            seen.lock().unwrap().len()
+        );
+        let stopped = Arc::new(AtomicBool::new(false));
+        let start = |name: String| {
+            let seen = seen.clone();
+            let stopped = stopped.clone();
+            let calls_after_stop = calls_after_stop.clone();
+            store
+                .push_consumer("g")
+                .subscribe("t", "*")
+                .consume_from(ConsumeFrom::FirstOffset)
+                .instance_name(&name)
+                .consume_message_batch_max_size(1)
+                .start_concurrently(move |msgs| {
+                    if stopped.load(Ordering::Acquire) {
+                        calls_after_stop.fetch_add(1, Ordering::Relaxed);
+                    }
+                    seen.lock().unwrap().extend(msgs.iter().map(body));
+                    ConsumeStatus::Success
+                })
+                .unwrap()
+        };
+        let a = start(format!("a{round}"));
+        let b = start(format!("b{round}"));
+        if sent < N {
+            // Messages arrive while the consumers start, fetch and are stopped.
+            for _ in 0..PER_ROUND.min(N - sent) {
+                producer.send(Message::new("t", format!("{sent}"))).unwrap();
+                sent += 1;
+            }
+        } else {
+            let before = seen.lock().unwrap().len();
+            wait_until("progress", || seen.lock().unwrap().len() > before);
+        }
+        match round % 3 {
+            0 => {
+                a.shutdown().unwrap();
+                b.shutdown().unwrap();
+                stopped.store(true, Ordering::Release);
+            }
+            1 => {
+                // Bounded: a call may still be running, and finishes on its own.
+                a.shutdown_timeout(Duration::from_millis(1)).unwrap();
+                b.shutdown_timeout(Duration::from_millis(1)).unwrap();
+            }
+            _ => {
+                drop(a);
+                drop(b);
+                stopped.store(true, Ordering::Release);
+            }
+        }
+    }
+    eprintln!("{round} rounds");
+    assert_eq!(
+        calls_after_stop.load(Ordering::Relaxed),
+        0,
+        "listener calls started after a shutdown returned"
+    );
+    store.close().unwrap();
+}
