@@ -12,10 +12,10 @@
 //!   checkpoint's `indexMsgTimestamp`; the file being written is flushed at close.
 //! - After a crash, every file ending after `indexMsgTimestamp` (not known durable) is
 //!   deleted, as RocketMQ does, and open re-indexes the CommitLog from the end of what is left
-//!   ([`IndexService::indexed_through`]), going on past damage at the next segment. Close,
-//!   and open unless the checkpoint covers every file already, flush the file being written
-//!   and advance `indexMsgTimestamp` to its end, so a failed open or a crash right after one
-//!   does not cost a rebuild. (Entries added later within the same millisecond as such a flush
+//!   ([`IndexService::indexed_through`]), going on past damage at the next segment. Open
+//!   and close flush the file being written, when it holds entries the checkpoint does not
+//!   cover, and advance `indexMsgTimestamp` to its end, so a failed open or a crash right
+//!   after one does not cost a rebuild. (Entries added later within the same millisecond as such a flush
 //!   would survive a power cut only if their pages did; a lost entry makes a lookup miss its
 //!   record, never return a wrong one, since every hit is checked against the record.)
 //! - A message's keys all go to one file (a file rolls early rather than split a message), so
@@ -276,6 +276,9 @@ struct Writer {
     flushing: Option<JoinHandle<Result<()>>>,
     /// An empty file left by the last run (created ahead of its writer), used next.
     spare: Option<Arc<IndexFile>>,
+    /// Entries were added since the last flush (or the checkpoint does not cover the files):
+    /// [`IndexService::flush`] has something to do.
+    unflushed: bool,
 }
 
 /// What [`IndexService::open`] did.
@@ -395,6 +398,11 @@ impl IndexService {
         let files: Vec<Arc<IndexFile>> = files.into_iter().map(Arc::new).collect();
         let (kick_tx, kick_rx) = crossbeam_channel::bounded(1);
         let current = files.last().cloned();
+        // After a clean close the checkpoint covers every file: nothing to flush until an
+        // entry is added.
+        let unflushed = current
+            .as_ref()
+            .is_some_and(|f| f.end_ts.load(Ordering::Acquire).max(0) as u64 > durable_ts);
         Ok((
             IndexService {
                 fs: fs.clone(),
@@ -406,6 +414,7 @@ impl IndexService {
                     indexed_through,
                     current,
                     spare: spare.map(Arc::new),
+                    unflushed,
                     ..Writer::default()
                 }),
                 durable_ts: Arc::new(AtomicU64::new(durable_ts)),
@@ -515,6 +524,7 @@ impl IndexService {
             return Ok(());
         }
         if bound > 0 {
+            w.unflushed = true;
             self.writable(&mut w, bound.min(u64::from(u32::MAX)) as u32)?;
             let all = uniq
                 .into_iter()
@@ -620,10 +630,14 @@ impl IndexService {
     }
 
     /// Flushes every file (close, `Store::flush`), waiting for a background flush first.
+    /// Nothing to do (no system call) when no entry was added since the last flush.
     pub(crate) fn flush(&self) -> Result<()> {
         let mut w = self.writer.lock();
         if let Some(h) = w.flushing.take() {
             join_flush(h)?;
+        }
+        if !w.unflushed {
+            return Ok(());
         }
         let files = self.files.read().clone();
         if let Some(last) = files.last() {
@@ -634,16 +648,8 @@ impl IndexService {
                 Ordering::AcqRel,
             );
         }
+        w.unflushed = false;
         Ok(())
-    }
-
-    /// Whether the checkpoint's `indexMsgTimestamp` covers every entry of the files (after a
-    /// clean close it does: the close flushed them): a flush would change nothing then.
-    pub(crate) fn durable_covers_all(&self) -> bool {
-        let files = self.files.read();
-        files.last().is_none_or(|last| {
-            last.end_ts.load(Ordering::Acquire).max(0) as u64 <= self.durable_ts()
-        })
     }
 
     /// CommitLog offsets of the records whose keys hash like `topic#key`, stored in
