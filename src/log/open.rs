@@ -230,8 +230,8 @@ pub(crate) fn open(
 /// cover yet (after a crash, or when the index was off or lost), as RocketMQ re-dispatches
 /// them. This runs inside the open, not on the index writer thread: what it indexes is flushed
 /// before the checkpoint's `indexMsgTimestamp` can cover it (those records are older than the
-/// timestamp the checkpoint already holds), and damage in a part of the log recovery never
-/// checked ends the catch-up with a warning instead of failing the store later.
+/// timestamp the checkpoint already holds). Damage in a part of the log recovery never checked
+/// is skipped with a warning: the catch-up goes on at the next segment.
 fn open_index(
     fs: &Fs,
     dir: &Path,

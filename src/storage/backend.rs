@@ -221,7 +221,7 @@ impl Storage for FileStorage {
             // every page) then never keeps a writer or a tailing reader waiting for
             // milliseconds (p999 at one message per 20 µs: 3-4.5 ms with one whole-range
             // msync, 0.2-0.9 ms in pieces), and the disk cache is still flushed once.
-            // Up to `WRITEBACK_IN_FLIGHT` pieces are submitted before the oldest is waited
+            // Up to `in_flight_max` pieces are submitted before the oldest is waited
             // for, so the disk always has the next piece queued instead of idling between a
             // piece's completion and the next submission.
             let file = File::open(path)?;

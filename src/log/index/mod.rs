@@ -15,9 +15,10 @@
 //!   ([`IndexService::indexed_through`]), going on past damage at the next segment. Open
 //!   and close flush the file being written, when it holds entries the checkpoint does not
 //!   cover, and advance `indexMsgTimestamp` to its end, so a failed open or a crash right
-//!   after one does not cost a rebuild. (Entries added later within the same millisecond as such a flush
-//!   would survive a power cut only if their pages did; a lost entry makes a lookup miss its
-//!   record, never return a wrong one, since every hit is checked against the record.)
+//!   after one does not cost a rebuild. (Entries added later within the same millisecond as
+//!   such a flush would survive a power cut only if their pages did; a lost entry makes a
+//!   lookup miss its record, never return a wrong one, since every hit is checked against the
+//!   record.)
 //! - A message's keys all go to one file (a file rolls early rather than split a message), so
 //!   "indexed through offset X" is exact and a replay never indexes a message twice.
 
