@@ -14,7 +14,6 @@
 //! Run: `cargo bench --bench latency -- --noplot`
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -48,23 +47,18 @@ fn since_sent(base: Instant, body: &[u8]) -> Duration {
         .saturating_sub(Duration::from_nanos(u128::from_be_bytes(b) as u64))
 }
 
-/// Sends `n` paced messages and returns the one-way latencies observed by the consumer.
-fn run_window(store: &Store, base: Instant, n: usize, offset: &mut u64) -> Vec<Duration> {
-    run_window_timed(store, base, n, offset, &mut Vec::new())
-}
-
-/// [`run_window`] that also records how long each send took in `sends`.
-fn run_window_timed(
+/// Sends `n` paced messages and returns the one-way latencies observed by the consumer; with
+/// `sends`, also how long each send took.
+fn run_window(
     store: &Store,
     base: Instant,
     n: usize,
     offset: &mut u64,
-    sends: &mut Vec<Duration>,
+    mut sends: Option<&mut Vec<Duration>>,
 ) -> Vec<Duration> {
     let q = MessageQueue::new("latency", 0);
     let producer = store.producer("bench").unwrap();
     let consumer = store.pull_consumer("bench").unwrap();
-    let done = Arc::new(AtomicBool::new(false));
     let start_offset = *offset;
     let latencies = std::thread::scope(|s| {
         let receiver = s.spawn(|| {
@@ -82,15 +76,15 @@ fn run_window_timed(
             got
         });
         paced(base, n, |body| {
-            let start = Instant::now();
+            let start = sends.is_some().then(Instant::now);
             producer
                 .send_to(Message::new("latency", body), &q)
                 .expect("send");
-            sends.push(start.elapsed());
+            if let (Some(sends), Some(start)) = (sends.as_deref_mut(), start) {
+                sends.push(start.elapsed());
+            }
         });
-        let l = receiver.join().expect("receiver");
-        done.store(true, Ordering::Relaxed);
-        l
+        receiver.join().expect("receiver")
     });
     *offset += n as u64;
     latencies
@@ -167,13 +161,19 @@ fn percentiles(all: &mut [Duration]) -> String {
     )
 }
 
-fn latency(c: &mut Criterion) {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let store = Store::builder(tmp.path())
-        .flush_policy(FlushPolicy::ASYNC)
+/// A store in `dir` with the one-queue topic `latency`.
+fn open_store(dir: &std::path::Path, policy: FlushPolicy) -> Store {
+    let store = Store::builder(dir)
+        .flush_policy(policy)
         .open()
         .expect("open");
     store.create_topic("latency", 1).expect("topic");
+    store
+}
+
+fn latency(c: &mut Criterion) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = open_store(tmp.path(), FlushPolicy::ASYNC);
     let base = Instant::now();
     let all = Mutex::new(Vec::new());
     let mut offset = 0;
@@ -185,7 +185,7 @@ fn latency(c: &mut Criterion) {
     group.bench_function("produce_to_pull_timeout_50k_per_s", |b| {
         b.iter_custom(|iters| {
             // One "iteration" is one message; report the mean one-way latency.
-            let l = run_window(&store, base, iters as usize, &mut offset);
+            let l = run_window(&store, base, iters as usize, &mut offset, None);
             let total: Duration = l.iter().sum();
             all.lock().extend(l);
             total
@@ -203,14 +203,10 @@ fn latency(c: &mut Criterion) {
 
     // Sync: every send waits for its group flush.
     let tmp = tempfile::tempdir().expect("tempdir");
-    let store = Store::builder(tmp.path())
-        .flush_policy(FlushPolicy::SYNC)
-        .open()
-        .expect("open");
-    store.create_topic("latency", 1).expect("topic");
+    let store = open_store(tmp.path(), FlushPolicy::SYNC);
     let mut sends = Vec::new();
     let mut offset = 0;
-    let mut sync = run_window_timed(&store, Instant::now(), 5_000, &mut offset, &mut sends);
+    let mut sync = run_window(&store, Instant::now(), 5_000, &mut offset, Some(&mut sends));
     println!("mqlite Sync pull_timeout: {}", percentiles(&mut sync));
     println!("mqlite Sync send (durable): {}", percentiles(&mut sends));
     store.close().expect("close");
