@@ -145,8 +145,8 @@ impl Runtime {
 
     /// Closes the store: stops the push and lite pull consumers started from it (no more
     /// rebalancing; each stops fetching, waits for its listener calls and commits), drains the asynchronous
-    /// sends (their callbacks get their real results), stops the threads (the schedule
-    /// service, last started, first: it writes through the store) and closes the broker.
+    /// sends (their callbacks get their real results), stops the threads (all told at once,
+    /// then joined) and closes the broker, which flushes what they wrote last.
     /// Returns the broker's error if any, else the first client's.
     pub(crate) fn shutdown(&self) -> Result<()> {
         let (consumers, senders) = {
@@ -168,9 +168,13 @@ impl Runtime {
                 first_error.get_or_insert(e);
             }
         }
+        // All are told first, then joined: they wind down side by side. Whatever one still
+        // writes after another stopped is flushed by the broker's close below.
         let threads: Vec<Background> = self.background.lock().drain(..).rev().collect();
-        for bg in threads {
+        for bg in &threads {
             let _ = bg.stop.send(());
+        }
+        for bg in threads {
             let _ = bg.thread.join();
         }
         self.core.shutdown()?;

@@ -564,9 +564,10 @@ impl Engine {
                 for cq in self.all_queues() {
                     cq.remove_unused_next_file()?;
                 }
+                // Not synced: if a power cut brings the marker back, the next open recovers,
+                // which is always safe (everything above is durable already).
                 self.fs
-                    .remove_file_if_exists(&self.dir.join(open::ABORT_FILE))?;
-                self.fs.sync_dir(&self.dir)
+                    .remove_file_if_exists(&self.dir.join(open::ABORT_FILE))
             })
         };
         drop(guard);

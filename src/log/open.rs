@@ -74,7 +74,7 @@ pub(crate) fn open(
     hooks: &mut dyn OpenHooks,
 ) -> Result<Engine> {
     let unclean = fs.exists(&dir.join(ABORT_FILE))?;
-    let (cp_file, checkpoint) = CheckpointFile::open(&fs, &dir)?;
+    let (cp_file, checkpoint) = CheckpointFile::open(&fs, &dir, !unclean)?;
     let log_dir = dir.join("commitlog");
     fs.create_dir_all(&log_dir)?;
     let seg_size = config.commitlog_segment_size;
@@ -185,10 +185,13 @@ pub(crate) fn open(
         }
     }
     loading.hooks.before_checkpoint()?;
-    fs.write_durable(
+    // The marker's bytes do not matter, its entry does: the directory sync below makes it
+    // durable before anything is appended (and a new checkpoint's entry with it).
+    fs.write_marker(
         &dir.join(ABORT_FILE),
         std::process::id().to_string().as_bytes(),
     )?;
+    // (Skipped after a clean close when nothing changed: the file holds it durably.)
     cp_file.write(&Checkpoint {
         physic_msg_timestamp: last_ts,
         logics_msg_timestamp: last_ts,
@@ -196,7 +199,6 @@ pub(crate) fn open(
         master_flushed_offset: end,
         confirm_phy_offset: end,
     })?;
-    // The checkpoint may be new: make its entry durable.
     fs.sync_dir(&dir)?;
     Ok(Engine {
         crash_recovered: recovered,

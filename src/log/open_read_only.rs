@@ -71,7 +71,7 @@ pub(crate) fn open_read_only(fs: Fs, dir: PathBuf, mut config: StoreConfig) -> R
         config.consume_queue_segment_size = len;
     }
     let seg_size = config.commitlog_segment_size;
-    let (_, checkpoint) = CheckpointFile::open(&fs, &dir)?;
+    let (_, checkpoint) = CheckpointFile::open(&fs, &dir, false)?;
     let log_min = listed.first().map_or(0, |(b, _)| *b);
     let capacity = listed.last().map_or(0, |(b, _)| b + seg_size);
     // Records before the checkpoint's flushed end were durable when the owner wrote it (each
@@ -83,7 +83,7 @@ pub(crate) fn open_read_only(fs: Fs, dir: PathBuf, mut config: StoreConfig) -> R
         .filter(|&c| c >= log_min && c <= capacity);
     let set = SegmentSet::new(fs.clone(), log_dir.clone(), seg_size, Vec::new());
     let log = CommitLog::new(set, max_append(config.max_message_size), log_min, 0);
-    let (cp_file, _) = CheckpointFile::open(&fs, &dir)?;
+    let (cp_file, _) = CheckpointFile::open(&fs, &dir, false)?;
     let engine = Engine {
         crash_recovered: false,
         log,

@@ -35,7 +35,8 @@ use super::mmap;
 pub enum OpKind {
     /// Creating and preallocating a segment file ([`Storage::create_mapped`]).
     Allocate,
-    /// Writing a small file ([`Storage::write_synced`], [`Storage::overwrite_synced`]).
+    /// Writing a small file ([`Storage::write_synced`], [`Storage::overwrite_synced`],
+    /// [`Storage::write_unsynced`]).
     Write,
     /// Making a mapped range durable ([`Storage::flush_mapped`]).
     Flush,
@@ -91,6 +92,11 @@ pub(crate) trait Storage: Send + Sync + fmt::Debug {
     /// Creates or replaces the content of `path` with `data` and makes the content durable
     /// (not the directory entry of a new file: see [`Storage::sync_dir`]).
     fn write_synced(&self, path: &Path, data: &[u8]) -> io::Result<()>;
+
+    /// Creates or replaces the content of `path` with `data` and makes nothing durable: after a
+    /// crash the file may be missing (unless its directory was synced since) or hold any of
+    /// its old or new bytes. For marker files whose existence is what counts (`abort`).
+    fn write_unsynced(&self, path: &Path, data: &[u8]) -> io::Result<()>;
 
     /// Writes `data` at the start of `path` (created if missing) without truncating it first,
     /// and makes it durable. For small fixed-size files rewritten in place (the checkpoint).
@@ -270,6 +276,10 @@ impl Storage for FileStorage {
             .open(path)?;
         f.write_all(data)?;
         f.sync_all()
+    }
+
+    fn write_unsynced(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        fs::write(path, data)
     }
 
     fn overwrite_synced(&self, path: &Path, data: &[u8]) -> io::Result<()> {

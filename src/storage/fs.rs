@@ -209,16 +209,12 @@ impl Fs {
         }
     }
 
-    /// Writes `data` as the whole content of `path` and syncs it, then syncs the directory so a
-    /// new file's entry is durable too.
-    pub(crate) fn write_durable(&self, path: &Path, data: &[u8]) -> Result<()> {
+    /// Writes `data` as the whole content of the marker file `path` without syncing anything:
+    /// the caller syncs the directory when the marker's existence must be durable.
+    pub(crate) fn write_marker(&self, path: &Path, data: &[u8]) -> Result<()> {
         self.storage
-            .write_synced(path, data)
-            .map_err(|e| Error::io("write", path, e))?;
-        match path.parent() {
-            Some(dir) => self.sync_dir(dir),
-            None => Ok(()),
-        }
+            .write_unsynced(path, data)
+            .map_err(|e| Error::io("write", path, e))
     }
 
     /// Rewrites the start of a fixed-size file in place and syncs it (the checkpoint).

@@ -1,7 +1,7 @@
 //! The `lock` file: an exclusive `flock` that keeps a second store off the directory.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -17,7 +17,7 @@ impl DirLock {
     /// (another process, or another store in this process) holds it.
     pub(crate) fn acquire(dir: &Path) -> Result<DirLock> {
         let path = dir.join("lock");
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -30,8 +30,13 @@ impl DirLock {
             Err(TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
         }
         // RocketMQ writes the text "lock"; only after we own the lock do we touch the content.
-        file.set_len(0)
-            .and_then(|()| file.write_all(b"lock"))
+        // Written in place (a truncate costs a journal commit on every open), cut only when
+        // something longer was there.
+        file.write_all_at(b"lock", 0)
+            .and_then(|()| match file.metadata()?.len() > 4 {
+                true => file.set_len(4),
+                false => Ok(()),
+            })
             .map_err(|e| Error::io("write lock file", &path, e))?;
         Ok(DirLock { _file: file })
     }

@@ -4,7 +4,8 @@
 //! running store sees) and tracks on the side what would survive a power cut (the *durable*
 //! state), following the durability model of the storage backend:
 //! - bytes written through a mapping become durable when a flush covers them;
-//! - `write_synced` / `overwrite_synced` make a file's content durable;
+//! - `write_synced` / `overwrite_synced` make a file's content durable, `write_unsynced` does
+//!   not;
 //! - a new, renamed or removed directory entry becomes durable only when its parent directory
 //!   is synced.
 //!
@@ -723,6 +724,23 @@ impl Storage for SimStorage {
         Ok(())
     }
 
+    fn write_unsynced(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        let mut st = self.inner.state.lock();
+        st.enter(OpKind::Write)?;
+        FileStorage.write_unsynced(path, data)?;
+        // The durable content stays as it was (nothing, for a new file).
+        if let Some(comps) = self.components(path)
+            && st.live_file(&comps).is_none()
+        {
+            let id = st.add(Node::File(FileNode {
+                content: Content::default(),
+                reader: None,
+            }));
+            st.link_live(&comps, id);
+        }
+        Ok(())
+    }
+
     fn overwrite_synced(&self, path: &Path, data: &[u8]) -> io::Result<()> {
         let mut st = self.inner.state.lock();
         st.enter(OpKind::Write)?;
@@ -872,6 +890,23 @@ mod tests {
         sim.restart(Keep::Nothing).unwrap();
         assert!(!root.join("x").exists());
         assert!(f.exists());
+    }
+
+    #[test]
+    fn an_unsynced_write_keeps_only_the_entry_a_directory_sync_made_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let sim = SimStorage::new(root).unwrap();
+        let (m, n) = (root.join("m"), root.join("n"));
+        sim.write_unsynced(&m, b"marker").unwrap();
+        sim.sync_dir(root).unwrap();
+        sim.write_unsynced(&n, b"lost").unwrap();
+        assert!(sim.is_durable(&m) && !sim.is_durable(&n));
+        sim.power_cut();
+        sim.restart(Keep::Nothing).unwrap();
+        // The entry survives, the bytes were never synced.
+        assert_eq!(fs::read(&m).unwrap(), b"");
+        assert!(!n.exists());
     }
 
     #[test]
