@@ -43,7 +43,11 @@ fn a_clean_reopen_writes_only_the_marker_and_makes_its_entry_durable() {
 
     sim.reset_counts();
     let store = open(&dir, &sim);
-    assert_eq!(sim.count(OpKind::Write), 1, "only the abort marker is written");
+    assert_eq!(
+        sim.count(OpKind::Write),
+        1,
+        "only the abort marker is written"
+    );
     assert_eq!(sim.count(OpKind::Flush), 0, "nothing is flushed");
     assert_eq!(sim.count(OpKind::SyncDir), 1, "one directory sync");
     assert!(

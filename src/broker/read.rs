@@ -129,7 +129,7 @@ impl Broker {
         let mut cache = None;
         let queue_id = cq.queue_id();
         let topic = cq.topic();
-        let scanned_to = cq.scan(offset, budget, |qoff, unit| {
+        let (scanned_to, unmapped) = cq.scan(offset, budget, |qoff, unit| {
             if !filter.matches_code(unit.tag_code) {
                 return true;
             }
@@ -158,6 +158,9 @@ impl Broker {
                 }
             }
         });
+        if let Some(e) = unmapped {
+            failure.get_or_insert((scanned_to, e));
+        }
         match failure {
             Some((qoff, e)) => (qoff, Some((qoff, e))),
             None => (scanned_to, None),

@@ -108,8 +108,10 @@ pub(crate) fn open(
             // checkpoint behind the end its consume queues reach: the queues, flushed at
             // shutdown, say where the log ends.
             let claimed = cp.confirm_phy_offset.max(max_cq_end);
-            clean_end(&segs, seg_size, claimed, max_cq_end, log_min)
-                .filter(|&end| loading.tail_is_intact(&segs, end))
+            match clean_end(&segs, seg_size, claimed, max_cq_end, log_min) {
+                Some(end) if loading.tail_is_intact(&segs, end)? => Some(end),
+                _ => None,
+            }
         }
         _ => None,
     };
@@ -155,15 +157,14 @@ pub(crate) fn open(
     // Under Sync, pages faulted in ahead stay clean, so no flush waits behind their writeback.
     let populate_write = !matches!(config.flush_policy, crate::FlushPolicy::Sync { .. });
     let zero_gap = zero_ahead_gap(max_append);
-    let preparer = Preparer::start(
+    let preparer = Preparer::new(
         fs.clone(),
         log_dir.clone(),
         seg_size,
         warm,
         populate_write,
         zero_gap,
-    )
-    .map_err(|e| Error::io("spawn segment preparer", &log_dir, e))?;
+    );
     let fresh = log.written() == 0 && log.min_offset() == 0;
     let writer = log.writer(Some(preparer))?;
     if warm && fresh {
@@ -205,8 +206,7 @@ pub(crate) fn open(
         log,
         write: Mutex::new(Some(WriteState {
             log: writer,
-            queue_files: super::consume_queue::QueueFilesAhead::start()
-                .map_err(|e| Error::io("spawn consume queue file thread", &dir, e))?,
+            queue_files: Default::default(),
             slots: Default::default(),
             last_store_ts: last_ts,
         })),
@@ -539,17 +539,15 @@ impl Loading<'_> {
 
     /// On a clean reopen, re-checks the records in the last `tail_tolerance` bytes of the log
     /// (CRCs included) and that they end exactly at `end`: damage there after the close sends
-    /// the open down the recovery path.
-    fn tail_is_intact(&self, segs: &[Segment], end: u64) -> bool {
+    /// the open down the recovery path. A queue file that cannot be read is an error.
+    fn tail_is_intact(&self, segs: &[Segment], end: u64) -> Result<bool> {
         let from = end.saturating_sub(self.config.tail_tolerance.max(1));
-        let start = self
-            .queues
-            .values()
-            .filter_map(|q| q.first_unit_from(from))
-            .map(|u| u.physical_offset)
-            .min()
-            .unwrap_or(end)
-            .min(end);
+        let mut start = end;
+        for q in self.queues.values() {
+            if let Some(u) = q.first_unit_from(from)? {
+                start = start.min(u.physical_offset);
+            }
+        }
         let policy = ScanPolicy {
             durable: Some(end),
             mode: crate::RecoveryMode::TruncateAtDamage,
@@ -559,20 +557,27 @@ impl Loading<'_> {
         let seg_size = self.config.commitlog_segment_size;
         // Every record there must also be in its queue.
         let mut dispatched = true;
+        let mut failed = None;
         let scanned = recovery::scan(segs, seg_size, start, &policy, |rec| {
             let tx = rec.meta.sys_flag & sys_flag::TRANSACTION_MASK;
             if tx == sys_flag::TRANSACTION_NOT || tx == sys_flag::TRANSACTION_COMMIT {
                 let key: QueueKey = (Arc::from(rec.topic), rec.meta.queue_id);
-                let present = self
-                    .queues
-                    .get(&key)
-                    .and_then(|q| q.get(rec.meta.queue_offset));
+                let present = match self.queues.get(&key) {
+                    Some(q) => q.try_get(rec.meta.queue_offset).unwrap_or_else(|e| {
+                        failed.get_or_insert(e);
+                        None
+                    }),
+                    None => None,
+                };
                 dispatched &=
                     present.is_some_and(|u| u.physical_offset == rec.meta.physical_offset);
             }
             Ok(())
         });
-        dispatched && matches!(scanned, Ok(e) if e.end == end)
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        Ok(dispatched && matches!(scanned, Ok(e) if e.end == end))
     }
 
     /// Dispatches one recovered record to its queue. A record whose queue offset leaves a gap

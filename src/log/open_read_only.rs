@@ -126,7 +126,7 @@ pub(crate) fn open_read_only(fs: Fs, dir: PathBuf, mut config: StoreConfig) -> R
 
 /// The end of the last unit of `cq` in its files whose record ends at or before `limit`.
 fn last_end_before(cq: &ConsumeQueue, limit: u64) -> Option<u64> {
-    let segs = cq.segments().snapshot();
+    let segs = cq.segments().mapped_snapshot();
     let file_size = cq.file_size();
     let last = segs.last()?;
     let unit = |i: u64| -> Option<CqUnit> {
@@ -220,7 +220,7 @@ fn follow_log(engine: &Engine, list: bool, scan: bool) -> Result<()> {
     if !scan {
         return Ok(());
     }
-    let segs = set.snapshot();
+    let segs = set.mapped_snapshot();
     let from = engine.log.written();
     let (end, last_ts) = scan_complete(&segs, seg_size, from, engine.log_max_append());
     for s in &segs {
@@ -360,7 +360,7 @@ fn follow_queue(fs: &Fs, cq: &ConsumeQueue, log_min: u64, log_end: u64, list: bo
     let mut min = if fresh { first / UNIT } else { cq.min_offset() };
     let mut max = cq.max_offset().max(min);
     let mut phys_end = cq.max_phys_end();
-    let segs = set.snapshot();
+    let segs = set.mapped_snapshot();
     while let Some(seg) = find_in(&segs, file_size, max * UNIT) {
         let rel = (max * UNIT - seg.base()) as usize;
         let Some(bytes) = seg.copy_out(rel, CQ_UNIT_SIZE) else {

@@ -74,7 +74,7 @@ impl Engine {
         let mut out = Verified::default();
         let set = self.log.segments();
         let seg_size = set.segment_size();
-        let segs = set.snapshot();
+        let segs = set.mapped_snapshot();
         let mut pos = self.log.min_offset();
         let log_start = pos;
         let log_total = self.log.written().saturating_sub(pos);
@@ -203,7 +203,17 @@ impl Engine {
         out: &mut Verified,
     ) {
         let unit_size = CQ_UNIT_SIZE as u64;
-        let files = cq.segments().snapshot();
+        let files = match cq.segments().snapshot() {
+            Ok(files) => files,
+            Err(e) => {
+                out.problems.push(Problem {
+                    file: cq.dir().to_path_buf(),
+                    offset: 0,
+                    reason: e.to_string(),
+                });
+                return;
+            }
+        };
         let mut qoff = cq.min_offset();
         while let Some(file) = find_in(&files, cq.file_size(), qoff * unit_size) {
             let rel = (qoff * unit_size - file.base()) as usize;

@@ -89,6 +89,10 @@ pub(crate) trait Storage: Send + Sync + fmt::Debug {
     /// The whole content of `path` (`ErrorKind::NotFound` when missing).
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
 
+    /// Reads into `buf` from `offset` of `path` without mapping it (fewer bytes at the end of
+    /// the file, the rest of `buf` untouched) and returns the file's length.
+    fn read_at(&self, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<u64>;
+
     /// Creates or replaces the content of `path` with `data` and makes the content durable
     /// (not the directory entry of a new file: see [`Storage::sync_dir`]).
     fn write_synced(&self, path: &Path, data: &[u8]) -> io::Result<()>;
@@ -266,6 +270,14 @@ impl Storage for FileStorage {
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         fs::read(path)
+    }
+
+    fn read_at(&self, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<u64> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        let n = usize::try_from(len.saturating_sub(offset)).map_or(buf.len(), |n| n.min(buf.len()));
+        file.read_exact_at(&mut buf[..n], offset)?;
+        Ok(len)
     }
 
     fn write_synced(&self, path: &Path, data: &[u8]) -> io::Result<()> {

@@ -224,6 +224,14 @@ impl Fs {
             .map_err(|e| Error::io("write", path, e))
     }
 
+    /// Reads into `buf` from `offset` of the file `path` without mapping it (fewer bytes at
+    /// its end) and returns the file's length.
+    pub(crate) fn read_at(&self, path: &Path, offset: u64, buf: &mut [u8]) -> Result<u64> {
+        self.storage
+            .read_at(path, offset, buf)
+            .map_err(|e| Error::io("read", path, e))
+    }
+
     /// The content of `path`, `None` when missing.
     pub(crate) fn read(&self, path: &Path) -> Result<Option<Vec<u8>>> {
         match self.storage.read(path) {

@@ -2,9 +2,13 @@
 //! offset of their first byte (RocketMQ's `MappedFileQueue`): the CommitLog and every consume
 //! queue are one. Finds a segment by offset, adds the next one (its directory entry made
 //! durable first), flushes a range, and deletes from the front.
+//!
+//! A set may hold files it has not mapped yet ([`SegmentSet::with_files`]): a consume queue's
+//! older files are mapped on first use, so opening a store with many of them does not map
+//! (and closing it unmap) files nobody reads.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::RwLock;
 
@@ -26,24 +30,85 @@ pub(crate) enum FlushScope {
     WholePages,
 }
 
+/// One file of a set: mapped from the start, or on first use.
+#[derive(Debug)]
+struct Slot {
+    base: u64,
+    seg: OnceLock<Arc<Segment>>,
+}
+
+impl Slot {
+    fn mapped(seg: Arc<Segment>) -> Arc<Slot> {
+        Arc::new(Slot {
+            base: seg.base(),
+            seg: OnceLock::from(seg),
+        })
+    }
+}
+
+fn slots(files: Vec<(u64, Option<Arc<Segment>>)>) -> Vec<Arc<Slot>> {
+    files
+        .into_iter()
+        .map(|(base, seg)| match seg {
+            Some(seg) => Slot::mapped(seg),
+            None => Arc::new(Slot {
+                base,
+                seg: OnceLock::new(),
+            }),
+        })
+        .collect()
+}
+
 /// The segments of one directory, oldest first, contiguous.
 #[derive(Debug)]
 pub(crate) struct SegmentSet {
     fs: Fs,
     dir: PathBuf,
     segment_size: u64,
-    segments: RwLock<Vec<Arc<Segment>>>,
+    segments: RwLock<Vec<Arc<Slot>>>,
 }
 
 impl SegmentSet {
     /// Wraps segments already loaded (recovered) from `dir`.
     pub(crate) fn new(fs: Fs, dir: PathBuf, segment_size: u64, segs: Vec<Segment>) -> SegmentSet {
+        let files = segs.into_iter().map(|s| (s.base(), Some(Arc::new(s))));
+        SegmentSet::with_files(fs, dir, segment_size, files.collect())
+    }
+
+    /// Wraps the files of `dir` at the given bases (ascending, contiguous), each with its
+    /// segment if mapped already, else mapped on first use. A file left unmapped must be
+    /// complete and never written again: mapped on use, all its bytes are published.
+    pub(crate) fn with_files(
+        fs: Fs,
+        dir: PathBuf,
+        segment_size: u64,
+        files: Vec<(u64, Option<Arc<Segment>>)>,
+    ) -> SegmentSet {
         SegmentSet {
             fs,
             dir,
             segment_size,
-            segments: RwLock::new(segs.into_iter().map(Arc::new).collect()),
+            segments: RwLock::new(slots(files)),
         }
+    }
+
+    /// The segment of `slot`, mapping its file if that was not done yet.
+    fn segment(&self, slot: &Slot) -> Result<Arc<Segment>> {
+        if let Some(seg) = slot.seg.get() {
+            return Ok(seg.clone());
+        }
+        let path = self.dir.join(segment_name(slot.base));
+        let seg = Arc::new(self.fs.open_segment(&path, slot.base, self.segment_size)?);
+        // Two threads may map it at once: the first one's mapping is kept.
+        Ok(slot.seg.get_or_init(|| seg).clone())
+    }
+
+    /// [`SegmentSet::segment`], for callers that cannot return an error: a file that cannot be
+    /// mapped (no memory, too many mappings) is logged and reads as missing.
+    fn segment_or_log(&self, slot: &Slot) -> Option<Arc<Segment>> {
+        self.segment(slot)
+            .inspect_err(|e| ::log::error!("cannot map a segment to read it: {e}"))
+            .ok()
     }
 
     pub(crate) fn fs(&self) -> &Fs {
@@ -62,34 +127,79 @@ impl SegmentSet {
         self.segments.read().is_empty()
     }
 
-    /// Replaces the segments (recovery, before the set is shared).
-    pub(crate) fn replace(&mut self, segs: Vec<Arc<Segment>>) {
-        *self.segments.get_mut() = segs;
+    /// Replaces the files (recovery, before the set is shared): as for
+    /// [`SegmentSet::with_files`].
+    pub(crate) fn replace(&mut self, files: Vec<(u64, Option<Arc<Segment>>)>) {
+        *self.segments.get_mut() = slots(files);
     }
 
-    /// Takes the segments out (recovery, before the set is shared).
-    pub(crate) fn take(&mut self) -> Vec<Arc<Segment>> {
+    /// Takes the files out (recovery, before the set is shared), each with its segment if
+    /// it was mapped.
+    pub(crate) fn take(&mut self) -> Vec<(u64, Option<Arc<Segment>>)> {
         std::mem::take(self.segments.get_mut())
+            .into_iter()
+            .map(|slot| (slot.base, slot.seg.get().cloned()))
+            .collect()
+    }
+
+    /// How many files the set holds.
+    pub(crate) fn len(&self) -> usize {
+        self.segments.read().len()
     }
 
     /// Base of the first segment.
     pub(crate) fn first_base(&self) -> Option<u64> {
-        self.segments.read().first().map(|s| s.base())
+        self.segments.read().first().map(|s| s.base)
+    }
+
+    /// Base of the last segment.
+    pub(crate) fn last_base(&self) -> Option<u64> {
+        self.segments.read().last().map(|s| s.base)
     }
 
     pub(crate) fn last(&self) -> Option<Arc<Segment>> {
-        self.segments.read().last().cloned()
+        let segs = self.segments.read();
+        self.segment_or_log(segs.last()?)
     }
 
-    /// All segments, oldest first.
-    pub(crate) fn snapshot(&self) -> Vec<Arc<Segment>> {
-        self.segments.read().clone()
+    /// All segments, oldest first, mapping those not mapped yet.
+    pub(crate) fn snapshot(&self) -> Result<Vec<Arc<Segment>>> {
+        // Mapped under the lock: a file is not deleted while it is being mapped.
+        let segs = self.segments.read();
+        segs.iter().map(|s| self.segment(s)).collect()
     }
 
-    /// The segment holding absolute offset `offset`.
+    /// The segments mapped so far, oldest first: all of them in a set that has no unmapped
+    /// files (the CommitLog's). Nothing was written to a file not mapped.
+    pub(crate) fn mapped_snapshot(&self) -> Vec<Arc<Segment>> {
+        let slots = self.segments.read();
+        slots.iter().filter_map(|s| s.seg.get().cloned()).collect()
+    }
+
+    /// The segment holding absolute offset `offset`, mapped on first use (a file that cannot
+    /// be mapped is logged and reads as missing: see [`SegmentSet::try_find`]).
     pub(crate) fn find(&self, offset: u64) -> Option<Arc<Segment>> {
         let segs = self.segments.read();
-        find_in(&segs, self.segment_size, offset).cloned()
+        self.segment_or_log(self.find_slot(&segs, offset)?)
+    }
+
+    /// The segment holding absolute offset `offset`, mapped on first use.
+    pub(crate) fn try_find(&self, offset: u64) -> Result<Option<Arc<Segment>>> {
+        // Mapped under the lock: a file is not deleted while it is being mapped.
+        let segs = self.segments.read();
+        match self.find_slot(&segs, offset) {
+            Some(slot) => self.segment(slot).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn find_slot<'a>(&self, segs: &'a [Arc<Slot>], offset: u64) -> Option<&'a Arc<Slot>> {
+        let first = segs.first()?.base;
+        if offset < first {
+            return None;
+        }
+        segs.get(((offset - first) / self.segment_size) as usize)
+            .filter(|s| s.base <= offset && offset < s.base + self.segment_size)
     }
 
     /// Base of the segment that holds (or would hold) `offset`, given the first segment.
@@ -111,14 +221,14 @@ impl SegmentSet {
     pub(crate) fn push(&self, seg: Segment) -> Result<Arc<Segment>> {
         self.fs.sync_dir(&self.dir)?;
         let seg = Arc::new(seg);
-        self.segments.write().push(seg.clone());
+        self.segments.write().push(Slot::mapped(seg.clone()));
         Ok(seg)
     }
 
     /// Appends `seg`, whose directory entry was made durable by whoever created it.
     pub(crate) fn push_durable(&self, seg: Segment) -> Arc<Segment> {
         let seg = Arc::new(seg);
-        self.segments.write().push(seg.clone());
+        self.segments.write().push(Slot::mapped(seg.clone()));
         seg
     }
 
@@ -149,12 +259,13 @@ impl SegmentSet {
         if to <= from {
             return Ok(());
         }
+        // A file not mapped was never written through this set: nothing of it to flush.
         let segs: Vec<Arc<Segment>> = self
             .segments
             .read()
             .iter()
-            .filter(|s| s.base() + self.segment_size > from && s.base() < to)
-            .cloned()
+            .filter(|s| s.base + self.segment_size > from && s.base < to)
+            .filter_map(|s| s.seg.get().cloned())
             .collect();
         for s in segs {
             let start = from.saturating_sub(s.base()) as usize;
@@ -169,22 +280,30 @@ impl SegmentSet {
     /// mapping until they drop it. Returns how many were removed.
     pub(crate) fn delete_front_while(
         &self,
-        mut deletable: impl FnMut(&Segment) -> bool,
+        mut deletable: impl FnMut(&Segment) -> Result<bool>,
     ) -> Result<usize> {
         let mut removed = Vec::new();
-        {
+        let result = {
             let mut segs = self.segments.write();
-            while segs.len() > 1 && deletable(&segs[0]) {
-                removed.push(segs.remove(0));
+            loop {
+                if segs.len() <= 1 {
+                    break Ok(());
+                }
+                match self.segment(&segs[0]).and_then(|s| deletable(&s)) {
+                    Ok(true) => removed.push(segs.remove(0)),
+                    Ok(false) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
             }
-        }
-        for seg in &removed {
-            self.fs.remove_file_if_exists(seg.path())?;
+        };
+        for slot in &removed {
+            self.fs
+                .remove_file_if_exists(&self.dir.join(segment_name(slot.base)))?;
         }
         if !removed.is_empty() {
             self.fs.sync_dir(&self.dir)?;
         }
-        Ok(removed.len())
+        result.map(|()| removed.len())
     }
 
     /// Removes the last segment if `unused` says so and it is not the only one, and deletes
@@ -192,13 +311,15 @@ impl SegmentSet {
     pub(crate) fn remove_last_if(&self, unused: impl FnOnce(&Segment) -> bool) -> Result<()> {
         let removed = {
             let mut segs = self.segments.write();
-            match segs.last() {
-                Some(last) if segs.len() > 1 && unused(last) => segs.pop(),
-                _ => None,
-            }
+            let last = match segs.last() {
+                Some(last) if segs.len() > 1 => self.segment(last)?,
+                _ => return Ok(()),
+            };
+            if unused(&last) { segs.pop() } else { None }
         };
-        if let Some(seg) = removed {
-            self.fs.remove_file_if_exists(seg.path())?;
+        if let Some(slot) = removed {
+            self.fs
+                .remove_file_if_exists(&self.dir.join(segment_name(slot.base)))?;
             self.fs.sync_dir(&self.dir)?;
         }
         Ok(())

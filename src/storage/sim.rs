@@ -706,6 +706,11 @@ impl Storage for SimStorage {
         FileStorage.read(path)
     }
 
+    fn read_at(&self, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<u64> {
+        self.read_op()?;
+        FileStorage.read_at(path, offset, buf)
+    }
+
     fn write_synced(&self, path: &Path, data: &[u8]) -> io::Result<()> {
         let mut st = self.inner.state.lock();
         st.enter(OpKind::Write)?;

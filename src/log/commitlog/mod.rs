@@ -241,7 +241,7 @@ impl CommitLog {
 
     /// Flushes every segment's data, whatever the flush bookkeeping says (after recovery).
     pub(crate) fn sync_all(&self) -> Result<()> {
-        for seg in self.set.snapshot() {
+        for seg in self.set.mapped_snapshot() {
             seg.flush(0, seg.published())?;
         }
         Ok(())
@@ -366,13 +366,14 @@ impl CommitLog {
     /// it. Returns the new smallest offset.
     pub(crate) fn delete_before(&self, offset: u64) -> Result<u64> {
         let size = self.segment_size;
-        self.set.delete_front_while(|s| s.base() + size <= offset)?;
+        self.set
+            .delete_front_while(|s| Ok(s.base() + size <= offset))?;
         Ok(self.min_offset())
     }
 
     /// The segments, oldest first.
     pub(crate) fn segment_snapshot(&self) -> Vec<Arc<Segment>> {
-        self.set.snapshot()
+        self.set.mapped_snapshot()
     }
 
     /// Deletes the oldest segment if `deletable` says so and it is not the last one (the
@@ -382,7 +383,7 @@ impl CommitLog {
         let n = self.set.delete_front_while(|s| {
             let go = first && deletable(s);
             first = false;
-            go
+            Ok(go)
         })?;
         Ok(n > 0)
     }
@@ -402,8 +403,9 @@ impl LogWriter {
     /// Keeps the prefault thread its lead ahead of the writer.
     fn populate_ahead(&mut self) {
         let size = self.seg.segment().size();
-        let Some(p) = &self.preparer else { return };
-        while self.populated_to < size && self.populated_to < self.seg.pos() + self.lead() {
+        let lead = self.lead();
+        let Some(p) = &mut self.preparer else { return };
+        while self.populated_to < size && self.populated_to < self.seg.pos() + lead {
             let to = (self.populated_to + preparer::POPULATE_CHUNK).min(size);
             p.populate(self.seg.segment(), self.populated_to, to);
             self.populated_to = to;

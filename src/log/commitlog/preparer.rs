@@ -26,118 +26,95 @@ const POPULATE_PIECE: usize = 32 << 10;
 
 type PopulateRequest = (Arc<Segment>, usize, usize);
 
-/// Handle to the preparer thread and the prefault thread.
+/// What the threads are started with.
+#[derive(Debug, Clone)]
+struct Config {
+    fs: Fs,
+    dir: PathBuf,
+    segment_size: u64,
+    warm: bool,
+    populate_write: bool,
+    zero_gap: usize,
+}
+
+/// The running threads and their channels.
 #[derive(Debug)]
-pub(crate) struct Preparer {
+struct Threads {
     requests: Option<Sender<u64>>,
     results: Receiver<(u64, Result<Segment>)>,
-    pending: Option<u64>,
     thread: Option<JoinHandle<()>>,
     populate: Option<Sender<PopulateRequest>>,
     populate_thread: Option<JoinHandle<()>>,
+}
+
+/// Handle to the preparer thread and the prefault thread. They start with the first request
+/// (a store opened and closed without appending starts neither); should they fail to start,
+/// the writer creates its segments itself and takes its page faults.
+#[derive(Debug)]
+pub(crate) struct Preparer {
+    config: Config,
+    threads: Option<Threads>,
+    /// Starting the threads failed once: not tried again.
+    start_failed: bool,
+    pending: Option<u64>,
     /// Tells the prefault thread to drop the work still queued: a close does not wait for
     /// pages to be prepared that nobody will write.
     stopping: Arc<AtomicBool>,
-    fs: Fs,
     /// How far ahead of the writer pages are prepared.
     pub(crate) lead: usize,
 }
 
 impl Preparer {
-    pub(crate) fn start(
+    pub(crate) fn new(
         fs: Fs,
         dir: PathBuf,
         segment_size: u64,
         warm: bool,
         populate_write: bool,
         zero_gap: usize,
-    ) -> std::io::Result<Preparer> {
-        let (req_tx, req_rx) = bounded::<u64>(1);
-        let discard_fs = fs.clone();
-        let (res_tx, res_rx) = bounded(1);
-        let thread = std::thread::Builder::new()
-            .name("mqlite-segment-preparer".into())
-            .spawn(move || {
-                for base in req_rx {
-                    let path = dir.join(segment_name(base));
-                    let result =
-                        fs.create_segment(&path, base, segment_size)
-                            .and_then(|mut seg| {
-                                if warm {
-                                    seg.warm()?;
-                                }
-                                fs.sync_dir(&dir)?;
-                                Ok(seg)
-                            });
-                    if result.is_err() {
-                        let _ = fs.remove_file_if_exists(&path);
-                    }
-                    if res_tx.send((base, result)).is_err() {
-                        break;
-                    }
-                }
-            })?;
-        // The prefault thread keeps the pages ahead of the writer in memory. Under `Async` it
-        // writes zeros there with `pwrite` (into the page cache: the writer's first touch of a
-        // page is then a cheap minor fault, and nothing "reads around" an unwritten extent
-        // under folio locks, which stalled a tailing reader for 10 ms every 8 MiB); with
-        // warming (`Sync`) it zero-fills and flushes; otherwise it faults pages in readable.
-        let (pop_tx, pop_rx) = bounded::<PopulateRequest>(64);
-        let stopping = Arc::new(AtomicBool::new(false));
-        let stop = stopping.clone();
-        let populate_thread = std::thread::Builder::new()
-            .name("mqlite-prefault".into())
-            .spawn(move || {
-                for (seg, from, to) in pop_rx {
-                    let how = if warm && !seg.is_warmed() {
-                        Some(ZeroAhead::Durable)
-                    } else if populate_write {
-                        Some(ZeroAhead::PageCache)
-                    } else {
-                        None
-                    };
-                    // Zeroing for durability is flushed once per request.
-                    let piece = match how {
-                        Some(ZeroAhead::Durable) => to - from,
-                        _ => POPULATE_PIECE,
-                    };
-                    let mut at = from;
-                    while at < to && !stop.load(Ordering::Relaxed) {
-                        let end = to.min(at + piece);
-                        let zeroed = how.is_some_and(|how| {
-                            seg.zero_ahead(at, end, zero_gap, how).unwrap_or(false)
-                        });
-                        // Map the (now cached) pages, writable under `Async`: the writer then
-                        // takes no page fault at all.
-                        if zeroed || !populate_write {
-                            seg.populate(at, end, populate_write);
-                        }
-                        at = end;
-                        std::thread::yield_now();
-                    }
-                }
-            })?;
-        Ok(Preparer {
-            requests: Some(req_tx),
-            results: res_rx,
+    ) -> Preparer {
+        Preparer {
+            config: Config {
+                fs,
+                dir,
+                segment_size,
+                warm,
+                populate_write,
+                zero_gap,
+            },
+            threads: None,
+            start_failed: false,
             pending: None,
-            thread: Some(thread),
-            populate: Some(pop_tx),
-            populate_thread: Some(populate_thread),
-            stopping,
-            fs: discard_fs,
+            stopping: Arc::new(AtomicBool::new(false)),
             // Zeroing ahead stays a gap past the writer.
             lead: if warm || populate_write {
                 zero_gap + POPULATE_LEAD
             } else {
                 POPULATE_LEAD
             },
-        })
+        }
+    }
+
+    /// The threads, started on first use.
+    fn threads(&mut self) -> Option<&mut Threads> {
+        if self.threads.is_none() && !self.start_failed {
+            match spawn(self.config.clone(), self.stopping.clone()) {
+                Ok(t) => self.threads = Some(t),
+                Err(e) => {
+                    self.start_failed = true;
+                    ::log::warn!(
+                        "{}: cannot start the segment preparer threads ({e}); the writer prepares its segments itself",
+                        self.config.dir.display()
+                    );
+                }
+            }
+        }
+        self.threads.as_mut()
     }
 
     /// Asks for `[from, to)` of `seg` to be prepared; dropped if the thread is behind.
-    pub(crate) fn populate(&self, seg: &Arc<Segment>, from: usize, to: usize) {
-        if let Some(tx) = &self.populate {
+    pub(crate) fn populate(&mut self, seg: &Arc<Segment>, from: usize, to: usize) {
+        if let Some(tx) = self.threads().and_then(|t| t.populate.as_ref()) {
             let _ = tx.try_send((seg.clone(), from, to));
         }
     }
@@ -151,7 +128,7 @@ impl Preparer {
             // A stale request (for an earlier segment); collect and discard it first.
             let _ = self.take(u64::MAX);
         }
-        if let Some(tx) = &self.requests
+        if let Some(tx) = self.threads().and_then(|t| t.requests.as_ref())
             && tx.send(base).is_ok()
         {
             self.pending = Some(base);
@@ -162,13 +139,13 @@ impl Preparer {
     /// the caller creates it itself.
     pub(crate) fn take(&mut self, base: u64) -> Option<Result<Segment>> {
         let pending = self.pending.take()?;
-        let (got, result) = self.results.recv().ok()?;
+        let (got, result) = self.threads.as_ref()?.results.recv().ok()?;
         if pending != base || got != base {
             // Not the one we need: discard it.
             if let Ok(seg) = result {
                 let path = seg.path().to_path_buf();
                 drop(seg);
-                let _ = self.fs.remove_file_if_exists(&path);
+                let _ = self.config.fs.remove_file_if_exists(&path);
             }
             return None;
         }
@@ -177,37 +154,132 @@ impl Preparer {
 
     /// Stops the threads; a segment prepared but not taken is deleted.
     pub(crate) fn stop(mut self) {
-        self.requests = None;
         self.stopping.store(true, Ordering::Relaxed);
-        self.populate = None;
-        if let Some(t) = self.populate_thread.take() {
-            let _ = t.join();
+        let Some(mut t) = self.threads.take() else {
+            return;
+        };
+        t.requests = None;
+        t.populate = None;
+        if let Some(h) = t.populate_thread.take() {
+            let _ = h.join();
         }
         if self.pending.take().is_some()
-            && let Ok((_, Ok(seg))) = self.results.recv()
+            && let Ok((_, Ok(seg))) = t.results.recv()
         {
             let path = seg.path().to_path_buf();
             drop(seg);
-            let _ = self.fs.remove_file_if_exists(&path);
+            let _ = self.config.fs.remove_file_if_exists(&path);
         }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some(h) = t.thread.take() {
+            let _ = h.join();
         }
     }
 }
 
 impl Drop for Preparer {
     fn drop(&mut self) {
-        self.requests = None;
         self.stopping.store(true, Ordering::Relaxed);
-        self.populate = None;
-        if let Some(t) = self.populate_thread.take() {
-            let _ = t.join();
+        let Some(mut t) = self.threads.take() else {
+            return;
+        };
+        t.requests = None;
+        t.populate = None;
+        if let Some(h) = t.populate_thread.take() {
+            let _ = h.join();
         }
-        if let Some(t) = self.thread.take() {
+        if let Some(h) = t.thread.take() {
             // Unblock the thread if it is waiting to hand over a result.
-            while self.results.try_recv().is_ok() {}
-            let _ = t.join();
+            while t.results.try_recv().is_ok() {}
+            let _ = h.join();
         }
     }
+}
+
+/// Starts the preparer thread and the prefault thread.
+fn spawn(config: Config, stopping: Arc<AtomicBool>) -> std::io::Result<Threads> {
+    let Config {
+        fs,
+        dir,
+        segment_size,
+        warm,
+        populate_write,
+        zero_gap,
+    } = config;
+    let (req_tx, req_rx) = bounded::<u64>(1);
+    let (res_tx, res_rx) = bounded(1);
+    let thread = std::thread::Builder::new()
+        .name("mqlite-segment-preparer".into())
+        .spawn(move || {
+            for base in req_rx {
+                let path = dir.join(segment_name(base));
+                let result = fs
+                    .create_segment(&path, base, segment_size)
+                    .and_then(|mut seg| {
+                        if warm {
+                            seg.warm()?;
+                        }
+                        fs.sync_dir(&dir)?;
+                        Ok(seg)
+                    });
+                if result.is_err() {
+                    let _ = fs.remove_file_if_exists(&path);
+                }
+                if res_tx.send((base, result)).is_err() {
+                    break;
+                }
+            }
+        })?;
+    // The prefault thread keeps the pages ahead of the writer in memory. Under `Async` it
+    // writes zeros there with `pwrite` (into the page cache: the writer's first touch of a
+    // page is then a cheap minor fault, and nothing "reads around" an unwritten extent under
+    // folio locks, which stalled a tailing reader for 10 ms every 8 MiB); with warming
+    // (`Sync`) it zero-fills and flushes; otherwise it faults pages in readable.
+    let (pop_tx, pop_rx) = bounded::<PopulateRequest>(64);
+    let populate_thread = std::thread::Builder::new()
+        .name("mqlite-prefault".into())
+        .spawn(move || {
+            for (seg, from, to) in pop_rx {
+                let how = if warm && !seg.is_warmed() {
+                    Some(ZeroAhead::Durable)
+                } else if populate_write {
+                    Some(ZeroAhead::PageCache)
+                } else {
+                    None
+                };
+                // Zeroing for durability is flushed once per request.
+                let piece = match how {
+                    Some(ZeroAhead::Durable) => to - from,
+                    _ => POPULATE_PIECE,
+                };
+                let mut at = from;
+                while at < to && !stopping.load(Ordering::Relaxed) {
+                    let end = to.min(at + piece);
+                    let zeroed = how
+                        .is_some_and(|how| seg.zero_ahead(at, end, zero_gap, how).unwrap_or(false));
+                    // Map the (now cached) pages, writable under `Async`: the writer then
+                    // takes no page fault at all.
+                    if zeroed || !populate_write {
+                        seg.populate(at, end, populate_write);
+                    }
+                    at = end;
+                    std::thread::yield_now();
+                }
+            }
+        });
+    let populate_thread = match populate_thread {
+        Ok(h) => h,
+        Err(e) => {
+            // The preparer thread ends when its request channel closes.
+            drop(req_tx);
+            let _ = thread.join();
+            return Err(e);
+        }
+    };
+    Ok(Threads {
+        requests: Some(req_tx),
+        results: res_rx,
+        thread: Some(thread),
+        populate: Some(pop_tx),
+        populate_thread: Some(populate_thread),
+    })
 }

@@ -19,44 +19,42 @@ use super::ConsumeQueue;
 /// writer creates that file itself when it gets there.
 const BACKLOG: usize = 64;
 
-/// The thread that creates consume queue files ahead of the writer.
-#[derive(Debug)]
+/// The thread that creates consume queue files ahead of the writer, started with the first
+/// request (a store opened and closed without appending never starts it).
+#[derive(Debug, Default)]
 pub(crate) struct QueueFilesAhead {
     requests: Option<Sender<Arc<ConsumeQueue>>>,
     thread: Option<JoinHandle<()>>,
+    /// Stopped, or the thread could not be started: requests are dropped (the writer creates
+    /// the files itself).
+    off: bool,
 }
 
 impl QueueFilesAhead {
-    pub(crate) fn start() -> std::io::Result<QueueFilesAhead> {
-        let (tx, rx) = bounded::<Arc<ConsumeQueue>>(BACKLOG);
-        let thread = std::thread::Builder::new()
-            .name("mqlite-cq-ahead".into())
-            .spawn(move || {
-                for cq in rx {
-                    if let Err(e) = cq.create_next_file() {
-                        // Not fatal: the writer creates the file when it needs it, and reports
-                        // the error then if it persists.
-                        ::log::warn!(
-                            "creating the next consume queue file of {}:{} ahead failed: {e}",
-                            cq.topic(),
-                            cq.queue_id()
-                        );
-                    }
-                }
-            })?;
-        Ok(QueueFilesAhead {
-            requests: Some(tx),
-            thread: Some(thread),
-        })
-    }
-
     /// Asks for `cq`'s next file if its writer is past half of its last file and no request
     /// is pending (cheap otherwise: one atomic load).
-    pub(crate) fn maybe_request(&self, cq: &Arc<ConsumeQueue>, last_queue_offset: u64) {
+    pub(crate) fn maybe_request(&mut self, cq: &Arc<ConsumeQueue>, last_queue_offset: u64) {
         if !cq.wants_next_file(last_queue_offset) {
             return;
         }
-        let Some(tx) = &self.requests else { return };
+        if self.requests.is_none() && !self.off {
+            match start() {
+                Ok((tx, thread)) => {
+                    self.requests = Some(tx);
+                    self.thread = Some(thread);
+                }
+                Err(e) => {
+                    self.off = true;
+                    ::log::warn!(
+                        "cannot start the consume queue file thread ({e}); writers create their files themselves"
+                    );
+                }
+            }
+        }
+        let Some(tx) = &self.requests else {
+            cq.request_dropped();
+            return;
+        };
         match tx.try_send(cq.clone()) {
             Ok(()) => {}
             Err(TrySendError::Full(cq) | TrySendError::Disconnected(cq)) => {
@@ -65,8 +63,9 @@ impl QueueFilesAhead {
         }
     }
 
-    /// Stops the thread after the requests already made.
+    /// Stops the thread after the requests already made; later requests are dropped.
     pub(crate) fn stop(&mut self) {
+        self.off = true;
         self.requests = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -78,4 +77,24 @@ impl Drop for QueueFilesAhead {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+fn start() -> std::io::Result<(Sender<Arc<ConsumeQueue>>, JoinHandle<()>)> {
+    let (tx, rx) = bounded::<Arc<ConsumeQueue>>(BACKLOG);
+    let thread = std::thread::Builder::new()
+        .name("mqlite-cq-ahead".into())
+        .spawn(move || {
+            for cq in rx {
+                if let Err(e) = cq.create_next_file() {
+                    // Not fatal: the writer creates the file when it needs it, and reports the
+                    // error then if it persists.
+                    ::log::warn!(
+                        "creating the next consume queue file of {}:{} ahead failed: {e}",
+                        cq.topic(),
+                        cq.queue_id()
+                    );
+                }
+            }
+        })?;
+    Ok((tx, thread))
 }

@@ -157,7 +157,7 @@ impl ConsumeQueue {
 
     /// Bytes its files take on disk.
     pub(crate) fn file_bytes(&self) -> u64 {
-        self.set.snapshot().len() as u64 * self.set.segment_size()
+        self.set.len() as u64 * self.set.segment_size()
     }
 
     /// Messages and bytes put into the queue since it was opened.
@@ -369,17 +369,37 @@ impl ConsumeQueue {
         !self.set.is_empty()
     }
 
-    /// The first unit whose record starts at or after `phys` (binary search).
-    pub(crate) fn first_unit_from(&self, phys: u64) -> Option<CqUnit> {
+    /// The first unit whose record starts at or after `phys` (binary search, within the last
+    /// file when that one starts before `phys`: the lookups at open are near the end, and the
+    /// older files stay unmapped). An error if a file cannot be mapped.
+    pub(crate) fn first_unit_from(&self, phys: u64) -> Result<Option<CqUnit>> {
         let (mut lo, mut hi) = (self.min_offset(), self.max_offset());
+        if let Some(last) = self.set.last_base() {
+            let first_in_last = (last / UNIT).max(lo);
+            if first_in_last < hi
+                && self
+                    .try_unit_at(first_in_last)?
+                    .is_some_and(|u| u.physical_offset < phys)
+            {
+                lo = first_in_last;
+            }
+        }
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            match self.get(mid) {
+            match self.try_unit_at(mid)? {
                 Some(u) if u.physical_offset < phys => lo = mid + 1,
                 _ => hi = mid,
             }
         }
-        self.get(lo)
+        self.try_get(lo)
+    }
+
+    /// [`ConsumeQueue::get`], with an error if the unit's file cannot be mapped.
+    pub(crate) fn try_get(&self, queue_offset: u64) -> Result<Option<CqUnit>> {
+        if queue_offset < self.min_offset() || queue_offset >= self.max_offset() {
+            return Ok(None);
+        }
+        self.try_unit_at(queue_offset)
     }
 
     /// The unit at `queue_offset`, if it is between the min and max offsets.
@@ -391,19 +411,22 @@ impl ConsumeQueue {
     }
 
     /// Calls `f` with consecutive units from `from` on (at most `max`), stopping early when `f`
-    /// returns false. Returns the offset after the last unit visited.
+    /// returns false. Returns the offset after the last unit visited, and the error that
+    /// stopped the visit there if a file could not be mapped.
     pub(crate) fn scan(
         &self,
         from: u64,
         max: usize,
         mut f: impl FnMut(u64, CqUnit) -> bool,
-    ) -> u64 {
+    ) -> (u64, Option<Error>) {
         let mut off = from.max(self.min_offset());
         let end = self.max_offset().min(off.saturating_add(max as u64));
         while off < end {
             let byte_pos = off * UNIT;
-            let Some(seg) = self.segment_for(byte_pos) else {
-                break;
+            let seg = match self.set.try_find(byte_pos) {
+                Ok(Some(seg)) => seg,
+                Ok(None) => break,
+                Err(e) => return (off, Some(e)),
             };
             let rel = (byte_pos - seg.base()) as usize;
             let in_seg = ((seg.size() - rel) / CQ_UNIT_SIZE) as u64;
@@ -413,16 +436,16 @@ impl ConsumeQueue {
             };
             for chunk in bytes.chunks_exact(CQ_UNIT_SIZE) {
                 let Ok(Some(unit)) = CqUnit::decode(chunk) else {
-                    return off;
+                    return (off, None);
                 };
                 let keep_going = f(off, unit);
                 off += 1;
                 if !keep_going {
-                    return off;
+                    return (off, None);
                 }
             }
         }
-        off
+        (off, None)
     }
 
     fn segment_for(&self, byte_pos: u64) -> Option<Arc<Segment>> {
@@ -436,7 +459,7 @@ impl ConsumeQueue {
             let last_unit = first
                 .read(first.size() - CQ_UNIT_SIZE, CQ_UNIT_SIZE)
                 .and_then(|b| CqUnit::decode(b).ok().flatten());
-            last_unit.is_some_and(|u| u.physical_offset + u64::from(u.size) <= log_min)
+            Ok(last_unit.is_some_and(|u| u.physical_offset + u64::from(u.size) <= log_min))
         })?;
         // Binary search the first unit still in the log.
         let first_file = self.set.first_base().map_or(0, |b| b / UNIT);
@@ -450,6 +473,18 @@ impl ConsumeQueue {
         }
         self.min_offset.fetch_max(lo, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// The unit at `queue_offset` regardless of the min offset; an error if its file cannot
+    /// be mapped.
+    fn try_unit_at(&self, queue_offset: u64) -> Result<Option<CqUnit>> {
+        let byte_pos = queue_offset * UNIT;
+        let Some(seg) = self.set.try_find(byte_pos)? else {
+            return Ok(None);
+        };
+        Ok(seg
+            .read((byte_pos - seg.base()) as usize, CQ_UNIT_SIZE)
+            .and_then(|b| CqUnit::decode(b).ok().flatten()))
     }
 
     /// The unit at `queue_offset` regardless of the min offset.

@@ -1,7 +1,7 @@
 //! Loading a consume queue at open: structural checks, finding its end without a full scan,
 //! validating the tail against the CommitLog, and trimming units past the log's end.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -10,7 +10,7 @@ use std::io::ErrorKind;
 
 use crate::error::{Error, Result};
 use crate::format::cq_unit::{CQ_UNIT_SIZE, CqUnit};
-use crate::storage::segment_set::remove_trailing;
+use crate::storage::fs::segment_name;
 use crate::storage::{Fs, Segment};
 
 /// How many damaged units at the tail recovery trims before it gives up and rebuilds the queue.
@@ -33,16 +33,101 @@ pub(crate) enum Loaded {
     Suspect { kept_end: u64, claimed_end: u64 },
 }
 
-fn read_unit(segs: &[Segment], file_size: u64, offset: u64) -> Option<CqUnit> {
-    let byte = offset * UNIT;
-    let seg = crate::storage::segment_set::find_in(segs, file_size, byte)?;
-    let bytes = seg.read((byte - seg.base()) as usize, CQ_UNIT_SIZE)?;
-    CqUnit::decode(bytes).ok().flatten()
+/// A queue's files while it loads. The files that may be written (the last one), or are read
+/// unit by unit (the last few after an unclean shutdown, a first file of pre-blank units) are
+/// mapped; the others are read a unit at a time with `pread` and stay unmapped, for the queue
+/// to map on first use: opening a store with many queue files does not map (and closing it
+/// unmap) files nobody reads.
+struct Files<'a> {
+    fs: &'a Fs,
+    file_size: u64,
+    entries: Vec<Entry>,
 }
 
-fn is_zero_unit(seg: &Segment, idx: usize) -> bool {
-    seg.read(idx * CQ_UNIT_SIZE, CQ_UNIT_SIZE)
-        .is_none_or(|b| b.iter().all(|&x| x == 0))
+struct Entry {
+    base: u64,
+    path: PathBuf,
+    seg: Option<Segment>,
+    /// The first unit's bytes, read when the file was checked (unmapped files).
+    first: [u8; CQ_UNIT_SIZE],
+}
+
+impl Files<'_> {
+    fn entry(&self, byte: u64) -> Option<&Entry> {
+        let first = self.entries.first()?.base;
+        let e = self
+            .entries
+            .get((byte.checked_sub(first)? / self.file_size) as usize)?;
+        (e.base <= byte && byte < e.base + self.file_size).then_some(e)
+    }
+
+    /// The raw bytes of unit `off`; `None` past the files.
+    fn unit_bytes(&self, off: u64) -> Result<Option<[u8; CQ_UNIT_SIZE]>> {
+        let byte = off * UNIT;
+        let Some(e) = self.entry(byte) else {
+            return Ok(None);
+        };
+        let rel = byte - e.base;
+        let mut out = [0u8; CQ_UNIT_SIZE];
+        match &e.seg {
+            Some(seg) => match seg.read(rel as usize, CQ_UNIT_SIZE) {
+                Some(b) => out.copy_from_slice(b),
+                None => return Ok(None),
+            },
+            None if rel == 0 => out = e.first,
+            None => {
+                self.fs.read_at(&e.path, rel, &mut out)?;
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Unit `off`, `None` past the files or where it does not decode (zero or damaged).
+    fn unit(&self, off: u64) -> Result<Option<CqUnit>> {
+        Ok(self
+            .unit_bytes(off)?
+            .and_then(|b| CqUnit::decode(&b).ok().flatten()))
+    }
+
+    /// Whether unit `off` is all zeros (or past the files).
+    fn is_zero(&self, off: u64) -> Result<bool> {
+        Ok(self
+            .unit_bytes(off)?
+            .is_none_or(|b| b.iter().all(|&x| x == 0)))
+    }
+
+    /// Maps the file holding unit `off` (nothing past the files, or if mapped already).
+    fn map_at(&mut self, off: u64) -> Result<()> {
+        let byte = off * UNIT;
+        let Some(first) = self.entries.first().map(|e| e.base) else {
+            return Ok(());
+        };
+        let Some(i) = byte
+            .checked_sub(first)
+            .map(|d| (d / self.file_size) as usize)
+        else {
+            return Ok(());
+        };
+        if let Some(e) = self.entries.get_mut(i)
+            && e.seg.is_none()
+        {
+            e.seg = Some(self.fs.open_segment(&e.path, e.base, self.file_size)?);
+        }
+        Ok(())
+    }
+
+    /// Maps the last `n` files.
+    fn map_last(&mut self, n: usize) -> Result<()> {
+        let from = self.entries.len().saturating_sub(n);
+        for i in from..self.entries.len() {
+            self.map_at(self.entries[i].base / UNIT)?;
+        }
+        Ok(())
+    }
+
+    fn last(&self) -> &Entry {
+        self.entries.last().expect("a queue being loaded has files")
+    }
 }
 
 /// How many files at the end of a queue an unclean open scans unit by unit for holes
@@ -90,105 +175,135 @@ pub(crate) fn load(
             file_size,
         )));
     }
-    // Structure: aligned, contiguous, full-size files.
-    let mut segs = Vec::with_capacity(files.len());
+    // Structure: aligned, contiguous, full-size files. The last one (the last few after an
+    // unclean shutdown) is mapped, the others are only checked.
+    let mapped_from = files
+        .len()
+        .saturating_sub(if unclean { HOLE_SCAN_FILES } else { 1 });
+    let mut loaded = Files {
+        fs,
+        file_size,
+        entries: Vec::with_capacity(files.len()),
+    };
     for (i, (base, path)) in files.iter().enumerate() {
         let aligned = base % file_size == 0;
         let contiguous = i == 0 || *base == files[i - 1].0 + file_size;
         if !(aligned && contiguous) {
             return rebuild(&files, topic);
         }
-        match fs.open_segment(path, *base, file_size) {
-            Ok(s) => segs.push(s),
-            // A file of the wrong size or an empty one (its creation was cut short): damage
-            // the log can repair.
-            Err(Error::Corrupted { .. }) => return rebuild(&files, topic),
-            Err(Error::Io { source, .. }) if source.kind() == ErrorKind::InvalidData => {
-                return rebuild(&files, topic);
+        let mut entry = Entry {
+            base: *base,
+            path: path.clone(),
+            seg: None,
+            first: [0; CQ_UNIT_SIZE],
+        };
+        if i >= mapped_from {
+            match fs.open_segment(path, *base, file_size) {
+                Ok(s) => entry.seg = Some(s),
+                // A file of the wrong size or an empty one (its creation was cut short):
+                // damage the log can repair.
+                Err(Error::Corrupted { .. }) => return rebuild(&files, topic),
+                Err(Error::Io { source, .. }) if source.kind() == ErrorKind::InvalidData => {
+                    return rebuild(&files, topic);
+                }
+                // Anything else (EACCES, ENOMEM, too many mappings) is not damage: the files
+                // stay, and the open fails saying why.
+                Err(e) => return Err(e),
             }
-            // Anything else (EACCES, ENOMEM, too many mappings) is not damage: the files
-            // stay, and the open fails saying why.
-            Err(e) => return Err(e),
+        } else if fs.read_at(path, 0, &mut entry.first)? != file_size {
+            return rebuild(&files, topic);
         }
+        loaded.entries.push(entry);
     }
     // A file created ahead of the writer and never written to holds nothing: units are written
     // in order, so its first unit is zero. (A crash can also leave a written file whose first
     // page was lost; what follows that hole is dropped below anyway, and every unit is
     // re-dispatched from the CommitLog.) The queue ends in the file before it.
-    while segs.len() > 1 && segs.last().is_some_and(|s| is_zero_unit(s, 0)) {
-        if let Some(unused) = segs.pop() {
+    while loaded.entries.len() > 1 && loaded.is_zero(loaded.last().base / UNIT)? {
+        if let Some(unused) = loaded.entries.pop() {
             ::log::debug!(
                 "{}: removing a consume queue file that holds no unit (created ahead)",
-                unused.path().display()
+                unused.path.display()
             );
+            drop(unused.seg);
             // The directory is not synced for this: should the removal be lost, the next
             // open finds the file again and removes it again, and creating the next file
             // (ahead of the writer) syncs the directory anyway.
-            fs.remove_file_if_exists(unused.path())?;
+            fs.remove_file_if_exists(&unused.path)?;
         }
     }
-    let units_per_file = (file_size / UNIT) as usize;
+    loaded.map_last(if unclean { HOLE_SCAN_FILES } else { 1 })?;
+    let units_per_file = file_size / UNIT;
     // End of data in the last file: units are written in order, so the used part is a prefix
     // of non-zero units followed by zeros; binary search for the first zero unit.
-    let last = segs.last().expect("non-empty");
-    let (mut lo, mut hi) = (0usize, units_per_file);
+    let last_first = loaded.last().base / UNIT;
+    let (mut lo, mut hi) = (0u64, units_per_file);
     while lo < hi {
         let mid = (lo + hi) / 2;
-        if is_zero_unit(last, mid) {
+        if loaded.is_zero(last_first + mid)? {
             hi = mid;
         } else {
             lo = mid + 1;
         }
     }
-    let first_base = segs[0].base();
-    let mut max = last.base() / UNIT + lo as u64;
+    let first_base = loaded.entries[0].base;
+    let mut max = last_first + lo;
     let old_end_bytes = max * UNIT;
     if unclean {
-        let from = segs[segs.len().saturating_sub(HOLE_SCAN_FILES)].base() / UNIT;
-        if let Some(hole) = (from..max).find(|&off| {
-            crate::storage::segment_set::find_in(&segs, file_size, off * UNIT)
-                .is_none_or(|s| is_zero_unit(s, ((off * UNIT - s.base()) / UNIT) as usize))
-        }) {
-            max = hole;
+        let from = loaded.entries[loaded.entries.len().saturating_sub(HOLE_SCAN_FILES)].base / UNIT;
+        for off in from..max {
+            if loaded.is_zero(off)? {
+                max = off;
+                break;
+            }
         }
     }
-    // Min offset: skip pre-blank units, then units below the CommitLog minimum.
+    // Min offset: skip pre-blank units (a file of them is read unit by unit: mapped), then
+    // units below the CommitLog minimum.
     let mut min = first_base / UNIT;
-    while min < max {
-        match read_unit(&segs, file_size, min) {
-            Some(u) if u == CqUnit::PRE_BLANK => min += 1,
-            _ => break,
+    if min < max && loaded.unit(min)? == Some(CqUnit::PRE_BLANK) {
+        loaded.map_at(min)?;
+        while min < max && loaded.unit(min)? == Some(CqUnit::PRE_BLANK) {
+            min += 1;
         }
     }
-    let (mut lo, mut hi) = (min, max);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        match read_unit(&segs, file_size, mid) {
-            Some(u) if u.physical_offset < log_min => lo = mid + 1,
-            _ => hi = mid,
+    if min < max
+        && loaded
+            .unit(min)?
+            .is_none_or(|u| u.physical_offset < log_min)
+    {
+        let (mut lo, mut hi) = (min, max);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match loaded.unit(mid)? {
+                Some(u) if u.physical_offset < log_min => lo = mid + 1,
+                _ => hi = mid,
+            }
         }
+        min = lo;
     }
-    min = lo;
     // Every file's first live unit must point at its record; a randomised or foreign file
     // fails this with overwhelming probability.
-    for seg in &segs {
-        let off = (seg.base() / UNIT).max(min);
-        if off < max && off < (seg.base() + file_size) / UNIT {
-            match read_unit(&segs, file_size, off) {
+    for e in &loaded.entries {
+        let off = (e.base / UNIT).max(min);
+        if off < max && off < (e.base + file_size) / UNIT {
+            match loaded.unit(off)? {
                 Some(u) if verify(off, &u) => {}
                 _ => return rebuild(&files, topic),
             }
         }
     }
     let claimed_end = if max > min {
-        read_unit(&segs, file_size, max - 1).map_or(0, |u| u.physical_offset + u64::from(u.size))
+        loaded
+            .unit(max - 1)?
+            .map_or(0, |u| u.physical_offset + u64::from(u.size))
     } else {
         0
     };
     // Trim the tail back to the last unit that points at its record.
     let mut trimmed = 0;
     while max > min {
-        match read_unit(&segs, file_size, max - 1) {
+        match loaded.unit(max - 1)? {
             Some(u) if verify(max - 1, &u) => break,
             _ => {
                 max -= 1;
@@ -206,7 +321,9 @@ pub(crate) fn load(
         }
     }
     let max_phys_end = if max > min {
-        read_unit(&segs, file_size, max - 1).map_or(0, |u| u.physical_offset + u64::from(u.size))
+        loaded
+            .unit(max - 1)?
+            .map_or(0, |u| u.physical_offset + u64::from(u.size))
     } else {
         0
     };
@@ -218,7 +335,12 @@ pub(crate) fn load(
     }
     let mut cq = ConsumeQueue::empty(fs.clone(), topic, queue_id, dir.to_path_buf(), file_size);
     cq.set_bounds(min, max, max_phys_end);
-    cq.install(segs, old_end_bytes)?;
+    let files = loaded
+        .entries
+        .into_iter()
+        .map(|e| (e.base, e.seg))
+        .collect();
+    cq.install(files, old_end_bytes)?;
     Ok(if trimmed > 0 || max < old_end_bytes / UNIT {
         Loaded::Trimmed(cq)
     } else {
@@ -227,29 +349,57 @@ pub(crate) fn load(
 }
 
 impl ConsumeQueue {
-    /// Installs loaded segments: zeroes units past the max offset (up to `old_end_bytes`, the
-    /// end of what was found on disk), drops files past it and creates the writer.
-    fn install(&mut self, mut segs: Vec<Segment>, old_end_bytes: u64) -> Result<()> {
+    /// Installs the loaded files (each with its segment if mapped): zeroes units past the max
+    /// offset (up to `old_end_bytes`, the end of what was found on disk), drops files past it
+    /// and creates the writer in the last file, which is mapped. Every other file lies below
+    /// the max offset: unmapped ones stay so until read.
+    fn install(
+        &mut self,
+        mut files: Vec<(u64, Option<Segment>)>,
+        old_end_bytes: u64,
+    ) -> Result<()> {
         let end = self.max_offset() * UNIT;
-        // Files that start at or past the end hold nothing valid (keep the first file).
         let dir = self.set.dir().to_path_buf();
-        remove_trailing(self.set.fs(), &dir, &mut segs, end, 1)?;
-        for s in segs.iter_mut() {
-            let rel_end = end.saturating_sub(s.base()).min(self.file_size) as usize;
-            let rel_old = old_end_bytes.saturating_sub(s.base()).min(self.file_size) as usize;
-            if rel_old > rel_end {
-                s.zero(rel_end, rel_old)?;
+        let fs = self.set.fs().clone();
+        // Files that start at or past the end hold nothing valid (keep the first file).
+        let mut removed = false;
+        while files.len() > 1 && files.last().is_some_and(|f| f.0 >= end) {
+            if let Some((base, seg)) = files.pop() {
+                drop(seg);
+                fs.remove_file_if_exists(&dir.join(segment_name(base)))?;
+                removed = true;
             }
-            s.set_published(rel_end);
-            s.reclaim_writer();
         }
-        let segments: Vec<Arc<Segment>> = segs.into_iter().map(Arc::new).collect();
-        *self.writer.get_mut() = segments
-            .last()
+        if removed {
+            fs.sync_dir(&dir)?;
+        }
+        if let Some((base, seg @ None)) = files.last_mut() {
+            *seg = Some(fs.open_segment(&dir.join(segment_name(*base)), *base, self.file_size)?);
+        }
+        let mut installed = Vec::with_capacity(files.len());
+        for (base, seg) in files {
+            let seg = match seg {
+                Some(mut s) => {
+                    let rel_end = end.saturating_sub(base).min(self.file_size) as usize;
+                    let rel_old = old_end_bytes.saturating_sub(base).min(self.file_size) as usize;
+                    if rel_old > rel_end {
+                        s.zero(rel_end, rel_old)?;
+                    }
+                    s.set_published(rel_end);
+                    s.reclaim_writer();
+                    Some(Arc::new(s))
+                }
+                None => None,
+            };
+            installed.push((base, seg));
+        }
+        let last = installed.last().and_then(|f| f.1.clone());
+        *self.writer.get_mut() = last
+            .as_ref()
             .filter(|s| (s.published() as u64) < self.file_size)
             .and_then(|s| s.clone().into_writer());
-        *self.capacity_end.get_mut() = segments.last().map_or(0, |s| s.base() + self.file_size);
-        self.set.replace(segments);
+        *self.capacity_end.get_mut() = last.map_or(0, |s| s.base() + self.file_size);
+        self.set.replace(installed);
         self.flushed.store(end, Ordering::Release);
         Ok(())
     }
@@ -260,7 +410,7 @@ impl ConsumeQueue {
         let min = self.min_offset();
         let old_max = max;
         while max > min {
-            match self.get_unit_exclusive(max - 1) {
+            match self.try_unit_at(max - 1)? {
                 Some(u) if u.physical_offset + u64::from(u.size) <= log_end => break,
                 _ => max -= 1,
             }
@@ -268,32 +418,27 @@ impl ConsumeQueue {
         if max == old_max {
             return Ok(());
         }
-        *self.writer.get_mut() = None;
-        let mut segs = Vec::new();
-        for s in self.set.take() {
-            let path = s.path().to_path_buf();
-            segs.push(Arc::try_unwrap(s).map_err(|_| {
-                crate::error::Error::InvalidConfig(format!(
-                    "consume queue file {} still in use during recovery",
-                    path.display()
-                ))
-            })?);
-        }
         let max_phys_end = if max > min {
-            self.get_unit_in(&segs, max - 1)
+            self.try_unit_at(max - 1)?
                 .map_or(0, |u| u.physical_offset + u64::from(u.size))
         } else {
             0
         };
+        *self.writer.get_mut() = None;
+        let mut files = Vec::new();
+        for (base, seg) in self.set.take() {
+            let seg = match seg {
+                Some(s) => Some(Arc::try_unwrap(s).map_err(|s| {
+                    crate::error::Error::InvalidConfig(format!(
+                        "consume queue file {} still in use during recovery",
+                        s.path().display()
+                    ))
+                })?),
+                None => None,
+            };
+            files.push((base, seg));
+        }
         self.set_bounds(min, max, max_phys_end);
-        self.install(segs, old_max * UNIT)
-    }
-
-    fn get_unit_exclusive(&self, offset: u64) -> Option<CqUnit> {
-        self.get(offset)
-    }
-
-    fn get_unit_in(&self, segs: &[Segment], offset: u64) -> Option<CqUnit> {
-        read_unit(segs, self.file_size, offset)
+        self.install(files, old_max * UNIT)
     }
 }

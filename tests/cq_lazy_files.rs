@@ -1,0 +1,95 @@
+//! A reopened store maps a consume queue's older files only when they are read: reads through
+//! every file return exactly what was written, a file that cannot be mapped is an error
+//! naming it (never a short or empty read), and a later read maps it and succeeds.
+
+mod common;
+
+use std::path::Path;
+
+use mqlite::sim::{OpKind, SimStorage};
+use mqlite::{Error, Message, MessageQueue, Store};
+
+/// 100 units per consume queue file.
+fn open(dir: &Path, sim: &SimStorage) -> Store {
+    common::small(dir).simulated(sim).open().expect("open")
+}
+
+fn fill(dir: &Path, sim: &SimStorage, n: usize) {
+    let store = open(dir, sim);
+    store.create_topic("t", 1).unwrap();
+    for i in 0..n {
+        store
+            .put(&Message::new("t", format!("m{i}").into_bytes()), 0)
+            .unwrap();
+    }
+    store.close().unwrap();
+}
+
+fn files(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("consumequeue/t/0"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn every_file_reads_back_after_a_reopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sim = SimStorage::new(tmp.path()).unwrap();
+    let dir = tmp.path().join("s");
+    fill(&dir, &sim, 1050);
+    assert_eq!(files(&dir), 11);
+    let store = open(&dir, &sim);
+    let q = MessageQueue::new("t", 0);
+    // Backwards, file by file, then everything in order.
+    for file in (0..11u64).rev() {
+        let got = store.get_messages(&q, file * 100 + 7, 3).unwrap();
+        let bodies: Vec<_> = got.messages.iter().map(|m| m.body().to_vec()).collect();
+        let want: Vec<_> = (file * 100 + 7..file * 100 + 10)
+            .filter(|&i| i < 1050)
+            .map(|i| format!("m{i}").into_bytes())
+            .collect();
+        assert_eq!(bodies, want, "file {file}");
+    }
+    let all = common::read_queue(&store, &q);
+    assert_eq!(all.len(), 1050);
+    for (i, m) in all.iter().enumerate() {
+        assert_eq!(m.body(), format!("m{i}").as_bytes());
+        assert_eq!(m.queue_offset(), i as u64);
+    }
+    // Appends go on after the last unit.
+    store.put(&Message::new("t", b"next".to_vec()), 0).unwrap();
+    store.close().unwrap();
+    let store = open(&dir, &sim);
+    let last = store.get_messages(&q, 1050, 8).unwrap();
+    assert_eq!(last.messages.len(), 1);
+    assert_eq!(last.messages[0].body(), b"next");
+    store.close().unwrap();
+}
+
+#[test]
+fn a_file_that_cannot_be_mapped_is_an_error_then_reads_on_retry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sim = SimStorage::new(tmp.path()).unwrap();
+    let dir = tmp.path().join("s");
+    // (The open checks the last 64 KiB of the log against the queue: the first files are
+    // well before that.)
+    fill(&dir, &sim, 2000);
+    let store = open(&dir, &sim);
+    let q = MessageQueue::new("t", 0);
+    // The first read of the first file maps it: that fails.
+    sim.fail_from(OpKind::Read, 1, libc::ENOMEM);
+    match store.get_messages(&q, 0, 32) {
+        Err(Error::Io { path, .. }) => assert!(
+            path.starts_with(dir.join("consumequeue/t/0")),
+            "the error names the queue file: {}",
+            path.display()
+        ),
+        other => panic!("expected an I/O error naming the file, got {other:?}"),
+    }
+    sim.clear_faults();
+    let got = store.get_messages(&q, 0, 32).unwrap();
+    assert_eq!(got.messages.len(), 32);
+    assert_eq!(got.messages[0].body(), b"m0");
+    assert_eq!(got.next_offset, 32);
+    store.close().unwrap();
+}
