@@ -93,3 +93,54 @@ fn a_file_that_cannot_be_mapped_is_an_error_then_reads_on_retry() {
     assert_eq!(got.next_offset, 32);
     store.close().unwrap();
 }
+
+/// Waits until the wall clock shows a later millisecond than `after` (store timestamps are
+/// milliseconds).
+fn next_millisecond(after: u128) -> u128 {
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        if now > after {
+            return now;
+        }
+        std::hint::spin_loop();
+    }
+}
+
+#[test]
+fn a_search_by_time_is_an_error_or_right_when_a_file_cannot_be_mapped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sim = SimStorage::new(tmp.path()).unwrap();
+    let dir = tmp.path().join("s");
+    {
+        let store = open(&dir, &sim);
+        store.create_topic("t", 1).unwrap();
+        let mut ms = 0;
+        for i in 0..2000 {
+            if i % 100 == 0 {
+                // Each 100-unit file gets store times of its own.
+                ms = next_millisecond(ms);
+            }
+            store
+                .put(&Message::new("t", format!("m{i}").into_bytes()), 0)
+                .unwrap();
+        }
+        store.close().unwrap();
+    }
+    let store = open(&dir, &sim);
+    let q = MessageQueue::new("t", 0);
+    let ms = store.get_messages(&q, 800, 1).unwrap().messages[0].store_timestamp() as u64;
+    // The binary search reaches files not mapped yet: mapping them fails.
+    sim.fail_from(OpKind::Read, 1, libc::ENOMEM);
+    let got = store.offset_by_time(&q, ms);
+    sim.clear_faults();
+    match got {
+        Err(Error::Io { .. }) => {}
+        Err(e) => panic!("expected the I/O error, got {e}"),
+        Ok(off) => assert_eq!(off, 800, "a mapping failure gave a wrong offset"),
+    }
+    assert_eq!(store.offset_by_time(&q, ms).unwrap(), 800);
+    store.close().unwrap();
+}

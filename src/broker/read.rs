@@ -387,7 +387,7 @@ impl Broker {
         let mut cache = None;
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let ts = match cq.get(mid) {
+            let ts = match cq.try_get(mid)? {
                 Some(unit) => self.log().with_record_cached(
                     &mut cache,
                     unit.physical_offset,

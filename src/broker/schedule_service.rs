@@ -219,9 +219,19 @@ impl Core {
             if due > now {
                 break Some(due);
             }
-            let Some(unit) = cq.get(off) else {
-                p.heap.pop();
-                continue;
+            let unit = match cq.try_get(off) {
+                Ok(Some(unit)) => unit,
+                Ok(None) => {
+                    p.heap.pop();
+                    continue;
+                }
+                // Its queue file cannot be mapped now: pending, tried again next pass.
+                Err(e) => {
+                    ::log::warn!("timer message at {TIMER_TOPIC} offset {off}: {e}");
+                    p.heap.pop();
+                    failed.push((due, off));
+                    continue;
+                }
             };
             let src = Source::Timer(off);
             if stuck.retry_at(src).is_some_and(|at| at > now) {

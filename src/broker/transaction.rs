@@ -366,7 +366,7 @@ impl Broker {
         ids: &mut HashSet<String>,
     ) -> Result<()> {
         for off in from..to {
-            let Some(unit) = cq.get(off) else { break };
+            let Some(unit) = cq.try_get(off)? else { break };
             if unit.physical_offset >= before {
                 break;
             }
@@ -408,7 +408,7 @@ impl Broker {
         let mut ops: Vec<(u64, Vec<u64>)> = Vec::new();
         if let Some(cq) = &op_cq {
             for o in op_start..cq.max_offset() {
-                let Some(unit) = cq.get(o) else { break };
+                let Some(unit) = cq.try_get(o)? else { break };
                 let deleted = self.with_record(unit.physical_offset, |rec, _| {
                     if properties::get(rec.properties, keys::TAGS) != Some(REMOVE_TAG) {
                         return Vec::new();
@@ -465,7 +465,7 @@ impl Broker {
                 *i += 1;
                 continue;
             }
-            let Some(unit) = half_cq.get(off) else {
+            let Some(unit) = half_cq.try_get(off)? else {
                 break;
             };
             let half = self.read_half(unit.physical_offset)?;

@@ -531,13 +531,19 @@ impl Engine {
     /// Deletes the consume queue and index files that point only below `min`, the
     /// CommitLog's new smallest offset.
     pub(crate) fn after_log_deletion(&self, min: u64) -> Result<()> {
+        // Every queue and the index get their turn; the first error is returned.
+        let mut first = None;
         for q in self.all_queues() {
-            q.delete_before(min)?;
+            if let Err(e) = q.delete_before(min) {
+                first.get_or_insert(e);
+            }
         }
-        if let Some(index) = &self.index {
-            index.delete_before(min)?;
+        if let Some(index) = &self.index
+            && let Err(e) = index.delete_before(min)
+        {
+            first.get_or_insert(e);
         }
-        Ok(())
+        first.map_or(Ok(()), Err)
     }
 
     /// Closes the engine: waits for appends in progress, flushes everything, writes the

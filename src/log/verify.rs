@@ -163,7 +163,7 @@ impl Engine {
         let queues = self.all_queues();
         report(VerifyStage::ConsumeQueues, 0, queues.len() as u64);
         for (i, cq) in queues.iter().enumerate() {
-            self.verify_queue(cq, &segs, seg_size, &mut out);
+            self.verify_queue(cq, &segs, seg_size, &mut out)?;
             report(
                 VerifyStage::ConsumeQueues,
                 i as u64 + 1,
@@ -201,19 +201,10 @@ impl Engine {
         log_segs: &[Arc<Segment>],
         seg_size: u64,
         out: &mut Verified,
-    ) {
+    ) -> crate::error::Result<()> {
         let unit_size = CQ_UNIT_SIZE as u64;
-        let files = match cq.segments().snapshot() {
-            Ok(files) => files,
-            Err(e) => {
-                out.problems.push(Problem {
-                    file: cq.dir().to_path_buf(),
-                    offset: 0,
-                    reason: e.to_string(),
-                });
-                return;
-            }
-        };
+        // A file that cannot be mapped is an I/O error, not damage.
+        let files = cq.segments().snapshot()?;
         let mut qoff = cq.min_offset();
         while let Some(file) = find_in(&files, cq.file_size(), qoff * unit_size) {
             let rel = (qoff * unit_size - file.base()) as usize;
@@ -282,6 +273,7 @@ impl Engine {
                 ))),
             }
         }
+        Ok(())
     }
 }
 

@@ -402,12 +402,14 @@ impl ConsumeQueue {
         self.try_unit_at(queue_offset)
     }
 
-    /// The unit at `queue_offset`, if it is between the min and max offsets.
+    /// The unit at `queue_offset`, if it is between the min and max offsets. A file that
+    /// cannot be mapped is logged and reads as missing: callers that must tell use
+    /// [`ConsumeQueue::try_get`].
     pub(crate) fn get(&self, queue_offset: u64) -> Option<CqUnit> {
-        if queue_offset < self.min_offset() || queue_offset >= self.max_offset() {
-            return None;
-        }
-        self.unit_at(queue_offset)
+        self.try_get(queue_offset)
+            .inspect_err(|e| ::log::error!("consume queue {}:{}: {e}", self.topic, self.queue_id))
+            .ok()
+            .flatten()
     }
 
     /// Calls `f` with consecutive units from `from` on (at most `max`), stopping early when `f`
@@ -448,10 +450,6 @@ impl ConsumeQueue {
         (off, None)
     }
 
-    fn segment_for(&self, byte_pos: u64) -> Option<Arc<Segment>> {
-        self.set.find(byte_pos)
-    }
-
     /// Drops files whose units all point below `log_min` (never the last file) and moves the
     /// min offset to the first unit at or above it (RocketMQ's `correctMinOffset`).
     pub(crate) fn delete_before(&self, log_min: u64) -> Result<()> {
@@ -466,7 +464,7 @@ impl ConsumeQueue {
         let (mut lo, mut hi) = (self.min_offset().max(first_file), self.max_offset());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            match self.unit_at(mid) {
+            match self.try_unit_at(mid)? {
                 Some(u) if u.physical_offset < log_min => lo = mid + 1,
                 _ => hi = mid,
             }
@@ -485,14 +483,6 @@ impl ConsumeQueue {
         Ok(seg
             .read((byte_pos - seg.base()) as usize, CQ_UNIT_SIZE)
             .and_then(|b| CqUnit::decode(b).ok().flatten()))
-    }
-
-    /// The unit at `queue_offset` regardless of the min offset.
-    fn unit_at(&self, queue_offset: u64) -> Option<CqUnit> {
-        let byte_pos = queue_offset * UNIT;
-        let seg = self.segment_for(byte_pos)?;
-        let bytes = seg.read((byte_pos - seg.base()) as usize, CQ_UNIT_SIZE)?;
-        CqUnit::decode(bytes).ok().flatten()
     }
 
     /// Flushes units written since the last flush.

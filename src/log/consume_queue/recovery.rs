@@ -361,20 +361,19 @@ impl ConsumeQueue {
         let end = self.max_offset() * UNIT;
         let dir = self.set.dir().to_path_buf();
         let fs = self.set.fs().clone();
-        // Files that start at or past the end hold nothing valid (keep the first file).
-        let mut removed = false;
-        while files.len() > 1 && files.last().is_some_and(|f| f.0 >= end) {
-            if let Some((base, seg)) = files.pop() {
+        // Files that start at or past the end hold nothing valid (the first file stays). The
+        // one that becomes the last is mapped first: a failure to map it changes nothing.
+        let kept = files.iter().take_while(|f| f.0 < end).count().max(1);
+        if let Some((base, seg @ None)) = files.get_mut(kept - 1) {
+            *seg = Some(fs.open_segment(&dir.join(segment_name(*base)), *base, self.file_size)?);
+        }
+        if files.len() > kept {
+            // Last first: a failure leaves the files contiguous.
+            for (base, seg) in files.drain(kept..).rev() {
                 drop(seg);
                 fs.remove_file_if_exists(&dir.join(segment_name(base)))?;
-                removed = true;
             }
-        }
-        if removed {
             fs.sync_dir(&dir)?;
-        }
-        if let Some((base, seg @ None)) = files.last_mut() {
-            *seg = Some(fs.open_segment(&dir.join(segment_name(*base)), *base, self.file_size)?);
         }
         let mut installed = Vec::with_capacity(files.len());
         for (base, seg) in files {
