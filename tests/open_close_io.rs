@@ -22,6 +22,16 @@ fn bodies(store: &Store) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Cuts the power, restarts with what was durable, reopens and checks every message is
+/// there; returns the open store.
+fn cut_and_reopen(dir: &Path, sim: &SimStorage, expected: &[Vec<u8>], when: &str) -> Store {
+    sim.power_cut();
+    sim.restart(Keep::Nothing).unwrap();
+    let store = open(dir, sim);
+    assert_eq!(bodies(&store), expected, "{when}");
+    store
+}
+
 fn fill(dir: &Path, sim: &SimStorage, n: usize) -> Vec<Vec<u8>> {
     let store = open(dir, sim);
     store.create_topic("t", 1).unwrap();
@@ -77,11 +87,9 @@ fn a_close_after_appends_writes_the_checkpoint() {
     store.close().unwrap();
     assert!(sim.count(OpKind::Write) >= 1, "the checkpoint moved");
     assert!(sim.count(OpKind::Flush) >= 1, "the new record is flushed");
-    sim.power_cut();
-    sim.restart(Keep::Nothing).unwrap();
-    let store = open(&dir, &sim);
-    assert_eq!(bodies(&store), expected);
-    store.close().unwrap();
+    cut_and_reopen(&dir, &sim, &expected, "after the close")
+        .close()
+        .unwrap();
 }
 
 #[test]
@@ -106,11 +114,9 @@ fn a_power_cut_anywhere_in_a_clean_cycle_loses_nothing() {
     store.put(&Message::new("t", b"last".to_vec()), 0).unwrap();
     expected.push(b"last".to_vec());
     store.close().unwrap();
-    sim.power_cut();
-    sim.restart(Keep::Nothing).unwrap();
-    let store = open(&dir, &sim);
-    assert_eq!(bodies(&store), expected);
-    store.close().unwrap();
+    cut_and_reopen(&dir, &sim, &expected, "after the close")
+        .close()
+        .unwrap();
 }
 
 #[test]
@@ -142,10 +148,13 @@ fn a_failed_open_then_a_power_cut_loses_nothing() {
         let store = open(&dir, &sim);
         assert_eq!(bodies(&store), expected, "{kind:?} {nth}: after the retry");
         drop(store);
-        sim.power_cut();
-        sim.restart(Keep::Nothing).unwrap();
-        let store = open(&dir, &sim);
-        assert_eq!(bodies(&store), expected, "{kind:?} {nth}: after the cut");
-        store.close().unwrap();
+        cut_and_reopen(
+            &dir,
+            &sim,
+            &expected,
+            &format!("{kind:?} {nth}: after the cut"),
+        )
+        .close()
+        .unwrap();
     }
 }

@@ -4,6 +4,7 @@
 //! Every `Store` handle and client handle shares one; dropping the last one closes the store.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 
@@ -55,6 +56,8 @@ pub(crate) struct Runtime {
     core: Arc<Broker>,
     background: Mutex<Vec<Background>>,
     clients: Mutex<Clients>,
+    /// The transaction check service was started.
+    transaction_service: AtomicBool,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -75,8 +78,6 @@ impl Runtime {
             .map(|(stop, thread)| background.push(Background { stop, thread }))
             .and_then(|()| schedule_service::start(core.clone(), wake_rx))
             .map(|(stop, thread)| background.push(Background { stop, thread }))
-            .and_then(|()| transaction_service::start(core.clone()))
-            .map(|(stop, thread)| background.push(Background { stop, thread }))
             .and_then(|()| core.start_cleaner())
             .map(|(stop, thread)| background.push(Background { stop, thread }))
             .and_then(|()| core.start_indexer())
@@ -89,12 +90,38 @@ impl Runtime {
             core,
             background: Mutex::new(background),
             clients: Mutex::new(Clients::default()),
+            transaction_service: AtomicBool::new(false),
+        });
+        // Half messages from an earlier run are checked from the start.
+        let spawned = spawned.and_then(|()| {
+            match rt.core.queue(crate::format::system::TRANS_HALF_TOPIC, 0) {
+                Some(_) => rt.start_transaction_service(),
+                None => Ok(()),
+            }
         });
         if let Err(e) = spawned {
             let _ = rt.shutdown();
             return Err(Error::io("spawn background thread", rt.dir(), e));
         }
         Ok(rt)
+    }
+
+    /// Starts the transaction check service unless it runs already: at open when the store
+    /// holds half messages, else with the first transaction producer (a store that never
+    /// sees a transaction runs no check thread). Nothing starts once the store is closing.
+    pub(crate) fn start_transaction_service(&self) -> std::io::Result<()> {
+        let clients = self.clients.lock();
+        if clients.closing
+            || self.transaction_service.load(Ordering::Acquire)
+            || self.core.check_not_read_only().is_err()
+        {
+            return Ok(());
+        }
+        let (stop, thread) = transaction_service::start(self.core.clone())?;
+        self.background.lock().push(Background { stop, thread });
+        self.transaction_service.store(true, Ordering::Release);
+        drop(clients);
+        Ok(())
     }
 
     /// Opens the store read-only: no threads, nothing written.
@@ -107,6 +134,7 @@ impl Runtime {
             core: Arc::new(Broker::open_read_only(fs, dir, config)?),
             background: Mutex::new(Vec::new()),
             clients: Mutex::new(Clients::default()),
+            transaction_service: AtomicBool::new(false),
         }))
     }
 

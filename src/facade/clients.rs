@@ -114,6 +114,9 @@ impl Store {
         F: Fn(&MessageExt) -> TransactionState + Send + Sync + 'static,
     {
         crate::broker::validate::group(group)?;
+        self.rt
+            .start_transaction_service()
+            .map_err(|e| crate::Error::io("spawn transaction check thread", self.rt.dir(), e))?;
         Ok(TransactionProducer::new(
             self.rt.clone(),
             group,

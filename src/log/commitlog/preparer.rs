@@ -154,6 +154,12 @@ impl Preparer {
 
     /// Stops the threads; a segment prepared but not taken is deleted.
     pub(crate) fn stop(mut self) {
+        self.shut(true);
+    }
+
+    /// Stops the threads (dropping the prefault work still queued), deleting a segment
+    /// prepared but not taken if `delete_prepared`.
+    fn shut(&mut self, delete_prepared: bool) {
         self.stopping.store(true, Ordering::Relaxed);
         let Some(mut t) = self.threads.take() else {
             return;
@@ -163,7 +169,8 @@ impl Preparer {
         if let Some(h) = t.populate_thread.take() {
             let _ = h.join();
         }
-        if self.pending.take().is_some()
+        if delete_prepared
+            && self.pending.take().is_some()
             && let Ok((_, Ok(seg))) = t.results.recv()
         {
             let path = seg.path().to_path_buf();
@@ -171,6 +178,8 @@ impl Preparer {
             let _ = self.config.fs.remove_file_if_exists(&path);
         }
         if let Some(h) = t.thread.take() {
+            // Unblock the thread if it is waiting to hand over a result.
+            while t.results.try_recv().is_ok() {}
             let _ = h.join();
         }
     }
@@ -178,20 +187,7 @@ impl Preparer {
 
 impl Drop for Preparer {
     fn drop(&mut self) {
-        self.stopping.store(true, Ordering::Relaxed);
-        let Some(mut t) = self.threads.take() else {
-            return;
-        };
-        t.requests = None;
-        t.populate = None;
-        if let Some(h) = t.populate_thread.take() {
-            let _ = h.join();
-        }
-        if let Some(h) = t.thread.take() {
-            // Unblock the thread if it is waiting to hand over a result.
-            while t.results.try_recv().is_ok() {}
-            let _ = h.join();
-        }
+        self.shut(false);
     }
 }
 
