@@ -59,6 +59,8 @@ pub(crate) struct Broker {
     schedule: schedule::ScheduleState,
     /// Wakes the schedule service when a delayed message is stored.
     schedule_wake: Sender<()>,
+    /// Starts the schedule service (set by the runtime; the first delayed message calls it).
+    schedule_starter: Starter,
     /// Queue locks of orderly consumers.
     pub(crate) locks: locks::QueueLocks,
     /// Consumer groups and their members.
@@ -136,7 +138,61 @@ impl OpenHooks for Loading<'_> {
     }
 }
 
+/// Starts a background service of the layer above on first need.
+#[derive(Default)]
+struct Starter {
+    start: std::sync::OnceLock<Box<dyn Fn() -> std::io::Result<()> + Send + Sync>>,
+    /// The service runs: nothing to call.
+    started: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for Starter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Starter")
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Broker {
+    /// Sets what starts the schedule service (the runtime, once).
+    pub(crate) fn set_schedule_starter(
+        &self,
+        start: Box<dyn Fn() -> std::io::Result<()> + Send + Sync>,
+    ) {
+        let _ = self.schedule_starter.start.set(start);
+    }
+
+    /// The schedule service runs.
+    pub(crate) fn schedule_started(&self) {
+        self.schedule_starter
+            .started
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Makes sure the schedule service runs before a delayed or timer message is stored: a
+    /// message it would never deliver is not stored.
+    pub(crate) fn ensure_schedule_service(&self) -> Result<()> {
+        let s = &self.schedule_starter;
+        if s.started.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(());
+        }
+        match s.start.get() {
+            Some(start) => {
+                start().map_err(|e| Error::io("spawn schedule service thread", self.dir(), e))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the store holds delay-level or timer messages (their queues exist).
+    pub(crate) fn holds_scheduled_messages(&self) -> bool {
+        self.engine
+            .all_queues()
+            .iter()
+            .any(|q| &**q.topic() == put::SCHEDULE_TOPIC || &**q.topic() == put::TIMER_TOPIC)
+    }
+
     /// Opens the store in `dir`: lock, broker state, then the engine (recovering it).
     pub(crate) fn open(
         fs: Fs,
@@ -182,6 +238,7 @@ impl Broker {
             broadcast_offsets,
             schedule,
             schedule_wake,
+            schedule_starter: Starter::default(),
             locks: Default::default(),
             groups: Default::default(),
             gets: Default::default(),
@@ -209,6 +266,7 @@ impl Broker {
             broadcast_offsets,
             schedule,
             schedule_wake,
+            schedule_starter: Starter::default(),
             locks: Default::default(),
             groups: Default::default(),
             gets: Default::default(),

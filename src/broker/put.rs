@@ -432,11 +432,15 @@ impl Broker {
         if prepared.iter().any(|p| p.topic != topic) {
             return Err(Error::InvalidMessage("a batch must have one topic".into()));
         }
-        let create = first.opts.create_topic || topic == SCHEDULE_TOPIC || topic == TIMER_TOPIC;
+        let scheduled = topic == SCHEDULE_TOPIC || topic == TIMER_TOPIC;
+        if scheduled {
+            self.ensure_schedule_service()?;
+        }
+        let create = first.opts.create_topic || scheduled;
         let region = self.engine().append(topic, queue_id, prepared, now, || {
             self.queue_for_put(topic, queue_id, create)
         })?;
-        if topic == SCHEDULE_TOPIC || topic == TIMER_TOPIC {
+        if scheduled {
             let _ = self.schedule_wake.try_send(());
         }
         self.after_put_at(region.physical_offset);

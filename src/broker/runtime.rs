@@ -1,6 +1,6 @@
-//! The running store: the broker plus its background threads (flusher, schedule service,
-//! transaction check service), and the clients started from it that [`Runtime::shutdown`]
-//! stops first.
+//! The running store: the broker plus its background threads (flusher, cleaner, indexer;
+//! the schedule and transaction check services once needed), and the clients started from
+//! it that [`Runtime::shutdown`] stops first.
 //! Every `Store` handle and client handle shares one; dropping the last one closes the store.
 
 use std::path::{Path, PathBuf};
@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
 use super::{Broker, schedule_service, transaction_service};
@@ -58,6 +58,8 @@ pub(crate) struct Runtime {
     clients: Mutex<Clients>,
     /// The transaction check service was started.
     transaction_service: AtomicBool,
+    /// What wakes the schedule service, until it is started.
+    schedule_wake: Mutex<Option<Receiver<()>>>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -76,8 +78,6 @@ impl Runtime {
         let mut background = Vec::new();
         let spawned = crate::log::flusher::start(core.clone())
             .map(|(stop, thread)| background.push(Background { stop, thread }))
-            .and_then(|()| schedule_service::start(core.clone(), wake_rx))
-            .map(|(stop, thread)| background.push(Background { stop, thread }))
             .and_then(|()| core.start_cleaner())
             .map(|(stop, thread)| background.push(Background { stop, thread }))
             .and_then(|()| core.start_indexer())
@@ -91,19 +91,51 @@ impl Runtime {
             background: Mutex::new(background),
             clients: Mutex::new(Clients::default()),
             transaction_service: AtomicBool::new(false),
+            schedule_wake: Mutex::new(Some(wake_rx)),
         });
-        // Half messages from an earlier run are checked from the start.
-        let spawned = spawned.and_then(|()| {
-            match rt.core.queue(crate::format::system::TRANS_HALF_TOPIC, 0) {
-                Some(_) => rt.start_transaction_service(),
-                None => Ok(()),
-            }
-        });
+        // The first delayed or timer message starts the schedule service.
+        let weak = Arc::downgrade(&rt);
+        rt.core.set_schedule_starter(Box::new(move || {
+            weak.upgrade()
+                .map_or(Ok(()), |rt| rt.start_schedule_service())
+        }));
+        // Half messages, delayed and timer messages from an earlier run are served from the
+        // start.
+        let spawned = spawned
+            .and_then(
+                |()| match rt.core.queue(crate::format::system::TRANS_HALF_TOPIC, 0) {
+                    Some(_) => rt.start_transaction_service(),
+                    None => Ok(()),
+                },
+            )
+            .and_then(|()| match rt.core.holds_scheduled_messages() {
+                true => rt.start_schedule_service(),
+                false => Ok(()),
+            });
         if let Err(e) = spawned {
             let _ = rt.shutdown();
             return Err(Error::io("spawn background thread", rt.dir(), e));
         }
         Ok(rt)
+    }
+
+    /// Starts the schedule service unless it runs already: at open when the store holds
+    /// delayed or timer messages, else with the first one stored (a store that never sees
+    /// one runs no schedule thread). Nothing starts once the store is closing.
+    pub(crate) fn start_schedule_service(&self) -> std::io::Result<()> {
+        let clients = self.clients.lock();
+        let mut wake = self.schedule_wake.lock();
+        if clients.closing || self.core.check_not_read_only().is_err() {
+            return Ok(());
+        }
+        let Some(rx) = wake.as_ref() else {
+            return Ok(()); // running
+        };
+        let (stop, thread) = schedule_service::start(self.core.clone(), rx.clone())?;
+        self.background.lock().push(Background { stop, thread });
+        *wake = None;
+        self.core.schedule_started();
+        Ok(())
     }
 
     /// Starts the transaction check service unless it runs already: at open when the store
@@ -135,6 +167,7 @@ impl Runtime {
             background: Mutex::new(Vec::new()),
             clients: Mutex::new(Clients::default()),
             transaction_service: AtomicBool::new(false),
+            schedule_wake: Mutex::new(None),
         }))
     }
 
