@@ -421,3 +421,41 @@ fn repeated_start_and_shutdown_while_messages_arrive_loses_nothing() {
     );
     store.close().unwrap();
 }
+
+/// A transaction checker that closes the store (from the check thread itself) gets `Ok`: the
+/// close does not try to join the thread it runs on, and the store is closed after it.
+#[test]
+fn a_checker_may_close_the_store() {
+    use mqlite::TransactionState;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder(dir.path())
+        .transaction_check_interval(Duration::from_millis(20))
+        .transaction_timeout(Duration::from_millis(1))
+        .open()
+        .unwrap();
+    store.create_topic("t", 1).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = Mutex::new(tx);
+    let handle = Mutex::new(Some(store.clone()));
+    let producer = store
+        .transaction_producer("g", move |_| {
+            if let Some(s) = handle.lock().unwrap().take() {
+                let _ = tx.lock().unwrap().send(s.close());
+            }
+            TransactionState::Unknown
+        })
+        .unwrap();
+    producer
+        .send_in_transaction(Message::new("t", b"half".to_vec()), |_| {
+            TransactionState::Unknown
+        })
+        .unwrap();
+    let closed = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the checker ran and its close returned");
+    assert!(closed.is_ok(), "{closed:?}");
+    drop(producer);
+    drop(store);
+    // The lock is released: the store opens again.
+    Store::open(dir.path()).unwrap().close().unwrap();
+}

@@ -170,8 +170,10 @@ impl Broker {
             .store(true, std::sync::atomic::Ordering::Release);
     }
 
-    /// Makes sure the schedule service runs before a delayed or timer message is stored: a
-    /// message it would never deliver is not stored.
+    /// Makes sure the schedule service runs before a delayed or timer message is stored, so
+    /// that a failure to start it fails the put instead of leaving the message undelivered.
+    /// (While the store closes nothing starts: such a message is delivered after the next
+    /// open.)
     pub(crate) fn ensure_schedule_service(&self) -> Result<()> {
         let s = &self.schedule_starter;
         if s.started.load(std::sync::atomic::Ordering::Acquire) {

@@ -235,8 +235,13 @@ impl Runtime {
         for bg in &threads {
             let _ = bg.stop.send(());
         }
+        let me = std::thread::current().id();
         for bg in threads {
-            let _ = bg.thread.join();
+            // A close from one of them (a transaction checker closing the store) does not
+            // wait for itself: that thread ends once its work returns.
+            if bg.thread.thread().id() != me {
+                let _ = bg.thread.join();
+            }
         }
         self.core.shutdown()?;
         first_error.map_or(Ok(()), Err)

@@ -104,7 +104,9 @@ impl Store {
     /// ```
     ///
     /// # Errors
-    /// [`Error::InvalidGroup`](crate::Error::InvalidGroup) if the group name is not valid.
+    /// [`Error::InvalidGroup`](crate::Error::InvalidGroup) if the group name is not valid;
+    /// [`Error::Io`](crate::Error::Io) if the store's transaction check thread (started with
+    /// its first transaction producer) cannot be started.
     pub fn transaction_producer<F>(
         &self,
         group: &str,
