@@ -15,14 +15,7 @@ fn open(dir: &Path, sim: &SimStorage) -> Store {
 }
 
 fn fill(dir: &Path, sim: &SimStorage, n: usize) {
-    let store = open(dir, sim);
-    store.create_topic("t", 1).unwrap();
-    for i in 0..n {
-        store
-            .put(&Message::new("t", format!("m{i}").into_bytes()), 0)
-            .unwrap();
-    }
-    store.close().unwrap();
+    common::fill_numbered(open(dir, sim), n);
 }
 
 fn files(dir: &Path) -> usize {

@@ -8,6 +8,8 @@ mod common;
 
 use std::time::Duration;
 
+use common::threads_named;
+
 use mqlite::{Message, Store, TransactionState};
 
 /// Waits for exactly `n` threads named `prefix` (a new thread names itself once running).
@@ -17,16 +19,6 @@ fn wait_for(prefix: &str, n: usize, when: &str) {
         Duration::from_secs(30),
         || threads_named(prefix) == n,
     );
-}
-
-/// Threads of this process whose name starts with `prefix` (Linux: /proc/self/task; names
-/// are cut to 15 bytes).
-fn threads_named(prefix: &str) -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|name| name.starts_with(prefix))
-        .count()
 }
 
 const LAZY: [&str; 5] = [

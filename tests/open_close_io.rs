@@ -33,15 +33,7 @@ fn cut_and_reopen(dir: &Path, sim: &SimStorage, expected: &[Vec<u8>], when: &str
 }
 
 fn fill(dir: &Path, sim: &SimStorage, n: usize) -> Vec<Vec<u8>> {
-    let store = open(dir, sim);
-    store.create_topic("t", 1).unwrap();
-    for i in 0..n {
-        store
-            .put(&Message::new("t", format!("m{i}").into_bytes()), 0)
-            .unwrap();
-    }
-    store.close().unwrap();
-    (0..n).map(|i| format!("m{i}").into_bytes()).collect()
+    common::fill_numbered(open(dir, sim), n)
 }
 
 #[test]

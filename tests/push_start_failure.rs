@@ -2,18 +2,12 @@
 //! behind: `start` returns the error, its fetch and consume threads end, and it is not in
 //! the group. (One test in this binary: it counts the process's consumer threads.)
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::threads_named;
 use mqlite::{ConsumeFrom, ConsumeStatus, Error, Message, Store};
-
-/// Threads of this process whose name starts with `prefix` (Linux: /proc/self/task).
-fn threads_named(prefix: &str) -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|name| name.starts_with(prefix))
-        .count()
-}
 
 #[test]
 fn a_failed_thread_spawn_stops_what_start_started() {

@@ -170,3 +170,25 @@ pub fn with_prefix(lines: &[String], prefix: &str) -> Vec<String> {
         .filter_map(|l| l.strip_prefix(prefix).map(str::to_owned))
         .collect()
 }
+
+/// Creates topic `t` with one queue in `store`, puts `n` messages with bodies `m0`, `m1`, ...
+/// into it, closes the store and returns the bodies.
+pub fn fill_numbered(store: Store, n: usize) -> Vec<Vec<u8>> {
+    store.create_topic("t", 1).unwrap();
+    let bodies: Vec<Vec<u8>> = (0..n).map(|i| format!("m{i}").into_bytes()).collect();
+    for b in &bodies {
+        store.put(&mqlite::Message::new("t", b.clone()), 0).unwrap();
+    }
+    store.close().unwrap();
+    bodies
+}
+
+/// Threads of this process whose name starts with `prefix` (Linux: /proc/self/task; names
+/// are cut to 15 bytes).
+pub fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with(prefix))
+        .count()
+}
