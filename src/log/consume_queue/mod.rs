@@ -3,6 +3,7 @@
 //! first unit.
 
 mod ahead;
+mod files;
 pub(crate) mod recovery;
 
 pub(crate) use ahead::QueueFilesAhead;
