@@ -146,3 +146,62 @@ fn a_search_by_time_is_an_error_or_right_when_a_file_cannot_be_mapped() {
     assert_eq!(store.offset_by_time(&q, ms).unwrap(), want);
     store.close().unwrap();
 }
+
+/// Readers mapping older files on first use while the front of the log (and the queue files
+/// that only point into it) is deleted, and a writer appends: every read returns messages
+/// in order with the right bodies (those deleted under the read are skipped); no read fails.
+#[test]
+fn reads_mapping_files_race_deletions_and_appends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sim = SimStorage::new(tmp.path()).unwrap();
+    let dir = tmp.path().join("s");
+    fill(&dir, &sim, 3000);
+    let store = open(&dir, &sim);
+    let q = MessageQueue::new("t", 0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for r in 0..3u64 {
+            let (store, q, stop) = (&store, &q, &stop);
+            s.spawn(move || {
+                let mut rng = common::Rng::new(r + 1);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let from = rng.range(0, 3000);
+                    let got = store.get_messages(q, from, 16).expect("a read never fails");
+                    let mut last = None;
+                    for m in &got.messages {
+                        let off = m.queue_offset();
+                        // (Messages deleted under the read are skipped.)
+                        assert!(
+                            off >= from && last.is_none_or(|l| off > l),
+                            "{off} after {last:?} from {from}"
+                        );
+                        last = Some(off);
+                        if off < 3000 {
+                            assert_eq!(m.body(), format!("m{off}").as_bytes());
+                        }
+                    }
+                }
+            });
+        }
+        let (store, stop) = (&store, &stop);
+        s.spawn(move || {
+            for i in 0..200 {
+                store
+                    .put(&Message::new("t", format!("n{i}").into_bytes()), 0)
+                    .unwrap();
+                if i % 20 == 19 {
+                    let end = store.commitlog_max_offset();
+                    store
+                        .delete_segments_before(end * (i as u64) / 400)
+                        .unwrap();
+                }
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+    });
+    let min = store.min_offset(&q).unwrap();
+    assert!(min > 0, "the front was deleted");
+    let rest = common::read_queue(&store, &q);
+    assert_eq!(rest.len() as u64, 3200 - min);
+    store.close().unwrap();
+}

@@ -152,6 +152,9 @@ impl Broker {
                 });
             match read.and_then(|r| r) {
                 Ok(go_on) => go_on,
+                // Its segment was deleted while the queue still listed it (the queue's
+                // minimum moves right after): gone, as RocketMQ skips a removed message.
+                Err(Error::MessageNotFound(phys)) if phys < self.log().min_offset() => true,
                 Err(e) => {
                     failure = Some((qoff, e));
                     false
