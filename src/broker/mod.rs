@@ -138,19 +138,13 @@ impl OpenHooks for Loading<'_> {
     }
 }
 
-/// Starts a background service of the layer above on first need.
+/// Starts the schedule service, which the layer above runs (set by it once).
 #[derive(Default)]
-struct Starter {
-    start: std::sync::OnceLock<Box<dyn Fn() -> std::io::Result<()> + Send + Sync>>,
-    /// The service runs: nothing to call.
-    started: std::sync::atomic::AtomicBool,
-}
+struct Starter(std::sync::OnceLock<Box<dyn Fn() -> std::io::Result<()> + Send + Sync>>);
 
 impl std::fmt::Debug for Starter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Starter")
-            .field("started", &self.started)
-            .finish_non_exhaustive()
+        f.debug_struct("Starter").finish_non_exhaustive()
     }
 }
 
@@ -160,26 +154,15 @@ impl Broker {
         &self,
         start: Box<dyn Fn() -> std::io::Result<()> + Send + Sync>,
     ) {
-        let _ = self.schedule_starter.start.set(start);
-    }
-
-    /// The schedule service runs.
-    pub(crate) fn schedule_started(&self) {
-        self.schedule_starter
-            .started
-            .store(true, std::sync::atomic::Ordering::Release);
+        let _ = self.schedule_starter.0.set(start);
     }
 
     /// Makes sure the schedule service runs before a delayed or timer message is stored, so
     /// that a failure to start it fails the put instead of leaving the message undelivered.
     /// (While the store closes nothing starts: such a message is delivered after the next
-    /// open.)
+    /// open.) Once it runs, this costs a weak-reference upgrade and an atomic load.
     pub(crate) fn ensure_schedule_service(&self) -> Result<()> {
-        let s = &self.schedule_starter;
-        if s.started.load(std::sync::atomic::Ordering::Acquire) {
-            return Ok(());
-        }
-        match s.start.get() {
+        match self.schedule_starter.0.get() {
             Some(start) => {
                 start().map_err(|e| Error::io("spawn schedule service thread", self.dir(), e))
             }

@@ -58,8 +58,10 @@ pub(crate) struct Runtime {
     clients: Mutex<Clients>,
     /// The transaction check service was started.
     transaction_service: AtomicBool,
-    /// What wakes the schedule service, until it is started.
-    schedule_wake: Mutex<Option<Receiver<()>>>,
+    /// The schedule service was started.
+    schedule_service: AtomicBool,
+    /// What wakes the schedule service (a delayed message was stored).
+    schedule_wake: Receiver<()>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -91,7 +93,8 @@ impl Runtime {
             background: Mutex::new(background),
             clients: Mutex::new(Clients::default()),
             transaction_service: AtomicBool::new(false),
-            schedule_wake: Mutex::new(Some(wake_rx)),
+            schedule_service: AtomicBool::new(false),
+            schedule_wake: wake_rx,
         });
         // The first delayed or timer message starts the schedule service.
         let weak = Arc::downgrade(&rt);
@@ -121,38 +124,44 @@ impl Runtime {
 
     /// Starts the schedule service unless it runs already: at open when the store holds
     /// delayed or timer messages, else with the first one stored (a store that never sees
-    /// one runs no schedule thread). Nothing starts once the store is closing.
+    /// one runs no schedule thread).
     pub(crate) fn start_schedule_service(&self) -> std::io::Result<()> {
-        let clients = self.clients.lock();
-        let mut wake = self.schedule_wake.lock();
-        if clients.closing || self.core.check_not_read_only().is_err() {
-            return Ok(());
-        }
-        let Some(rx) = wake.as_ref() else {
-            return Ok(()); // running
-        };
-        let (stop, thread) = schedule_service::start(self.core.clone(), rx.clone())?;
-        self.background.lock().push(Background { stop, thread });
-        *wake = None;
-        self.core.schedule_started();
-        Ok(())
+        self.start_once(&self.schedule_service, || {
+            schedule_service::start(self.core.clone(), self.schedule_wake.clone())
+        })
     }
 
     /// Starts the transaction check service unless it runs already: at open when the store
     /// holds half messages, else with the first transaction producer (a store that never
-    /// sees a transaction runs no check thread). Nothing starts once the store is closing.
+    /// sees a transaction runs no check thread).
     pub(crate) fn start_transaction_service(&self) -> std::io::Result<()> {
+        self.start_once(&self.transaction_service, || {
+            transaction_service::start(self.core.clone())
+        })
+    }
+
+    /// Spawns a service thread that `started` says is not running yet, and hands it to
+    /// [`Runtime::shutdown`]. Nothing starts once the store is closing, nor on a read-only
+    /// store.
+    fn start_once(
+        &self,
+        started: &AtomicBool,
+        spawn: impl FnOnce() -> std::io::Result<(Sender<()>, JoinHandle<()>)>,
+    ) -> std::io::Result<()> {
+        if started.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        // Held while spawning: a close either sees the thread or keeps it from starting.
         let clients = self.clients.lock();
         if clients.closing
-            || self.transaction_service.load(Ordering::Acquire)
+            || started.load(Ordering::Acquire)
             || self.core.check_not_read_only().is_err()
         {
             return Ok(());
         }
-        let (stop, thread) = transaction_service::start(self.core.clone())?;
+        let (stop, thread) = spawn()?;
         self.background.lock().push(Background { stop, thread });
-        self.transaction_service.store(true, Ordering::Release);
-        drop(clients);
+        started.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -167,7 +176,8 @@ impl Runtime {
             background: Mutex::new(Vec::new()),
             clients: Mutex::new(Clients::default()),
             transaction_service: AtomicBool::new(false),
-            schedule_wake: Mutex::new(None),
+            schedule_service: AtomicBool::new(false),
+            schedule_wake: crossbeam_channel::never(),
         }))
     }
 

@@ -29,18 +29,17 @@ pub(super) struct Entry {
 }
 
 impl Files<'_> {
-    fn entry(&self, byte: u64) -> Option<&Entry> {
+    /// The index of the file holding byte `byte` (the files are contiguous).
+    fn index_of(&self, byte: u64) -> Option<usize> {
         let first = self.entries.first()?.base;
-        let e = self
-            .entries
-            .get((byte.checked_sub(first)? / self.file_size) as usize)?;
-        (e.base <= byte && byte < e.base + self.file_size).then_some(e)
+        let i = (byte.checked_sub(first)? / self.file_size) as usize;
+        (i < self.entries.len()).then_some(i)
     }
 
     /// The raw bytes of unit `off`; `None` past the files.
     pub(super) fn unit_bytes(&self, off: u64) -> Result<Option<[u8; CQ_UNIT_SIZE]>> {
         let byte = off * UNIT;
-        let Some(e) = self.entry(byte) else {
+        let Some(e) = self.index_of(byte).map(|i| &self.entries[i]) else {
             return Ok(None);
         };
         let rel = byte - e.base;
@@ -72,36 +71,30 @@ impl Files<'_> {
             .is_none_or(|b| b.iter().all(|&x| x == 0)))
     }
 
-    /// Maps the file holding unit `off` (nothing past the files, or if mapped already).
-    pub(super) fn map_at(&mut self, off: u64) -> Result<()> {
-        let byte = off * UNIT;
-        let Some(first) = self.entries.first().map(|e| e.base) else {
-            return Ok(());
-        };
-        let Some(i) = byte
-            .checked_sub(first)
-            .map(|d| (d / self.file_size) as usize)
-        else {
-            return Ok(());
-        };
-        if let Some(e) = self.entries.get_mut(i)
-            && e.seg.is_none()
-        {
+    /// Maps file `i` (if it is not mapped already).
+    fn map(&mut self, i: usize) -> Result<()> {
+        let e = &mut self.entries[i];
+        if e.seg.is_none() {
             e.seg = Some(self.fs.open_segment(&e.path, e.base, self.file_size)?);
         }
         Ok(())
     }
 
-    /// Maps the last `n` files.
-    pub(super) fn map_last(&mut self, n: usize) -> Result<()> {
-        let from = self.entries.len().saturating_sub(n);
-        for i in from..self.entries.len() {
-            self.map_at(self.entries[i].base / UNIT)?;
+    /// Maps the file holding unit `off` (nothing past the files).
+    pub(super) fn map_at(&mut self, off: u64) -> Result<()> {
+        match self.index_of(off * UNIT) {
+            Some(i) => self.map(i),
+            None => Ok(()),
         }
-        Ok(())
     }
 
-    pub(super) fn last(&self) -> &Entry {
-        self.entries.last().expect("a queue being loaded has files")
+    /// Maps the last `n` files.
+    pub(super) fn map_last(&mut self, n: usize) -> Result<()> {
+        (self.entries.len().saturating_sub(n)..self.entries.len()).try_for_each(|i| self.map(i))
+    }
+
+    /// The offset of the last file's first unit.
+    pub(super) fn last_first_unit(&self) -> u64 {
+        self.entries.last().map_or(0, |e| e.base / UNIT)
     }
 }

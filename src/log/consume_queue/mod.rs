@@ -293,9 +293,9 @@ impl ConsumeQueue {
         if byte_end <= self.capacity_end.load(Ordering::Acquire) {
             return Ok(());
         }
-        match self.set.last() {
+        match self.set.last_base() {
             None => return Ok(()),
-            Some(l) if l.base() + self.file_size >= byte_end => return Ok(()),
+            Some(l) if l + self.file_size >= byte_end => return Ok(()),
             Some(_) => {}
         }
         self.segment_holding(queue_offset * UNIT).map(|_| ())
@@ -304,15 +304,15 @@ impl ConsumeQueue {
     /// The file holding `byte_pos`, creating it (and any before it) when missing.
     fn segment_holding(&self, byte_pos: u64) -> Result<Arc<Segment>> {
         let base = self.set.base_of(byte_pos);
-        if let Some(s) = self.set.find(base) {
+        if let Some(s) = self.set.try_find(base)? {
             return Ok(s);
         }
         let _creating = self.creating.lock();
-        if let Some(s) = self.set.find(base) {
+        if let Some(s) = self.set.try_find(base)? {
             return Ok(s); // created ahead meanwhile
         }
         loop {
-            let next = self.set.last().map_or(base, |l| l.base() + self.file_size);
+            let next = self.set.last_base().map_or(base, |l| l + self.file_size);
             let seg = self.set.create_and_push(next)?;
             self.capacity_end
                 .store(next + self.file_size, Ordering::Release);
@@ -342,10 +342,10 @@ impl ConsumeQueue {
     pub(crate) fn create_next_file(&self) -> Result<()> {
         let result = {
             let _creating = self.creating.lock();
-            match self.set.last() {
+            match self.set.last_base() {
                 None => Ok(()),
                 Some(last) => {
-                    let next = last.base() + self.file_size;
+                    let next = last + self.file_size;
                     self.set.create_and_push(next).map(|_| {
                         self.capacity_end
                             .fetch_max(next + self.file_size, Ordering::AcqRel);

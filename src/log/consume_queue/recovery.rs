@@ -123,7 +123,7 @@ pub(crate) fn load(
     // in order, so its first unit is zero. (A crash can also leave a written file whose first
     // page was lost; what follows that hole is dropped below anyway, and every unit is
     // re-dispatched from the CommitLog.) The queue ends in the file before it.
-    while loaded.entries.len() > 1 && loaded.is_zero(loaded.last().base / UNIT)? {
+    while loaded.entries.len() > 1 && loaded.is_zero(loaded.last_first_unit())? {
         if let Some(unused) = loaded.entries.pop() {
             ::log::debug!(
                 "{}: removing a consume queue file that holds no unit (created ahead)",
@@ -140,7 +140,7 @@ pub(crate) fn load(
     let units_per_file = file_size / UNIT;
     // End of data in the last file: units are written in order, so the used part is a prefix
     // of non-zero units followed by zeros; binary search for the first zero unit.
-    let last_first = loaded.last().base / UNIT;
+    let last_first = loaded.last_first_unit();
     let (mut lo, mut hi) = (0u64, units_per_file);
     while lo < hi {
         let mid = (lo + hi) / 2;
