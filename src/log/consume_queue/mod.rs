@@ -4,6 +4,8 @@
 
 mod ahead;
 mod files;
+#[cfg(test)]
+mod prefault_tests;
 pub(crate) mod recovery;
 
 pub(crate) use ahead::QueueFilesAhead;
@@ -18,6 +20,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::error::{Error, Result};
 use crate::format::cq_unit::{CQ_UNIT_SIZE, CqUnit};
 use crate::rate::RateWindow;
+use crate::storage::mmap::ZeroAhead;
 use crate::storage::{FlushScope, Fs, Segment, SegmentSet, SegmentWriter};
 
 const UNIT: u64 = CQ_UNIT_SIZE as u64;
@@ -45,6 +48,9 @@ pub(crate) struct ConsumeQueue {
     creating: Mutex<()>,
     /// A request for the next file is with [`QueueFilesAhead`].
     ahead_requested: AtomicBool,
+    /// Pages up to this absolute byte offset were asked to be faulted in ahead of the writer
+    /// ([`ConsumeQueue::wants_prefault`]).
+    prefaulted_to: AtomicU64,
     /// Threads blocked in [`ConsumeQueue::wait_beyond`]; arrivals notify only when non-zero.
     waiters: AtomicUsize,
     arrival_lock: Mutex<()>,
@@ -60,6 +66,15 @@ pub(crate) struct ConsumeQueue {
 /// steady stream holds a core, and then any other thread (the application's, the store's
 /// housekeeping, the kernel's writeback) can only run by displacing it for a scheduler tick.
 const SPIN: Duration = Duration::from_micros(5);
+
+/// How much of a queue file is faulted in at a time ahead of its writer, and how far ahead:
+/// the writer's first touch of a page of a new queue file otherwise faults it in (a read of
+/// the unwritten extent, then a write fault), ~7% of an append of a small message. Up to two
+/// pieces ahead: a queue that is written to holds at most 128 KiB of prepared pages.
+const PREFAULT_PIECE: u64 = 64 << 10;
+/// Pages closer than this to the writer's position are left to it: more than twice a unit,
+/// which is all a queue's writer appends at a time, as [`Segment::zero_ahead`] requires.
+const PREFAULT_GAP: u64 = 4 << 10;
 
 impl ConsumeQueue {
     /// The directory of a queue.
@@ -90,6 +105,7 @@ impl ConsumeQueue {
             capacity_end: AtomicU64::new(0),
             creating: Mutex::new(()),
             ahead_requested: AtomicBool::new(false),
+            prefaulted_to: AtomicU64::new(0),
             waiters: AtomicUsize::new(0),
             arrival_lock: Mutex::new(()),
             arrival: Condvar::new(),
@@ -331,6 +347,42 @@ impl ConsumeQueue {
             && byte_end <= capacity
             && byte_end > capacity - self.file_size / 2
             && !self.ahead_requested.swap(true, Ordering::AcqRel)
+    }
+
+    /// The byte range of the queue's files to fault in ahead of a writer about to write up to
+    /// `last_queue_offset` (then marked as asked for, so it is asked for once), if any: up to
+    /// two pieces ([`PREFAULT_PIECE`]) past the writer, inside the file it writes.
+    pub(crate) fn wants_prefault(&self, last_queue_offset: u64) -> Option<(u64, u64)> {
+        let byte_end = (last_queue_offset + 1) * UNIT;
+        let asked = self.prefaulted_to.load(Ordering::Relaxed);
+        if asked >= byte_end + PREFAULT_PIECE {
+            return None;
+        }
+        let file_end = (byte_end / self.file_size + 1) * self.file_size;
+        let to = ((byte_end / PREFAULT_PIECE + 2) * PREFAULT_PIECE).min(file_end);
+        let from = asked.max(byte_end + PREFAULT_GAP);
+        if from + PREFAULT_PIECE / 2 > to {
+            return None;
+        }
+        self.prefaulted_to.fetch_max(to, Ordering::Relaxed);
+        Some((from, to))
+    }
+
+    /// Writes zeros into the page cache over `[from, to)` (absolute byte offsets inside one
+    /// file) and maps the pages writable, unless the writer is already there
+    /// ([`Segment::zero_ahead`]). Advisory: a file that is missing or not mapped yet is left
+    /// alone, and errors are only logged.
+    pub(crate) fn prefault(&self, from: u64, to: u64) {
+        let base = self.set.base_of(from);
+        let Ok(Some(seg)) = self.set.try_find(base) else {
+            return;
+        };
+        let (start, end) = ((from - base) as usize, (to - base) as usize);
+        match seg.zero_ahead(start, end, PREFAULT_GAP as usize, ZeroAhead::PageCache) {
+            Ok(true) => seg.populate(start, end, true),
+            Ok(false) => {}
+            Err(e) => ::log::debug!("faulting in {} ahead: {e}", seg.path().display()),
+        }
     }
 
     /// A request for the next file could not be queued: the writer creates it when needed.
