@@ -11,7 +11,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::checkpoint::CheckpointFile;
 use super::commitlog::recovery::{self, ScanPolicy};
-use super::commitlog::{CommitLog, Preparer, max_append, zero_ahead_gap};
+use super::commitlog::{CommitLog, Preparer, ZERO_AHEAD_GAP, max_append};
 use super::consume_queue::ConsumeQueue;
 use super::consume_queue::recovery::{Loaded, load};
 use super::dispatch::Dispatcher;
@@ -156,7 +156,7 @@ pub(crate) fn open(
         config.warm_segments && matches!(config.flush_policy, crate::FlushPolicy::Sync { .. });
     // Under Sync, pages faulted in ahead stay clean, so no flush waits behind their writeback.
     let populate_write = !matches!(config.flush_policy, crate::FlushPolicy::Sync { .. });
-    let zero_gap = zero_ahead_gap(max_append);
+    let zero_gap = ZERO_AHEAD_GAP;
     let preparer = Preparer::new(
         fs.clone(),
         log_dir.clone(),

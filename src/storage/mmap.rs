@@ -39,6 +39,9 @@ use super::fs::Fs;
 use super::segment_set::PAGE_SIZE as PAGE;
 use crate::error::{Error, Result};
 
+/// Appends longer than this announce their end before writing ([`SegmentWriter::append`]).
+pub(crate) const ANNOUNCE_ABOVE: usize = 64 << 10;
+
 /// How [`Segment::zero_ahead`] writes its zeros.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ZeroAhead {
@@ -60,6 +63,9 @@ pub(crate) struct Segment {
     writer_taken: AtomicBool,
     /// Start of the range [`Segment::zero_ahead`] is writing right now (`usize::MAX`: none).
     zeroing_from: AtomicUsize,
+    /// End of the last append longer than [`ANNOUNCE_ABOVE`], stored before it writes anything
+    /// ([`SegmentWriter::append`]), so [`Segment::zero_ahead`] keeps clear of it.
+    announced_end: AtomicUsize,
     /// The whole segment was zero-filled and flushed before use ([`Segment::warm`]).
     warmed: AtomicBool,
     /// Mapped read-only (a read-only store): nothing is ever written through the mapping.
@@ -230,6 +236,7 @@ impl Segment {
             published: AtomicUsize::new(published.min(size)),
             writer_taken: AtomicBool::new(false),
             zeroing_from: AtomicUsize::new(usize::MAX),
+            announced_end: AtomicUsize::new(0),
             warmed: AtomicBool::new(false),
             read_only: false,
             word_mode: AtomicBool::new(false),
@@ -400,9 +407,13 @@ impl Segment {
     /// [`ZeroAhead::Durable`] through the mapping and flushed (the writer's own flushes then do
     /// not pay for converting unwritten extents), with [`ZeroAhead::PageCache`] with `pwrite`
     /// (the writer then finds the pages in memory, with no page fault that zero-fills them).
-    /// Skipped (returns false) unless the range starts at least `gap` bytes past the published
-    /// length, `gap` being larger than any single append: the writer never writes there
-    /// meanwhile, and should it get close it waits ([`SegmentWriter::append`]).
+    /// Skipped (returns false) unless the range starts at least `gap` bytes past both the
+    /// published length and the end of the last append the writer announced: the writer never
+    /// writes there meanwhile, and should it get close it waits ([`SegmentWriter::append`]).
+    /// `gap` must be at least twice the longest append the segment's writer makes without
+    /// announcing it (at most [`ANNOUNCE_ABOVE`] bytes), and appends before the writer's
+    /// publication must stay below `from` (a queue's first units are written before their
+    /// publication, but callers ask for ranges past them).
     pub(crate) fn zero_ahead(
         &self,
         from: usize,
@@ -418,17 +429,28 @@ impl Segment {
             return Ok(false);
         }
         self.zeroing_from.store(from, Ordering::SeqCst);
-        if self.published.load(Ordering::SeqCst).saturating_add(gap) > from {
+        // Where the writer may be writing now, unannounced: up to two appends (each shorter
+        // than `gap / 2`) past what this thread sees published (the one in flight, and
+        // the one before whose publication may not be visible yet); an announced append ends
+        // at `announced_end`. Either the announcement is seen here, or the writer sees
+        // `zeroing_from` (both SeqCst: one of the two stores precedes the other's load).
+        let reach = self
+            .published
+            .load(Ordering::SeqCst)
+            .max(self.announced_end.load(Ordering::SeqCst));
+        if reach.saturating_add(gap) > from {
             self.zeroing_from.store(usize::MAX, Ordering::SeqCst);
             return Ok(false);
         }
         let done = match how {
             ZeroAhead::Durable => {
                 // SAFETY: `[from, to)` lies inside the mapping. It starts at least `gap` bytes
-                // past the published length, and an append in flight never reaches further
-                // than `gap` past it, so neither the writer nor any reader touches these bytes
-                // now; a later append that would reach `from` sees `zeroing_from` (stored
-                // above, SeqCst) and waits until it is cleared below. The bytes are zero
+                // past the published length and past the end of the last announced append, and
+                // appends in flight that were not announced never reach further than that (two
+                // shorter than `gap / 2`, the caller's promise), so neither
+                // the writer nor any reader touches these bytes now; a later append that would
+                // reach `from` sees `zeroing_from` (stored above, SeqCst) and waits until it is
+                // cleared below. The bytes are zero
                 // already (never written), so writing zeros changes no content either.
                 unsafe { std::ptr::write_bytes(self.map.as_mut_ptr().add(from), 0, to - from) };
                 self.flush(from, to)
@@ -576,8 +598,13 @@ impl SegmentWriter {
             return None;
         }
         let start = self.pos;
-        // Never write where the zero-ahead pass is writing (it stays `gap` ahead, so this is
-        // only reached if the writer catches up with it).
+        // A long append tells the zero-ahead pass where it ends before writing (a short one
+        // stays inside the gap that pass keeps from the published length).
+        if len > ANNOUNCE_ABOVE {
+            self.seg.announced_end.store(start + len, Ordering::SeqCst);
+        }
+        // Never write where the zero-ahead pass is writing (it stays clear of the writer, so
+        // this is only reached if the writer catches up with it).
         while start + len > self.seg.zeroing_from.load(Ordering::SeqCst) {
             std::thread::yield_now();
         }

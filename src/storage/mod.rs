@@ -9,6 +9,8 @@ pub(crate) mod mmap;
 pub(crate) mod segment_set;
 #[cfg(feature = "sim")]
 pub mod sim;
+#[cfg(test)]
+mod zero_ahead_tests;
 
 pub(crate) use fs::Fs;
 pub(crate) use mmap::{Segment, SegmentWriter, yield_to_application_threads};
