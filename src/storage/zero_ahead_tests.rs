@@ -85,7 +85,7 @@ fn zeroing_close_behind_a_writer_never_touches_its_bytes() {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let len = if x % 8 == 0 {
+        let len = if x.is_multiple_of(8) {
             ANNOUNCE_ABOVE + (x as usize >> 8) % (2 * ANNOUNCE_ABOVE)
         } else {
             1 + (x as usize >> 8) % 4096
