@@ -131,21 +131,28 @@ pub fn get_into<'a, S: AsRef<str>>(raw: &'a [u8], names: &[S], out: &mut [Option
     let n = names.len().min(out.len());
     let (names, out) = (&names[..n], &mut out[..n]);
     out.fill(None);
-    for piece in raw.split(|&b| b == PROPERTY_SEPARATOR) {
-        for (i, n) in names.iter().enumerate() {
-            // A pair's name is what precedes its first 0x01, and its value must not be
-            // empty: `piece` holds the pair of `n` when it starts with `n` and 0x01, has a
-            // byte after that, and `n` is not empty and has no 0x01 of its own.
-            let n = n.as_ref().as_bytes();
-            if n.is_empty()
-                || piece.len() < n.len() + 2
-                || piece[n.len()] != NAME_VALUE_SEPARATOR
-                || !piece.starts_with(n)
-                || n.contains(&NAME_VALUE_SEPARATOR)
-            {
-                continue;
+    let mut rest = raw;
+    while !rest.is_empty() {
+        let piece = match memchr::memchr(PROPERTY_SEPARATOR, rest) {
+            Some(i) => {
+                let piece = &rest[..i];
+                rest = &rest[i + 1..];
+                piece
             }
-            if let Ok(v) = std::str::from_utf8(&piece[n.len() + 1..]) {
+            None => std::mem::take(&mut rest),
+        };
+        // A pair's name is what precedes its first 0x01, and its value must not be empty.
+        let Some(sep) = memchr::memchr(NAME_VALUE_SEPARATOR, piece) else {
+            continue;
+        };
+        let (name, value) = (&piece[..sep], &piece[sep + 1..]);
+        if name.is_empty() || value.is_empty() {
+            continue;
+        }
+        for (i, n) in names.iter().enumerate() {
+            if n.as_ref().as_bytes() == name
+                && let Ok(v) = std::str::from_utf8(value)
+            {
                 out[i] = Some(v);
             }
         }

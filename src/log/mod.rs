@@ -11,6 +11,7 @@ mod dispatch;
 pub(crate) mod flusher;
 pub(crate) mod group_commit;
 pub(crate) mod index;
+mod index_catch_up;
 pub(crate) mod layout;
 pub(crate) mod open;
 pub(crate) mod open_read_only;

@@ -17,6 +17,7 @@ use super::consume_queue::recovery::{Loaded, load};
 use super::dispatch::Dispatcher;
 use super::group_commit::GroupCommit;
 use super::index::IndexService;
+use super::index_catch_up::{IndexOpen, Verified, beside_recovery, open_index};
 use super::{Engine, QueueMap, WriteState};
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};
@@ -46,6 +47,31 @@ pub(crate) trait OpenHooks {
 }
 
 type QueueKey = (Arc<str>, u32);
+
+/// What recovery starts from.
+struct Recovery {
+    checkpoint: Option<Checkpoint>,
+    log_min: u64,
+    /// Where the consume queues' units end.
+    max_cq_end: u64,
+    /// Queues to rebuild from the whole log.
+    rebuild: BTreeSet<QueueKey>,
+}
+
+/// Tells the index catch-up beside recovery that recovery is over, when dropped.
+struct StopCatchUp<'a>(&'a Verified);
+
+impl Drop for StopCatchUp<'_> {
+    fn drop(&mut self) {
+        self.0.finish(0);
+    }
+}
+
+/// Where recovery's scan found the valid log to end, and data past it.
+struct Scanned {
+    end: recovery::ScanEnd,
+    data_end: u64,
+}
 
 struct Loading<'a> {
     fs: &'a Fs,
@@ -116,32 +142,39 @@ pub(crate) fn open(
         _ => None,
     };
 
-    let (segs, end, last_ts) = match clean {
+    let index_open = IndexOpen {
+        fs: &fs,
+        dir: &dir,
+        config: &config,
+        unclean,
+        durable_ts: checkpoint.map_or(0, |c| c.index_msg_timestamp),
+    };
+    let (segs, end, last_ts, index) = match clean {
         Some(end) => {
             let segs = recovery::truncate(&fs, &log_dir, segs, seg_size, end, None)?;
             let ts = checkpoint.map_or(0, |c| c.physic_msg_timestamp);
-            (segs, end, ts)
+            let index = config
+                .index
+                .enabled
+                .then(|| open_index(index_open, &segs, end))
+                .transpose()?;
+            (segs, end, ts, index)
         }
-        None => loading.recover(&log_dir, segs, checkpoint, log_min, max_cq_end, rebuild)?,
+        None => {
+            let recovery = Recovery {
+                checkpoint,
+                log_min,
+                max_cq_end,
+                rebuild,
+            };
+            loading.recover_with_index(&log_dir, segs, recovery, index_open)?
+        }
     };
     for q in loading.queues.values_mut() {
         q.truncate_past(end)?;
     }
 
     let recovered = clean.is_none();
-    let index = if config.index.enabled {
-        Some(open_index(
-            &fs,
-            &dir,
-            &config,
-            unclean,
-            checkpoint.map_or(0, |c| c.index_msg_timestamp),
-            &segs,
-            end,
-        )?)
-    } else {
-        None
-    };
     let max_append = max_append(config.max_message_size);
     let set = SegmentSet::new(fs.clone(), log_dir.clone(), seg_size, segs);
     let log = CommitLog::new(set, max_append, end, last_ts);
@@ -226,74 +259,6 @@ pub(crate) fn open(
         dir,
         config,
     })
-}
-
-/// Loads the index files and indexes the records of `[from, end)` of the log that they do not
-/// cover yet (after a crash, or when the index was off or lost), as RocketMQ re-dispatches
-/// them. This runs inside the open, not on the index writer thread: what it indexes is flushed
-/// before the checkpoint's `indexMsgTimestamp` can cover it (those records are older than the
-/// timestamp the checkpoint already holds). Damage in a part of the log recovery never checked
-/// is skipped with a warning: the catch-up goes on at the next segment.
-fn open_index(
-    fs: &Fs,
-    dir: &Path,
-    config: &StoreConfig,
-    unclean: bool,
-    durable_ts: u64,
-    segs: &[Segment],
-    end: u64,
-) -> Result<IndexService> {
-    let (index, load) = IndexService::open(fs, dir, &config.index, unclean, durable_ts, end)?;
-    let log_min = segs.first().map_or(end, Segment::base);
-    let through = index.indexed_through();
-    let from = through.unwrap_or(log_min).max(log_min);
-    index.set_indexed_to(end);
-    let policy = ScanPolicy {
-        durable: None,
-        mode: crate::RecoveryMode::TruncateAtDamage,
-        tail_tolerance: 0,
-        referenced: 0,
-    };
-    let mut indexed = 0u64;
-    let seg_size = config.commitlog_segment_size;
-    let mut pos = from;
-    while pos < end {
-        let scanned = recovery::scan(segs, seg_size, pos, &policy, |rec| {
-            if rec.meta.physical_offset >= end {
-                return Ok(());
-            }
-            // (The record at `through` is indexed already: `put_record` skips it.)
-            if through.is_none_or(|t| rec.meta.physical_offset > t) {
-                indexed += 1;
-            }
-            index.put_record(rec)
-        })?;
-        if scanned.end >= end {
-            break;
-        }
-        // Records never span segments: the catch-up goes on at the next one, so intact
-        // records after the damage (and those written later) are still found by key.
-        let next = segs
-            .iter()
-            .map(Segment::base)
-            .find(|&b| b > scanned.end)
-            .unwrap_or(end)
-            .min(end);
-        ::log::warn!(
-            "index: commitlog offset {} does not hold a valid record; the records from there to {next} are not indexed (queries do not find them by key)",
-            scanned.end
-        );
-        pos = next;
-    }
-    // (Free after a clean close with nothing new to index: the checkpoint covers the files.)
-    index.flush()?;
-    if load.dropped > 0 || indexed > 0 {
-        ::log::info!(
-            "index: {} file(s) dropped, {indexed} record(s) indexed from commitlog offset {from}",
-            load.dropped
-        );
-    }
-    Ok(index)
 }
 
 /// A checkpoint whose offsets fit the log and whose times are not in the future.
@@ -629,20 +594,71 @@ impl Loading<'_> {
         }
     }
 
-    /// The recovery path: scan from the checkpoint (or earlier, for lagging or rebuilt queues)
-    /// with CRC checks, re-dispatch, truncate the torn tail.
-    fn recover(
+    /// The recovery path ([`Loading::recover_scan`], then the torn tail truncated), with the
+    /// index brought up to the recovered end: on a second thread beside the scan when the index
+    /// is on ([`beside_recovery`]).
+    fn recover_with_index(
         &mut self,
         log_dir: &Path,
         segs: Vec<Segment>,
-        checkpoint: Option<Checkpoint>,
-        log_min: u64,
-        max_cq_end: u64,
-        mut rebuild: BTreeSet<QueueKey>,
-    ) -> Result<(Vec<Segment>, u64, u64)> {
+        recovery: Recovery,
+        index_open: IndexOpen<'_>,
+    ) -> Result<(Vec<Segment>, u64, u64, Option<IndexService>)> {
+        let checkpoint = recovery.checkpoint;
+        if !self.config.index.enabled {
+            let scanned = self.recover_scan(&segs, recovery, None)?;
+            let (segs, end, ts) = self.truncate_recovered(log_dir, segs, scanned, checkpoint)?;
+            return Ok((segs, end, ts, None));
+        }
+        let verified = Verified::default();
+        let (scanned, beside) = std::thread::scope(|s| {
+            let catch_up = std::thread::Builder::new()
+                .name("mqlite-open-index".into())
+                .spawn_scoped(s, || beside_recovery(index_open, &segs, &verified));
+            // Ends the catch-up however the scan ends (an error, even a panic unwinding through
+            // here, which would otherwise wait for it forever); a no-op when the scan got as
+            // far as publishing the end.
+            let stop = StopCatchUp(&verified);
+            let scanned = self.recover_scan(&segs, recovery, catch_up.is_ok().then_some(&verified));
+            drop(stop);
+            let beside = catch_up.ok().map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::io(
+                        "index catch-up at open",
+                        self.dir,
+                        std::io::Error::other("the thread panicked"),
+                    ))
+                })
+            });
+            (scanned, beside)
+        });
+        let (segs, end, ts) = self.truncate_recovered(log_dir, segs, scanned?, checkpoint)?;
+        let index = match beside {
+            Some(beside) => beside?.complete(index_open, &segs, end)?,
+            // The thread could not be started: the same work after recovery.
+            None => open_index(index_open, &segs, end)?,
+        };
+        Ok((segs, end, ts, Some(index)))
+    }
+
+    /// Recovery's scan: from the checkpoint (or earlier, for lagging or rebuilt queues) with CRC
+    /// checks, re-dispatching every record; finds the end of the valid log and where data lies
+    /// past it. Publishes its progress to `verified`.
+    fn recover_scan(
+        &mut self,
+        segs: &[Segment],
+        recovery: Recovery,
+        verified: Option<&Verified>,
+    ) -> Result<Scanned> {
+        let Recovery {
+            checkpoint,
+            log_min,
+            max_cq_end,
+            mut rebuild,
+        } = recovery;
         let seg_size = self.config.commitlog_segment_size;
         let crc_from = checkpoint.map_or(log_min, |cp| {
-            recovery::start_by_timestamp(&segs, cp.min_timestamp())
+            recovery::start_by_timestamp(segs, cp.min_timestamp())
         });
         let lagging = self
             .queues
@@ -677,9 +693,19 @@ impl Loading<'_> {
         );
         let mut gaps = BTreeSet::new();
         self.partial_scan = from > log_min;
-        let end = recovery::scan(&segs, seg_size, from, &policy, |rec| {
-            self.dispatch(rec, None, &mut gaps)
+        if let Some(v) = verified {
+            v.start(from);
+        }
+        let end = recovery::scan(segs, seg_size, from, &policy, |rec| {
+            self.dispatch(rec, None, &mut gaps)?;
+            if let Some(v) = verified {
+                v.advance(rec.meta.physical_offset + u64::from(rec.total_size));
+            }
+            Ok(())
         })?;
+        if let Some(v) = verified {
+            v.finish(end.end);
+        }
         // What lies past the end must be a torn tail (unless the operator chose to cut at any
         // damage); it is zeroed below, and only where it holds data.
         let limit = (policy.mode != crate::RecoveryMode::TruncateAtDamage).then(|| {
@@ -687,7 +713,7 @@ impl Loading<'_> {
                 .tail_tolerance
                 .max(max_append(self.config.max_message_size) as u64)
         });
-        let data_end = recovery::check_past_end(self.fs, &segs, seg_size, end.end, limit)?;
+        let data_end = recovery::check_past_end(self.fs, segs, seg_size, end.end, limit)?;
         // Queues that turned out inconsistent are emptied and rebuilt from the whole log.
         if !gaps.is_empty() {
             for key in &gaps {
@@ -704,7 +730,7 @@ impl Loading<'_> {
             }
             rebuild = std::mem::take(&mut gaps);
             self.partial_scan = false;
-            recovery::scan(&segs, seg_size, log_min, &policy, |rec| {
+            recovery::scan(segs, seg_size, log_min, &policy, |rec| {
                 if rec.meta.physical_offset < end.end {
                     self.dispatch(rec, Some(&rebuild), &mut gaps)
                 } else {
@@ -719,6 +745,20 @@ impl Loading<'_> {
                 ));
             }
         }
+        Ok(Scanned { end, data_end })
+    }
+
+    /// Truncates the log at the end recovery's scan found (zeroing the torn tail where it holds
+    /// data); returns the segments, the end and the last store time.
+    fn truncate_recovered(
+        &self,
+        log_dir: &Path,
+        segs: Vec<Segment>,
+        scanned: Scanned,
+        checkpoint: Option<Checkpoint>,
+    ) -> Result<(Vec<Segment>, u64, u64)> {
+        let Scanned { end, data_end } = scanned;
+        let seg_size = self.config.commitlog_segment_size;
         let last_ts = if end.last_store_ts > 0 {
             end.last_store_ts
         } else {

@@ -79,6 +79,25 @@ pub(crate) fn record_at(
     }
 }
 
+/// What lies at `offset` of loaded segments, decoded without a CRC check (for bytes a scan
+/// already checked): a record (`Some`) or a blank (`None`), and the offset after it. `None`
+/// past the segments or where the bytes do not decode as either.
+pub(crate) fn step_checked(
+    segs: &[Segment],
+    segment_size: u64,
+    offset: u64,
+) -> Option<(Option<RecordView<'_>>, u64)> {
+    let seg = &segs[segment_index(segs, segment_size, offset)?];
+    match record::decode(seg.read_from((offset - seg.base()) as usize), false) {
+        Ok(Decoded::Message(rec)) if rec.meta.physical_offset == offset => {
+            let next = offset + u64::from(rec.total_size);
+            Some((Some(rec), next))
+        }
+        Ok(Decoded::Blank { .. }) => Some((None, seg.base() + segment_size)),
+        _ => None,
+    }
+}
+
 /// Whether a consume queue unit points at the record it should: same size, topic, queue id,
 /// queue offset and physical offset.
 pub(crate) fn unit_matches(
