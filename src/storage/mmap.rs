@@ -40,7 +40,15 @@ use super::segment_set::PAGE_SIZE as PAGE;
 use crate::error::{Error, Result};
 
 /// Appends longer than this announce their end before writing ([`SegmentWriter::append`]).
-pub(crate) const ANNOUNCE_ABOVE: usize = 64 << 10;
+pub(crate) const ANNOUNCE_ABOVE: usize = 4 << 10;
+/// A writer issues a SeqCst fence every this many appends, so what [`Segment::zero_ahead`]
+/// sees published is never more than this many (unannounced) appends behind the writer.
+pub(crate) const FENCE_EVERY: usize = 16;
+/// The least `gap` [`Segment::zero_ahead`] needs for a writer whose unannounced appends are
+/// at most `longest` bytes.
+pub(crate) const fn zero_ahead_min_gap(longest: usize) -> usize {
+    (FENCE_EVERY + 1) * longest
+}
 
 /// How [`Segment::zero_ahead`] writes its zeros.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -410,10 +418,10 @@ impl Segment {
     /// Skipped (returns false) unless the range starts at least `gap` bytes past both the
     /// published length and the end of the last append the writer announced: the writer never
     /// writes there meanwhile, and should it get close it waits ([`SegmentWriter::append`]).
-    /// `gap` must be at least twice the longest append the segment's writer makes without
-    /// announcing it (at most [`ANNOUNCE_ABOVE`] bytes), and appends before the writer's
-    /// publication must stay below `from` (a queue's first units are written before their
-    /// publication, but callers ask for ranges past them).
+    /// `gap` must be at least [`zero_ahead_min_gap`] of the longest append the segment's
+    /// writer makes without announcing it (at most [`ANNOUNCE_ABOVE`] bytes), and appends
+    /// before the writer's publication must stay below `from` (a queue's first units are
+    /// written before their publication, but callers ask for ranges past them).
     pub(crate) fn zero_ahead(
         &self,
         from: usize,
@@ -429,11 +437,13 @@ impl Segment {
             return Ok(false);
         }
         self.zeroing_from.store(from, Ordering::SeqCst);
-        // Where the writer may be writing now, unannounced: up to two appends (each shorter
-        // than `gap / 2`) past what this thread sees published (the one in flight, and
-        // the one before whose publication may not be visible yet); an announced append ends
-        // at `announced_end`. Either the announcement is seen here, or the writer sees
-        // `zeroing_from` (both SeqCst: one of the two stores precedes the other's load).
+        // Where the writer may be writing now. Its publications are Release stores, so the
+        // value read here may be stale, but not beyond the writer's last SeqCst fence before
+        // this load (it fences every `FENCE_EVERY` appends): every append after that fence
+        // either checked `zeroing_from` before the store above (at most `FENCE_EVERY` of
+        // them, unannounced ones short, hence the gap) or sees it and waits. An announced
+        // append ends at `announced_end`: either the announcement is seen here, or the writer
+        // sees `zeroing_from` (both SeqCst: one of the two stores precedes the other's load).
         let reach = self
             .published
             .load(Ordering::SeqCst)
@@ -446,8 +456,8 @@ impl Segment {
             ZeroAhead::Durable => {
                 // SAFETY: `[from, to)` lies inside the mapping. It starts at least `gap` bytes
                 // past the published length and past the end of the last announced append, and
-                // appends in flight that were not announced never reach further than that (two
-                // shorter than `gap / 2`, the caller's promise), so neither
+                // appends in flight that were not announced never reach further than that (at
+                // most `FENCE_EVERY` short ones, the caller's promise on `gap`), so neither
                 // the writer nor any reader touches these bytes now; a later append that would
                 // reach `from` sees `zeroing_from` (stored above, SeqCst) and waits until it is
                 // cleared below. The bytes are zero
@@ -557,7 +567,11 @@ impl Segment {
         let _ = self
             .map
             .advise_range(memmap2::Advice::Random, from, self.size - from);
-        Some(SegmentWriter { seg: self, pos })
+        Some(SegmentWriter {
+            seg: self,
+            pos,
+            unfenced: 0,
+        })
     }
 }
 
@@ -566,6 +580,8 @@ impl Segment {
 pub(crate) struct SegmentWriter {
     seg: Arc<Segment>,
     pos: usize,
+    /// Appends since the last SeqCst fence ([`FENCE_EVERY`]).
+    unfenced: usize,
 }
 
 impl Drop for SegmentWriter {
@@ -598,10 +614,17 @@ impl SegmentWriter {
             return None;
         }
         let start = self.pos;
-        // A long append tells the zero-ahead pass where it ends before writing (a short one
-        // stays inside the gap that pass keeps from the published length).
+        // A long append tells the zero-ahead pass where it ends before writing; short ones
+        // stay inside the gap that pass keeps from the published length, which the fence
+        // keeps from going stale by more than `FENCE_EVERY` appends.
         if len > ANNOUNCE_ABOVE {
             self.seg.announced_end.store(start + len, Ordering::SeqCst);
+        } else {
+            self.unfenced += 1;
+            if self.unfenced >= FENCE_EVERY {
+                self.unfenced = 0;
+                std::sync::atomic::fence(Ordering::SeqCst);
+            }
         }
         // Never write where the zero-ahead pass is writing (it stays clear of the writer, so
         // this is only reached if the writer catches up with it).

@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::format::record::{self, BLANK_LEN, Decoded, RecordView};
-use crate::storage::mmap::{ANNOUNCE_ABOVE, ZeroAhead};
+use crate::storage::mmap::{ANNOUNCE_ABOVE, ZeroAhead, zero_ahead_min_gap};
 use crate::storage::{FlushScope, Segment, SegmentSet, SegmentWriter};
 
 pub(crate) use preparer::Preparer;
@@ -63,7 +63,7 @@ pub(crate) fn max_append(max_message_size: usize) -> usize {
 /// How close to the writer zero-filling ahead of it may start: [`Segment::zero_ahead`] keeps
 /// clear of appends in flight by itself (long ones announce their end), this adds a margin
 /// so the writer seldom has to wait for a zero-fill it catches up with.
-pub(crate) const ZERO_AHEAD_GAP: usize = 2 * ANNOUNCE_ABOVE + (128 << 10);
+pub(crate) const ZERO_AHEAD_GAP: usize = zero_ahead_min_gap(ANNOUNCE_ABOVE) + (128 << 10);
 
 /// The single writer of the CommitLog.
 #[derive(Debug)]

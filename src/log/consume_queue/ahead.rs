@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Sender, TrySendError, bounded};
+use crossbeam_channel::{Sender, bounded};
 
 use super::ConsumeQueue;
 
@@ -49,24 +49,21 @@ impl QueueFilesAhead {
     /// is pending, and for the pages just ahead of its writer if they were not asked for yet
     /// (cheap otherwise: a few atomic loads).
     pub(crate) fn maybe_request(&mut self, cq: &Arc<ConsumeQueue>, last_queue_offset: u64) {
-        if let Some((from, to)) = cq.wants_prefault(last_queue_offset)
-            && let Some(tx) = self.sender()
-        {
-            // Dropped when the thread is behind: the writer then takes the page faults.
-            let _ = tx.try_send(Work::Prefault(cq.clone(), from, to));
-        }
-        if !cq.wants_next_file(last_queue_offset) {
-            return;
-        }
-        let Some(tx) = self.sender() else {
-            cq.request_dropped();
-            return;
-        };
-        match tx.try_send(Work::NextFile(cq.clone())) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+        if cq.wants_next_file(last_queue_offset) {
+            let queued = self
+                .sender()
+                .is_some_and(|tx| tx.try_send(Work::NextFile(cq.clone())).is_ok());
+            if !queued {
                 cq.request_dropped();
             }
+        }
+        if let Some((from, to)) = cq.wants_prefault(last_queue_offset)
+            && let Some(tx) = self.sender()
+            // Files come first: faulting in is dropped when the thread is behind (the writer
+            // then takes the page faults), before it could crowd out a file request.
+            && tx.len() < BACKLOG / 2
+        {
+            let _ = tx.try_send(Work::Prefault(cq.clone(), from, to));
         }
     }
 

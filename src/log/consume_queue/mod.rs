@@ -20,7 +20,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::error::{Error, Result};
 use crate::format::cq_unit::{CQ_UNIT_SIZE, CqUnit};
 use crate::rate::RateWindow;
-use crate::storage::mmap::ZeroAhead;
+use crate::storage::mmap::{ZeroAhead, zero_ahead_min_gap};
 use crate::storage::{FlushScope, Fs, Segment, SegmentSet, SegmentWriter};
 
 const UNIT: u64 = CQ_UNIT_SIZE as u64;
@@ -72,9 +72,13 @@ const SPIN: Duration = Duration::from_micros(5);
 /// the unwritten extent, then a write fault), ~7% of an append of a small message. Up to two
 /// pieces ahead: a queue that is written to holds at most 128 KiB of prepared pages.
 const PREFAULT_PIECE: u64 = 64 << 10;
-/// Pages closer than this to the writer's position are left to it: more than twice a unit,
-/// which is all a queue's writer appends at a time, as [`Segment::zero_ahead`] requires.
+/// Pages closer than this to the writer's position are left to it: [`Segment::zero_ahead`]
+/// needs a gap for the units a writer may have appended unseen (it appends a unit at a time).
 const PREFAULT_GAP: u64 = 4 << 10;
+const _: () = assert!(PREFAULT_GAP as usize >= zero_ahead_min_gap(CQ_UNIT_SIZE));
+/// How much is zeroed at a time: a writer that catches up with the zeroing waits for at most
+/// this much.
+const PREFAULT_STEP: usize = 16 << 10;
 
 impl ConsumeQueue {
     /// The directory of a queue.
@@ -359,7 +363,11 @@ impl ConsumeQueue {
             return None;
         }
         let file_end = (byte_end / self.file_size + 1) * self.file_size;
-        let to = ((byte_end / PREFAULT_PIECE + 2) * PREFAULT_PIECE).min(file_end);
+        // Only inside a file that exists (a new queue's first file is created by its first
+        // put, after this is asked).
+        let to = ((byte_end / PREFAULT_PIECE + 2) * PREFAULT_PIECE)
+            .min(file_end)
+            .min(self.capacity_end.load(Ordering::Acquire));
         let from = asked.max(byte_end + PREFAULT_GAP);
         if from + PREFAULT_PIECE / 2 > to {
             return None;
@@ -377,11 +385,19 @@ impl ConsumeQueue {
         let Ok(Some(seg)) = self.set.try_find(base) else {
             return;
         };
-        let (start, end) = ((from - base) as usize, (to - base) as usize);
-        match seg.zero_ahead(start, end, PREFAULT_GAP as usize, ZeroAhead::PageCache) {
-            Ok(true) => seg.populate(start, end, true),
-            Ok(false) => {}
-            Err(e) => ::log::debug!("faulting in {} ahead: {e}", seg.path().display()),
+        let (mut at, end) = ((from - base) as usize, (to - base) as usize);
+        while at < end {
+            let step_end = end.min(at + PREFAULT_STEP);
+            match seg.zero_ahead(at, step_end, PREFAULT_GAP as usize, ZeroAhead::PageCache) {
+                Ok(true) => seg.populate(at, step_end, true),
+                // The writer got there first: so it will further on.
+                Ok(false) => return,
+                Err(e) => {
+                    ::log::debug!("faulting in {} ahead: {e}", seg.path().display());
+                    return;
+                }
+            }
+            at = step_end;
         }
     }
 

@@ -34,15 +34,18 @@ fn ranges_are_asked_once_ahead_of_the_writer_inside_its_file() {
                 from >= byte_end + PREFAULT_GAP,
                 "{from} too close to {byte_end}"
             );
-            assert!(to <= byte_end + 2 * PREFAULT_PIECE + PREFAULT_PIECE);
+            assert!(to <= byte_end + 3 * PREFAULT_PIECE);
             assert_eq!(from / FILE, (to - 1) / FILE, "{from}..{to} spans two files");
             if let Some(&(_, prev_to)) = asked.last() {
                 assert!(from >= prev_to, "{from}..{to} asked again");
             }
             asked.push((from, to));
         }
+        cq.reserve(last).unwrap();
+        cq.put(last, unit(last)).unwrap();
     }
-    // Everything but the start of each file (where the writer is too close) was asked for.
+    // Everything but the start of each file (where the writer is too close, or the file does
+    // not exist yet) was asked for.
     let covered: u64 = asked.iter().map(|(f, t)| t - f).sum();
     assert!(
         covered > 3 * (FILE - 2 * PREFAULT_PIECE),
