@@ -323,6 +323,13 @@ impl Batch {
 
     /// Adds a record, inflating a zlib-compressed body.
     pub(crate) fn push(&mut self, rec: &RecordView<'_>, topic: Arc<str>) {
+        if self.pending.is_empty() {
+            // Room for a batch of messages like the first (growing the buffer a doubling at a
+            // time copied each batch several times over).
+            let each = rec.body.len() + rec.properties.len();
+            self.buf
+                .reserve(each.saturating_mul(self.pending.capacity().clamp(1, 64)));
+        }
         let p = Pending::copy(&mut self.buf, rec, topic);
         self.pending.push(p);
     }

@@ -16,12 +16,15 @@
 //!   once the end is known, and the open then falls back to [`open_index`].
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
 
 use super::commitlog::recovery::{self, ScanPolicy};
-use super::index::IndexService;
+use super::index::{IndexLoad, IndexService};
 use crate::config::StoreConfig;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::storage::{Fs, Segment};
 
 /// What loading the index files needs.
@@ -36,17 +39,24 @@ pub(crate) struct IndexOpen<'a> {
     pub(crate) durable_ts: u64,
 }
 
+impl IndexOpen<'_> {
+    /// Loads the index files, dropping those that index records at or past `log_end`.
+    fn load(&self, log_end: u64) -> Result<(IndexService, IndexLoad)> {
+        IndexService::open(
+            self.fs,
+            self.dir,
+            &self.config.index,
+            self.unclean,
+            self.durable_ts,
+            log_end,
+        )
+    }
+}
+
 /// Loads the index files and indexes the records of the log up to `end` that they do not
 /// cover yet, checking each record's CRC.
 pub(crate) fn open_index(args: IndexOpen<'_>, segs: &[Segment], end: u64) -> Result<IndexService> {
-    let (index, load) = IndexService::open(
-        args.fs,
-        args.dir,
-        &args.config.index,
-        args.unclean,
-        args.durable_ts,
-        end,
-    )?;
+    let (index, load) = args.load(end)?;
     let log_min = segs.first().map_or(end, Segment::base);
     let through = index.indexed_through();
     let from = through.unwrap_or(log_min).max(log_min);
@@ -76,10 +86,7 @@ fn index_checked(
     let seg_size = config.commitlog_segment_size;
     let mut pos = from;
     while pos < end {
-        let scanned = recovery::scan(segs, seg_size, pos, &policy, |rec| {
-            if rec.meta.physical_offset >= end {
-                return Ok(());
-            }
+        let scanned = recovery::scan_until(segs, seg_size, pos, end, &policy, |rec| {
             // (The record at `through` is indexed already: `put_record` skips it.)
             if through.is_none_or(|t| rec.meta.physical_offset > t) {
                 indexed += 1;
@@ -126,11 +133,21 @@ pub(crate) struct Verified {
     from: AtomicU64,
     /// End of the last record recovery checked.
     to: AtomicU64,
-    /// The end of the valid log, once recovery knows it (or 0 if it failed).
+    /// The end of the valid log, once recovery knows it (0 if it failed).
     end: AtomicU64,
+    /// The catch-up is blocked in [`Verified::wait`]: progress wakes it.
+    waiting: AtomicBool,
+    lock: Mutex<()>,
+    progress: Condvar,
 }
 
 const UNKNOWN: u64 = u64::MAX;
+
+/// Yields before the catch-up blocks for recovery's progress (it is usually close behind).
+const SPINS: u32 = 64;
+/// The longest a blocked catch-up sleeps without a wake-up (one missed, say, since recovery
+/// publishes its progress without a full fence).
+const NAP: Duration = Duration::from_millis(1);
 
 /// What the catch-up may do with the bytes at an offset.
 #[derive(Debug, PartialEq, Eq)]
@@ -139,7 +156,7 @@ enum Checked {
     BeforeRecovery,
     /// Recovery checked them.
     Yes,
-    /// Past the end of the valid log.
+    /// Past the end of the valid log (or recovery failed).
     PastEnd,
 }
 
@@ -149,6 +166,9 @@ impl Default for Verified {
             from: AtomicU64::new(UNKNOWN),
             to: AtomicU64::new(0),
             end: AtomicU64::new(UNKNOWN),
+            waiting: AtomicBool::new(false),
+            lock: Mutex::new(()),
+            progress: Condvar::new(),
         }
     }
 }
@@ -158,11 +178,14 @@ impl Verified {
     pub(crate) fn start(&self, from: u64) {
         self.to.store(from, Ordering::Release);
         self.from.store(from, Ordering::Release);
+        self.wake();
     }
 
     /// Recovery checked the records up to `to`.
+    #[inline]
     pub(crate) fn advance(&self, to: u64) {
         self.to.store(to, Ordering::Release);
+        self.wake();
     }
 
     /// The valid log ends at `end` (0: recovery failed, the catch-up stops); the first call
@@ -171,25 +194,59 @@ impl Verified {
         let _ = self
             .end
             .compare_exchange(UNKNOWN, end, Ordering::AcqRel, Ordering::Acquire);
+        self.wake();
     }
 
-    /// Waits until recovery has checked the bytes at `pos` or knows the end.
+    #[inline]
+    fn wake(&self) {
+        if self.waiting.load(Ordering::SeqCst) {
+            let _guard = self.lock.lock();
+            self.progress.notify_all();
+        }
+    }
+
+    /// What the catch-up may do at `pos` now, if recovery has decided it.
+    fn check(&self, pos: u64) -> Option<Checked> {
+        // Recovery stores `to`, then `from`, ..., then `end`; read in the opposite order, what
+        // is seen is consistent: once `end` is seen, `from` and the last `to` are; once `from`
+        // is, `to` is the start or later.
+        let end = self.end.load(Ordering::Acquire);
+        let from = self.from.load(Ordering::Acquire);
+        if from == UNKNOWN {
+            // Recovery failed before it started.
+            return (end != UNKNOWN).then_some(Checked::PastEnd);
+        }
+        if pos < from {
+            return Some(Checked::BeforeRecovery);
+        }
+        if end == 0 {
+            return Some(Checked::PastEnd);
+        }
+        if pos < self.to.load(Ordering::Acquire) {
+            return Some(Checked::Yes);
+        }
+        (end != UNKNOWN).then_some(Checked::PastEnd)
+    }
+
+    /// Waits until recovery has checked the bytes at `pos`, or knows the end.
     fn wait(&self, pos: u64) -> Checked {
-        loop {
-            let from = self.from.load(Ordering::Acquire);
-            if from != UNKNOWN && pos < from {
-                return Checked::BeforeRecovery;
-            }
-            // `end` is set after the last `to`: read in this order, `to` is final once `end`
-            // is known.
-            let end = self.end.load(Ordering::Acquire);
-            if pos < self.to.load(Ordering::Acquire) {
-                return Checked::Yes;
-            }
-            if end != UNKNOWN {
-                return Checked::PastEnd;
+        for _ in 0..SPINS {
+            if let Some(c) = self.check(pos) {
+                return c;
             }
             std::thread::yield_now();
+        }
+        loop {
+            let mut guard = self.lock.lock();
+            self.waiting.store(true, Ordering::SeqCst);
+            let checked = self.check(pos);
+            if checked.is_none() {
+                self.progress.wait_for(&mut guard, NAP);
+            }
+            self.waiting.store(false, Ordering::SeqCst);
+            if let Some(c) = checked.or_else(|| self.check(pos)) {
+                return c;
+            }
         }
     }
 }
@@ -213,14 +270,7 @@ pub(crate) fn beside_recovery(
 ) -> Result<IndexBeside> {
     // The end of the log is not known yet: no file is dropped for indexing past it here
     // (`complete` checks that once it is).
-    let (index, load) = IndexService::open(
-        args.fs,
-        args.dir,
-        &args.config.index,
-        args.unclean,
-        args.durable_ts,
-        u64::MAX,
-    )?;
+    let (index, load) = args.load(u64::MAX)?;
     let seg_size = args.config.commitlog_segment_size;
     let log_min = segs.first().map_or(0, Segment::base);
     let through = index.indexed_through();
@@ -238,11 +288,19 @@ pub(crate) fn beside_recovery(
             }
             Checked::Yes => {
                 let Some((rec, next)) = recovery::step_checked(segs, seg_size, pos) else {
-                    return Err(Error::corrupted(
-                        args.dir.join("commitlog"),
-                        pos,
-                        "a record recovery checked does not decode",
-                    ));
+                    // Only where the index files said a record starts that is not one (files
+                    // that do not match this log): go on at the next segment, as the checked
+                    // catch-up does past damage.
+                    let next = segs
+                        .iter()
+                        .map(Segment::base)
+                        .find(|&b| b > pos)
+                        .unwrap_or(u64::MAX);
+                    ::log::warn!(
+                        "index: commitlog offset {pos} does not start a record; the records from there to {next} are not indexed (queries do not find them by key)"
+                    );
+                    pos = next;
+                    continue;
                 };
                 if let Some(rec) = rec {
                     if through.is_none_or(|t| pos > t) {
@@ -282,5 +340,64 @@ impl IndexBeside {
         self.index.set_indexed_to(end);
         finish(&self.index, self.dropped, self.indexed, self.from)?;
         Ok(self.index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Barrier};
+
+    use super::{Checked, Verified};
+
+    #[test]
+    fn the_catch_up_follows_what_recovery_published() {
+        let v = Arc::new(Verified::default());
+        let waiter = {
+            let v = v.clone();
+            std::thread::spawn(move || [v.wait(100), v.wait(1000), v.wait(1500)])
+        };
+        v.start(1000);
+        v.advance(1200);
+        v.advance(1500);
+        v.finish(1500);
+        assert_eq!(
+            waiter.join().unwrap(),
+            [Checked::BeforeRecovery, Checked::Yes, Checked::PastEnd]
+        );
+        // A recovery that failed, before or after it started, stops the catch-up.
+        let failed = Verified::default();
+        failed.finish(0);
+        assert_eq!(failed.wait(0), Checked::PastEnd);
+        let failed = Verified::default();
+        failed.start(10);
+        failed.advance(20);
+        failed.finish(0);
+        assert_eq!(failed.wait(15), Checked::PastEnd);
+        assert_eq!(failed.wait(5), Checked::BeforeRecovery);
+    }
+
+    /// Recovery's start racing the catch-up's first look: an offset before the start is never
+    /// taken as checked by recovery.
+    #[test]
+    fn a_record_before_recovery_start_is_never_taken_as_checked() {
+        let rounds = 20_000;
+        let barrier = Arc::new(Barrier::new(2));
+        let slots: Arc<Vec<Verified>> =
+            Arc::new((0..rounds).map(|_| Verified::default()).collect());
+        let recovery = {
+            let (barrier, slots) = (barrier.clone(), slots.clone());
+            std::thread::spawn(move || {
+                for v in slots.iter() {
+                    barrier.wait();
+                    v.start(1000);
+                    v.finish(1000);
+                }
+            })
+        };
+        for v in slots.iter() {
+            barrier.wait();
+            assert_eq!(v.wait(100), Checked::BeforeRecovery);
+        }
+        recovery.join().unwrap();
     }
 }

@@ -166,11 +166,30 @@ pub(crate) fn scan(
     segment_size: u64,
     from: u64,
     policy: &ScanPolicy,
+    visit: impl FnMut(&RecordView<'_>) -> Result<()>,
+) -> Result<ScanEnd> {
+    scan_until(segs, segment_size, from, u64::MAX, policy, visit)
+}
+
+/// [`scan`] that also stops at the first record starting at or past `until` (its `end` is
+/// then that record's offset).
+pub(crate) fn scan_until(
+    segs: &[Segment],
+    segment_size: u64,
+    from: u64,
+    until: u64,
+    policy: &ScanPolicy,
     mut visit: impl FnMut(&RecordView<'_>) -> Result<()>,
 ) -> Result<ScanEnd> {
     let mut pos = from;
     let mut last_ts = 0;
     loop {
+        if pos >= until {
+            return Ok(ScanEnd {
+                end: pos,
+                last_store_ts: last_ts,
+            });
+        }
         let Some(idx) = segment_index(segs, segment_size, pos) else {
             return Ok(ScanEnd {
                 end: pos,

@@ -434,13 +434,16 @@ impl IndexService {
         self.writer.lock().indexed_through
     }
 
-    /// Whether a file indexes a record at or past `log_end` (files loaded without knowing the
-    /// end of the log, [`IndexService::open`] with `u64::MAX`).
+    /// Whether [`IndexService::open`] would have dropped files for indexing records at or
+    /// past `log_end` (the newest file holding entries does), for files loaded without
+    /// knowing the end of the log (`u64::MAX`).
     pub(crate) fn indexes_past(&self, log_end: u64) -> bool {
         self.files
             .read()
             .iter()
-            .any(|f| f.used() > 1 && f.end_phy.load(Ordering::Acquire) as u64 >= log_end)
+            .rev()
+            .find(|f| f.used() > 1)
+            .is_some_and(|f| f.end_phy.load(Ordering::Acquire) as u64 >= log_end)
     }
 
     /// CommitLog offset up to which every record is indexed.
