@@ -131,23 +131,13 @@ pub fn get_into<'a, S: AsRef<str>>(raw: &'a [u8], names: &[S], out: &mut [Option
     let n = names.len().min(out.len());
     let (names, out) = (&names[..n], &mut out[..n]);
     out.fill(None);
-    let mut rest = raw;
-    while !rest.is_empty() {
-        let piece = match memchr::memchr(PROPERTY_SEPARATOR, rest) {
-            Some(i) => {
-                let piece = &rest[..i];
-                rest = &rest[i + 1..];
-                piece
-            }
-            None => std::mem::take(&mut rest),
-        };
-        // A pair's name is what precedes its first 0x01, and its value must not be empty.
-        let Some(sep) = memchr::memchr(NAME_VALUE_SEPARATOR, piece) else {
-            continue;
-        };
+    // A pair's name is what precedes its first 0x01, and its value (up to the 0x02) must not
+    // be empty.
+    let mut take = |piece: &'a [u8], name_end: Option<usize>| {
+        let Some(sep) = name_end else { return };
         let (name, value) = (&piece[..sep], &piece[sep + 1..]);
         if name.is_empty() || value.is_empty() {
-            continue;
+            return;
         }
         for (i, n) in names.iter().enumerate() {
             if n.as_ref().as_bytes() == name
@@ -156,7 +146,18 @@ pub fn get_into<'a, S: AsRef<str>>(raw: &'a [u8], names: &[S], out: &mut [Option
                 out[i] = Some(v);
             }
         }
+    };
+    // One pass over both separators (a short string: one or two vector steps).
+    let (mut start, mut name_end) = (0, None);
+    for pos in memchr::memchr2_iter(NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR, raw) {
+        if raw[pos] == NAME_VALUE_SEPARATOR {
+            name_end.get_or_insert(pos - start);
+        } else {
+            take(&raw[start..pos], name_end.take());
+            start = pos + 1;
+        }
     }
+    take(&raw[start..], name_end);
 }
 
 #[cfg(test)]
