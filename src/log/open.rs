@@ -2,7 +2,7 @@
 //! (CRC-checked scan from the checkpoint, torn tail truncated, consume queues re-dispatched and
 //! trimmed), then start writing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -88,6 +88,8 @@ struct Loading<'a> {
     /// The recovery scan starts after the log's first record: a queue without files whose
     /// first record seen is not its first may have lost files.
     partial_scan: bool,
+    /// The topic names of the queue keys, so a record's key is built without allocating.
+    topic_names: HashMap<Box<str>, Arc<str>>,
 }
 
 /// Opens and recovers the engine of the store in `dir` (the directory exists and is locked
@@ -119,6 +121,7 @@ pub(crate) fn open(
         partial_scan: false,
         delay_levels: config.delay_levels()?,
         unclean,
+        topic_names: HashMap::new(),
     };
     let rebuild = loading.load_queues(&segs, log_min)?;
     let max_cq_end = loading
@@ -476,7 +479,15 @@ impl Loading<'_> {
     }
 
     fn queue_for(&mut self, topic: &str, qid: u32) -> Result<Option<&ConsumeQueue>> {
-        let key: QueueKey = (Arc::from(topic), qid);
+        let name = match self.topic_names.get(topic) {
+            Some(name) => name.clone(),
+            None => {
+                let name: Arc<str> = Arc::from(topic);
+                self.topic_names.insert(Box::from(topic), name.clone());
+                name
+            }
+        };
+        let key: QueueKey = (name, qid);
         if !self.queues.contains_key(&key) {
             if !self.hooks.valid_topic(topic) || qid >= crate::config::MAX_QUEUES_PER_TOPIC {
                 // Never skipped silently: the record would be stored but never served.
