@@ -11,7 +11,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::checkpoint::CheckpointFile;
 use super::commitlog::recovery::{self, ScanPolicy};
-use super::commitlog::{CommitLog, Preparer, ZERO_AHEAD_GAP, max_append};
+use super::commitlog::{CommitLog, Preparer, PreparerConfig, ZERO_AHEAD_GAP, max_append};
 use super::consume_queue::ConsumeQueue;
 use super::consume_queue::recovery::{Loaded, load};
 use super::dispatch::Dispatcher;
@@ -192,21 +192,20 @@ pub(crate) fn open(
         config.warm_segments && matches!(config.flush_policy, crate::FlushPolicy::Sync { .. });
     // Under Sync, pages faulted in ahead stay clean, so no flush waits behind their writeback.
     let populate_write = !matches!(config.flush_policy, crate::FlushPolicy::Sync { .. });
-    let zero_gap = ZERO_AHEAD_GAP;
-    let preparer = Preparer::new(
-        fs.clone(),
-        log_dir.clone(),
-        seg_size,
+    let preparer = Preparer::new(PreparerConfig {
+        fs: fs.clone(),
+        dir: log_dir.clone(),
+        segment_size: seg_size,
         warm,
         populate_write,
-        zero_gap,
-    );
+        zero_gap: ZERO_AHEAD_GAP,
+    });
     let fresh = log.written() == 0 && log.min_offset() == 0;
     let writer = log.writer(Some(preparer))?;
     if warm && fresh {
-        // A new store's first segment was not prepared ahead: zero-fill its start now (a few
-        // MiB), the prefault thread keeps ahead from there.
-        writer.zero_start(zero_gap)?;
+        // A new store's first segment was not prepared ahead: zero-fill its start now (the
+        // gap the prefault thread keeps), the prefault thread keeps ahead from there.
+        writer.zero_start(ZERO_AHEAD_GAP)?;
     }
 
     let mut queue_map = QueueMap::default();

@@ -460,8 +460,8 @@ impl Segment {
                 // most `FENCE_EVERY` short ones, the caller's promise on `gap`), so neither
                 // the writer nor any reader touches these bytes now; a later append that would
                 // reach `from` sees `zeroing_from` (stored above, SeqCst) and waits until it is
-                // cleared below. The bytes are zero
-                // already (never written), so writing zeros changes no content either.
+                // cleared below. The bytes are zero already (never written), so writing zeros
+                // changes no content either.
                 unsafe { std::ptr::write_bytes(self.map.as_mut_ptr().add(from), 0, to - from) };
                 self.flush(from, to)
             }

@@ -15,7 +15,7 @@ use crate::format::record::{self, BLANK_LEN, Decoded, RecordView};
 use crate::storage::mmap::{ANNOUNCE_ABOVE, ZeroAhead, zero_ahead_min_gap};
 use crate::storage::{FlushScope, Segment, SegmentSet, SegmentWriter};
 
-pub(crate) use preparer::Preparer;
+pub(crate) use preparer::{Preparer, PreparerConfig};
 
 /// What [`CommitLog::step`] found.
 #[derive(Debug)]

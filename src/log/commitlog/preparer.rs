@@ -26,15 +26,21 @@ const POPULATE_PIECE: usize = 32 << 10;
 
 type PopulateRequest = (Arc<Segment>, usize, usize);
 
-/// What the threads are started with.
+/// What the preparer's threads work with.
 #[derive(Debug, Clone)]
-struct Config {
-    fs: Fs,
-    dir: PathBuf,
-    segment_size: u64,
-    warm: bool,
-    populate_write: bool,
-    zero_gap: usize,
+pub(crate) struct PreparerConfig {
+    pub(crate) fs: Fs,
+    /// The CommitLog directory.
+    pub(crate) dir: PathBuf,
+    pub(crate) segment_size: u64,
+    /// Zero-fill and flush each new segment before use, and zero-fill ahead of the writer
+    /// durably (`FlushPolicy::Sync` with warming on).
+    pub(crate) warm: bool,
+    /// Map the pages ahead of the writer writable (zeroed into the page cache first), not
+    /// only readable (`Async`: dirty pages ahead are no flush's concern).
+    pub(crate) populate_write: bool,
+    /// How close to the writer zero-filling may start ([`super::ZERO_AHEAD_GAP`]).
+    pub(crate) zero_gap: usize,
 }
 
 /// The running threads and their channels.
@@ -52,7 +58,7 @@ struct Threads {
 /// the writer creates its segments itself and takes its page faults.
 #[derive(Debug)]
 pub(crate) struct Preparer {
-    config: Config,
+    config: PreparerConfig,
     threads: Option<Threads>,
     /// Starting the threads failed once: not tried again.
     start_failed: bool,
@@ -65,33 +71,20 @@ pub(crate) struct Preparer {
 }
 
 impl Preparer {
-    pub(crate) fn new(
-        fs: Fs,
-        dir: PathBuf,
-        segment_size: u64,
-        warm: bool,
-        populate_write: bool,
-        zero_gap: usize,
-    ) -> Preparer {
+    pub(crate) fn new(config: PreparerConfig) -> Preparer {
+        // Zeroing ahead stays a gap past the writer.
+        let lead = if config.warm || config.populate_write {
+            config.zero_gap + POPULATE_LEAD
+        } else {
+            POPULATE_LEAD
+        };
         Preparer {
-            config: Config {
-                fs,
-                dir,
-                segment_size,
-                warm,
-                populate_write,
-                zero_gap,
-            },
+            config,
             threads: None,
             start_failed: false,
             pending: None,
             stopping: Arc::new(AtomicBool::new(false)),
-            // Zeroing ahead stays a gap past the writer.
-            lead: if warm || populate_write {
-                zero_gap + POPULATE_LEAD
-            } else {
-                POPULATE_LEAD
-            },
+            lead,
         }
     }
 
@@ -192,8 +185,8 @@ impl Drop for Preparer {
 }
 
 /// Starts the preparer thread and the prefault thread.
-fn spawn(config: Config, stopping: Arc<AtomicBool>) -> std::io::Result<Threads> {
-    let Config {
+fn spawn(config: PreparerConfig, stopping: Arc<AtomicBool>) -> std::io::Result<Threads> {
+    let PreparerConfig {
         fs,
         dir,
         segment_size,

@@ -66,19 +66,6 @@ fn segment_index(segs: &[Segment], segment_size: u64, offset: u64) -> Option<usi
     Some(((seg.base() - segs.first()?.base()) / segment_size) as usize)
 }
 
-/// Decodes the record at `offset` in loaded segments (no CRC check).
-pub(crate) fn record_at(
-    segs: &[Segment],
-    segment_size: u64,
-    offset: u64,
-) -> Option<RecordView<'_>> {
-    let seg = &segs[segment_index(segs, segment_size, offset)?];
-    match record::decode(seg.read_from((offset - seg.base()) as usize), false) {
-        Ok(Decoded::Message(rec)) => Some(rec),
-        _ => None,
-    }
-}
-
 /// What lies at `offset` of loaded segments, decoded without a CRC check (for bytes a scan
 /// already checked): a record (`Some`) or a blank (`None`), and the offset after it. `None`
 /// past the segments or where the bytes do not decode as either.
@@ -108,7 +95,8 @@ pub(crate) fn unit_matches(
     queue_offset: u64,
     unit: &CqUnit,
 ) -> bool {
-    record_at(segs, segment_size, unit.physical_offset).is_some_and(|r| {
+    let rec = step_checked(segs, segment_size, unit.physical_offset).and_then(|(r, _)| r);
+    rec.is_some_and(|r| {
         r.total_size == unit.size
             && r.topic == topic
             && r.meta.queue_id == queue_id

@@ -378,8 +378,8 @@ impl ConsumeQueue {
 
     /// Writes zeros into the page cache over `[from, to)` (absolute byte offsets inside one
     /// file) and maps the pages writable, unless the writer is already there
-    /// ([`Segment::zero_ahead`]). Advisory: a file that is missing or not mapped yet is left
-    /// alone, and errors are only logged.
+    /// ([`Segment::zero_ahead`]). Advisory: a file that is missing or cannot be mapped is
+    /// left alone, and errors are only logged.
     pub(crate) fn prefault(&self, from: u64, to: u64) {
         let base = self.set.base_of(from);
         let Ok(Some(seg)) = self.set.try_find(base) else {
@@ -390,7 +390,7 @@ impl ConsumeQueue {
             let step_end = end.min(at + PREFAULT_STEP);
             match seg.zero_ahead(at, step_end, PREFAULT_GAP as usize, ZeroAhead::PageCache) {
                 Ok(true) => seg.populate(at, step_end, true),
-                // The writer got there first: so it will further on.
+                // The writer is already there: the rest of the range is left to it.
                 Ok(false) => return,
                 Err(e) => {
                     ::log::debug!("faulting in {} ahead: {e}", seg.path().display());

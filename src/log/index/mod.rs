@@ -63,6 +63,13 @@ struct IndexFile {
     count: AtomicI32,
 }
 
+/// The position of the newest file holding entries, if it indexes a record at or past
+/// `log_end` (then it and every later file go).
+fn newest_past<F: std::borrow::Borrow<IndexFile>>(files: &[F], log_end: u64) -> Option<usize> {
+    let i = files.iter().rposition(|f| f.borrow().used() > 1)?;
+    (files[i].borrow().end_phy.load(Ordering::Acquire) as u64 >= log_end).then_some(i)
+}
+
 impl IndexFile {
     fn new(seg: Segment, name: u64, slots: u32, entries: u32, h: IndexHeader) -> IndexFile {
         IndexFile {
@@ -371,10 +378,7 @@ impl IndexService {
                 load.dropped += 1;
             }
         }
-        while let Some(i) = files.iter().rposition(|f| f.used() > 1) {
-            if (files[i].end_phy.load(Ordering::Acquire) as u64) < log_end {
-                break;
-            }
+        while let Some(i) = newest_past(&files, log_end) {
             for f in files.split_off(i) {
                 let path = f.seg.path().to_path_buf();
                 drop(f);
@@ -438,12 +442,7 @@ impl IndexService {
     /// past `log_end` (the newest file holding entries does), for files loaded without
     /// knowing the end of the log (`u64::MAX`).
     pub(crate) fn indexes_past(&self, log_end: u64) -> bool {
-        self.files
-            .read()
-            .iter()
-            .rev()
-            .find(|f| f.used() > 1)
-            .is_some_and(|f| f.end_phy.load(Ordering::Acquire) as u64 >= log_end)
+        newest_past(&self.files.read(), log_end).is_some()
     }
 
     /// CommitLog offset up to which every record is indexed.
