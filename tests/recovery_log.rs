@@ -94,7 +94,9 @@ fn poisoning_is_logged_once() {
         .open()
         .unwrap();
     store.put(&Message::new("t", "ok"), 0).unwrap();
-    sim.fail_nth(OpKind::Flush, 1, 5);
+    // Every flush from now on fails: whichever thread flushes first (a put's group commit,
+    // the index's flush thread), the next put cannot be made durable.
+    sim.fail_from(OpKind::Flush, 1, 5);
     for _ in 0..20 {
         assert!(store.put(&Message::new("t", "x"), 0).is_err());
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
+use crossbeam_channel::{Sender, bounded, select};
 
 use super::Engine;
 use crate::condition::Condition;
@@ -48,16 +48,34 @@ pub(crate) fn start<H: Housekeeping>(
                 .min(config.checkpoint_interval)
                 .min(config.consumer_offset_persist_interval)
                 .max(Duration::from_millis(1));
+            // Under `Async`, appends wake this thread every `WRITE_BEHIND_STEP` bytes to
+            // start writing them back, between its periodic flushes. (`wake_tx` lives as long
+            // as the thread: the channel never disconnects, so `select!` never spins on it.)
+            let (wake_tx, wake_rx) = bounded::<()>(1);
+            if min_pages.is_some() {
+                core.log().wake_write_behind(wake_tx.clone());
+            }
+            let mut next_tick = Instant::now() + tick;
             let mut last_thorough = Instant::now();
             let mut last_checkpoint = Instant::now();
             let mut last_offsets = Instant::now();
             let offsets_state = Condition::default();
             let checkpoint_state = Condition::default();
             loop {
-                match stop_rx.recv_timeout(tick) {
-                    Err(RecvTimeoutError::Timeout) => {}
-                    _ => return,
+                select! {
+                    recv(stop_rx) -> _ => return,
+                    recv(wake_rx) -> _ => {
+                        if !core.is_poisoned() {
+                            // A hint: a failure here shows in the next flush.
+                            if let Err(e) = core.write_behind() {
+                                ::log::debug!("writing the log back ahead of its flush: {e}");
+                            }
+                        }
+                        continue;
+                    }
+                    default(next_tick.saturating_duration_since(Instant::now())) => {}
                 }
+                next_tick = Instant::now() + tick;
                 if core.is_poisoned() {
                     continue;
                 }

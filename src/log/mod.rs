@@ -480,6 +480,18 @@ impl Engine {
         result
     }
 
+    /// Starts writing back, without waiting, what the log and the consume queues hold a
+    /// margin behind their writers and no flush has covered yet (`FlushPolicy::Async`, each
+    /// time appends cross a `WRITE_BEHIND_STEP`): the periodic flush, and the one at close,
+    /// then find most of it on disk. Makes nothing durable.
+    pub(crate) fn write_behind(&self) -> Result<()> {
+        self.log.write_behind()?;
+        for q in self.all_queues() {
+            q.write_behind()?;
+        }
+        Ok(())
+    }
+
     /// Tells group-commit waiters about a flush done outside a wait.
     pub(crate) fn advance_group(&self, durable: u64) {
         self.group.advance(durable);

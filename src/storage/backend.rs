@@ -86,6 +86,20 @@ pub(crate) trait Storage: Send + Sync + fmt::Debug {
     /// Makes `len` bytes of the mapping of `path` from `from` on durable.
     fn flush_mapped(&self, path: &Path, map: &MmapRaw, from: usize, len: usize) -> io::Result<()>;
 
+    /// Starts writing the dirty pages of `[from, from + len)` of the mapped file `path` back,
+    /// without waiting: a later [`Storage::flush_mapped`] of the range then finds less to
+    /// write. It makes nothing durable, so a backend may do nothing (the default).
+    fn start_write_back(
+        &self,
+        path: &Path,
+        map: &MmapRaw,
+        from: usize,
+        len: usize,
+    ) -> io::Result<()> {
+        let _ = (path, map, from, len);
+        Ok(())
+    }
+
     /// The whole content of `path` (`ErrorKind::NotFound` when missing).
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
 
@@ -266,6 +280,33 @@ impl Storage for FileStorage {
             }
         }
         map.flush_range(from, len)
+    }
+
+    fn start_write_back(
+        &self,
+        path: &Path,
+        map: &MmapRaw,
+        from: usize,
+        len: usize,
+    ) -> io::Result<()> {
+        // Unmapped first, so that writeback write-protects no page the writer's CPU has in
+        // its TLB (one shootdown for the range, not one per page).
+        mmap::drop_page_tables(map, from, len)?;
+        let file = File::open(path)?;
+        let piece = if mmap::in_idle_class() {
+            IDLE_WRITEBACK_PIECE
+        } else {
+            WRITEBACK_PIECE
+        };
+        let mut pos = from;
+        while pos < from + len {
+            let n = (from + len - pos).min(piece);
+            mmap::start_write_back(file.as_raw_fd(), pos as u64, n as u64)?;
+            pos += n;
+            // Between pieces, a waking application thread gets the CPU (idle class).
+            std::thread::yield_now();
+        }
+        Ok(())
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {

@@ -128,6 +128,20 @@ pub(crate) fn start_write_back(fd: std::os::fd::RawFd, from: u64, len: u64) -> s
     sync_file_range(fd, from, len, libc::SYNC_FILE_RANGE_WRITE)
 }
 
+/// Drops this process's page-table entries for `[from, from + len)` of `map`, a shared
+/// mapping of a file (`MADV_DONTNEED`). The bytes do not change: the pages stay in the page
+/// cache, dirty ones stay dirty, and the next access maps them again. Writing the range back
+/// afterwards finds no writable entry to write-protect, so it costs one TLB shootdown for the
+/// whole range instead of one interrupt of the writer's CPU per page.
+pub(crate) fn drop_page_tables(map: &MmapRaw, from: usize, len: usize) -> std::io::Result<()> {
+    // SAFETY: every `MmapRaw` the file backend makes maps its file `MAP_SHARED`. For a shared
+    // file mapping, `MADV_DONTNEED` only removes page-table entries (transferring their dirty
+    // bits to the page cache); a later access maps the same page-cache page again, so the
+    // bytes any borrowed slice of the range sees never change. memmap2 checks the range lies
+    // inside the mapping.
+    unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, from, len) }
+}
+
 fn sync_file_range(
     fd: std::os::fd::RawFd,
     from: u64,
@@ -492,6 +506,20 @@ impl Segment {
             };
             let _ = self.map.advise_range(advice, from, to - from);
         }
+    }
+
+    /// Starts writing the published bytes of `[from, to)` back to disk, without waiting and
+    /// without making them durable ([`Segment::flush`] still must): a later flush then finds
+    /// them written or in flight. A hint: a backend may do nothing.
+    pub(crate) fn start_write_back(&self, from: usize, to: usize) -> Result<()> {
+        let to = to.min(self.published());
+        if from >= to || self.read_only || self.word_mode.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.fs
+            .storage()
+            .start_write_back(&self.path, &self.map, from, to - from)
+            .map_err(|e| Error::io("start writing back", &self.path, e))
     }
 
     /// Flushes `[from, to)` to disk with `msync(MS_SYNC)` (on Linux this also writes the file

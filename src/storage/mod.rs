@@ -10,6 +10,8 @@ pub(crate) mod segment_set;
 #[cfg(feature = "sim")]
 pub mod sim;
 #[cfg(test)]
+mod write_behind_tests;
+#[cfg(test)]
 mod zero_ahead_tests;
 
 pub(crate) use fs::Fs;

@@ -256,10 +256,27 @@ impl SegmentSet {
 
     /// Flushes the bytes `[from, to)` (absolute offsets) of the segments holding them.
     pub(crate) fn flush_range(&self, from: u64, to: u64) -> Result<()> {
+        self.each_mapped_in(from, to, |s, start, end| s.flush(start, end))
+    }
+
+    /// Starts writing the bytes `[from, to)` (absolute offsets) back to disk without waiting
+    /// ([`Segment::start_write_back`]); [`SegmentSet::flush_range`] still makes them durable.
+    pub(crate) fn start_write_back(&self, from: u64, to: u64) -> Result<()> {
+        self.each_mapped_in(from, to, |s, start, end| s.start_write_back(start, end))
+    }
+
+    /// Calls `f` with each mapped segment holding bytes of `[from, to)` (absolute offsets)
+    /// and that part of it (relative offsets), in order.
+    fn each_mapped_in(
+        &self,
+        from: u64,
+        to: u64,
+        mut f: impl FnMut(&Segment, usize, usize) -> Result<()>,
+    ) -> Result<()> {
         if to <= from {
             return Ok(());
         }
-        // A file not mapped was never written through this set: nothing of it to flush.
+        // A file not mapped was never written through this set: nothing of it to write.
         let segs: Vec<Arc<Segment>> = self
             .segments
             .read()
@@ -270,7 +287,7 @@ impl SegmentSet {
         for s in segs {
             let start = from.saturating_sub(s.base()) as usize;
             let end = (to - s.base()).min(self.segment_size) as usize;
-            s.flush(start, end)?;
+            f(&s, start, end)?;
         }
         Ok(())
     }

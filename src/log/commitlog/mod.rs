@@ -4,16 +4,19 @@
 
 mod preparer;
 pub(crate) mod recovery;
+#[cfg(test)]
+mod write_behind_tests;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
+use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::format::record::{self, BLANK_LEN, Decoded, RecordView};
 use crate::storage::mmap::{ANNOUNCE_ABOVE, ZeroAhead, zero_ahead_min_gap};
-use crate::storage::{FlushScope, Segment, SegmentSet, SegmentWriter};
+use crate::storage::{FlushScope, PAGE_SIZE, Segment, SegmentSet, SegmentWriter};
 
 pub(crate) use preparer::{Preparer, PreparerConfig};
 
@@ -46,6 +49,11 @@ pub(crate) struct CommitLog {
     /// Store time of the last record known durable.
     flushed_store_ts: AtomicU64,
     flush_lock: Mutex<()>,
+    /// Where writing back ahead of the flush has got to ([`CommitLog::write_behind`]).
+    written_back: AtomicU64,
+    /// Woken each time appends cross a [`WRITE_BEHIND_STEP`] boundary, once the flush
+    /// thread asked for it (`FlushPolicy::Async`).
+    write_behind_wake: OnceLock<Sender<()>>,
 }
 
 /// Room a batch may take beyond the largest message: RocketMQ's limit on a batch is the max
@@ -54,6 +62,15 @@ pub(crate) const BATCH_OVERHEAD: usize = 64 << 10;
 /// How far ahead of the record being read sequential reads ask the CPU to load, and how much.
 const PREFETCH_AHEAD: usize = 4096;
 const PREFETCH_LEN: usize = 256;
+
+/// Under `FlushPolicy::Async`, the flush thread starts writing the log back each time this
+/// much more was appended ([`CommitLog::write_behind`]), so the periodic flush, and the one
+/// at close, find most of it on disk already instead of writing it all at once. A power of
+/// two: appends find a crossing with a shift.
+pub(crate) const WRITE_BEHIND_STEP: u64 = 8 << 20;
+/// How far behind the writer writing back stays: pages still being written are not written
+/// back twice, and a tailing reader does not re-map what it is about to read.
+const WRITE_BEHIND_MARGIN: u64 = 1 << 20;
 
 /// The largest single append for a store whose largest message body is `max_message_size`.
 pub(crate) fn max_append(max_message_size: usize) -> usize {
@@ -92,6 +109,8 @@ impl CommitLog {
             last_store_ts: AtomicU64::new(last_store_ts),
             flushed_store_ts: AtomicU64::new(last_store_ts),
             flush_lock: Mutex::new(()),
+            written_back: AtomicU64::new(end),
+            write_behind_wake: OnceLock::new(),
         }
     }
 
@@ -158,7 +177,13 @@ impl CommitLog {
             w.request_next(self.segment_size);
         }
         self.last_store_ts.store(store_ts, Ordering::Relaxed);
-        self.written.store(phys + len as u64, Ordering::Release);
+        let end = phys + len as u64;
+        self.written.store(end, Ordering::Release);
+        if (phys ^ end) >= WRITE_BEHIND_STEP
+            && let Some(wake) = self.write_behind_wake.get()
+        {
+            let _ = wake.try_send(());
+        }
         Ok(phys)
     }
 
@@ -236,6 +261,35 @@ impl CommitLog {
         self.flushed_store_ts.store(ts, Ordering::Relaxed);
         self.flushed.store(target, Ordering::Release);
         Ok(target)
+    }
+
+    /// Has `wake` woken each time appends cross a [`WRITE_BEHIND_STEP`] boundary, for its
+    /// receiver to call [`CommitLog::write_behind`] (only the first caller's is kept).
+    pub(crate) fn wake_write_behind(&self, wake: Sender<()>) {
+        let _ = self.write_behind_wake.set(wake);
+    }
+
+    /// Starts writing back, without waiting, what was appended up to a margin behind the
+    /// writer and is neither flushed nor started yet. Nothing becomes durable here: only
+    /// [`CommitLog::flush`] moves the durable end.
+    pub(crate) fn write_behind(&self) -> Result<()> {
+        let target = self.written().saturating_sub(WRITE_BEHIND_MARGIN) & !(PAGE_SIZE - 1);
+        let from = self
+            .written_back
+            .load(Ordering::Relaxed)
+            .max(self.flushed());
+        if target <= from {
+            return Ok(());
+        }
+        self.set.start_write_back(from, target)?;
+        self.written_back.store(target, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Where [`CommitLog::write_behind`] has got to.
+    #[cfg(test)]
+    pub(crate) fn written_back(&self) -> u64 {
+        self.written_back.load(Ordering::Relaxed)
     }
 
     /// Flushes every segment's data, whatever the flush bookkeeping says (after recovery).

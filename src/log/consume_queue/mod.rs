@@ -21,9 +21,13 @@ use crate::error::{Error, Result};
 use crate::format::cq_unit::{CQ_UNIT_SIZE, CqUnit};
 use crate::rate::RateWindow;
 use crate::storage::mmap::{ZeroAhead, zero_ahead_min_gap};
-use crate::storage::{FlushScope, Fs, Segment, SegmentSet, SegmentWriter};
+use crate::storage::{FlushScope, Fs, PAGE_SIZE, Segment, SegmentSet, SegmentWriter};
 
 const UNIT: u64 = CQ_UNIT_SIZE as u64;
+/// How far behind its writer [`ConsumeQueue::write_behind`] stays (the pages a tailing reader
+/// is about to read stay mapped), and the least it starts writing back at once.
+const WRITE_BEHIND_MARGIN: u64 = 64 << 10;
+const WRITE_BEHIND_LEAST: u64 = 64 << 10;
 
 /// One consume queue.
 #[derive(Debug)]
@@ -41,6 +45,8 @@ pub(crate) struct ConsumeQueue {
     max_phys_end: AtomicU64,
     /// Bytes of units known durable, as an absolute byte offset.
     flushed: AtomicU64,
+    /// Bytes of units whose writing back was started ([`ConsumeQueue::write_behind`]).
+    written_back: AtomicU64,
     /// End of the last file, as an absolute byte offset (0 without files).
     capacity_end: AtomicU64,
     /// Held while a file is created (by the writer or by [`QueueFilesAhead`]), so the same
@@ -106,6 +112,7 @@ impl ConsumeQueue {
             max_offset: AtomicU64::new(0),
             max_phys_end: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
+            written_back: AtomicU64::new(0),
             capacity_end: AtomicU64::new(0),
             creating: Mutex::new(()),
             ahead_requested: AtomicBool::new(false),
@@ -557,6 +564,24 @@ impl ConsumeQueue {
     /// Flushes units written since the last flush.
     pub(crate) fn flush(&self) -> Result<()> {
         self.flush_scope(FlushScope::All)
+    }
+
+    /// Starts writing back, without waiting, the units written up to a margin behind the
+    /// writer that are neither flushed nor started yet (at least `WRITE_BEHIND_LEAST` of
+    /// them). Nothing becomes durable here: only a flush moves the durable end.
+    pub(crate) fn write_behind(&self) -> Result<()> {
+        let target =
+            (self.max_offset() * UNIT).saturating_sub(WRITE_BEHIND_MARGIN) & !(PAGE_SIZE - 1);
+        let from = self
+            .written_back
+            .load(Ordering::Relaxed)
+            .max(self.flushed.load(Ordering::Acquire));
+        if target < from + WRITE_BEHIND_LEAST {
+            return Ok(());
+        }
+        self.set.start_write_back(from, target)?;
+        self.written_back.store(target, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Flushes what `scope` covers of the units written since the last flush. Units lost from

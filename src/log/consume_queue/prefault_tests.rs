@@ -81,3 +81,32 @@ fn units_survive_being_faulted_in_ahead_on_another_thread() {
     }
     assert_eq!(cq.get(n), None);
 }
+
+#[test]
+fn units_written_back_early_read_the_same_and_stay_unflushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cq = queue(dir.path());
+    // Across a file boundary, with a write-back every so often behind the writer.
+    let n = 2 * FILE / UNIT + 77;
+    for off in 0..n {
+        cq.reserve(off).unwrap();
+        cq.put(off, unit(off)).unwrap();
+        if off % 5_000 == 0 {
+            cq.write_behind().unwrap();
+        }
+    }
+    cq.write_behind().unwrap();
+    let started = cq.written_back.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(started >= n * UNIT - super::WRITE_BEHIND_MARGIN - crate::storage::PAGE_SIZE);
+    assert!(started <= n * UNIT - super::WRITE_BEHIND_MARGIN);
+    // Nothing claimed durable by it.
+    assert_eq!(cq.flushed.load(std::sync::atomic::Ordering::Acquire), 0);
+    for off in 0..n {
+        assert_eq!(cq.get(off), Some(unit(off)), "unit {off}");
+    }
+    cq.flush().unwrap();
+    assert_eq!(
+        cq.flushed.load(std::sync::atomic::Ordering::Acquire),
+        n * UNIT
+    );
+}

@@ -1,0 +1,73 @@
+//! Writing the log back ahead of its flush: appends wake the write-behind at each step, it
+//! stays a margin behind the writer, and it never moves the durable end.
+
+use crossbeam_channel::bounded;
+
+use super::{CommitLog, WRITE_BEHIND_MARGIN, WRITE_BEHIND_STEP, max_append};
+use crate::storage::{Fs, PAGE_SIZE, SegmentSet};
+
+#[test]
+fn appends_wake_each_step_and_write_behind_claims_nothing_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment_size = 4 * WRITE_BEHIND_STEP;
+    let set = SegmentSet::new(
+        Fs::default(),
+        dir.path().to_path_buf(),
+        segment_size,
+        vec![],
+    );
+    let log = CommitLog::new(set, max_append(1 << 20), 0, 0);
+    let (wake_tx, wake) = bounded(1);
+    log.wake_write_behind(wake_tx);
+    let mut w = log.writer(None).unwrap();
+    let rec = 100_000;
+    let fill = |b: &mut [u8], phys: u64| b.fill((phys % 251) as u8 + 1);
+    // Up to just below the first step: no wake.
+    while log.written() + rec as u64 <= WRITE_BEHIND_STEP {
+        log.append(&mut w, rec, 1, fill).unwrap();
+    }
+    assert!(wake.try_recv().is_err(), "woken before a step was crossed");
+    // Called anyway, it starts what lies a margin behind the writer, page-aligned.
+    log.write_behind().unwrap();
+    let first_target = (log.written() - WRITE_BEHIND_MARGIN) & !(PAGE_SIZE - 1);
+    assert_eq!(log.written_back(), first_target);
+    // Crossing the step wakes.
+    log.append(&mut w, rec, 1, fill).unwrap();
+    assert!(wake.try_recv().is_ok(), "crossing a step did not wake");
+    log.write_behind().unwrap();
+    let target = (log.written() - WRITE_BEHIND_MARGIN) & !(PAGE_SIZE - 1);
+    assert!(target > first_target);
+    assert_eq!(log.written_back(), target);
+    // Nothing of it is claimed durable; a flush does that, and the bytes are intact.
+    assert_eq!(log.flushed(), 0);
+    let end = log.written();
+    log.flush(crate::storage::FlushScope::All).unwrap();
+    assert_eq!(log.flushed(), end);
+    let seg = log.segment_for(0).unwrap();
+    let bytes = seg.read(0, end as usize).unwrap();
+    for (i, chunk) in bytes.chunks(rec).enumerate() {
+        let expected = ((i * rec) as u64 % 251) as u8 + 1;
+        assert!(chunk.iter().all(|&b| b == expected), "record {i} changed");
+    }
+}
+
+#[test]
+fn write_behind_starts_from_the_durable_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = SegmentSet::new(
+        Fs::default(),
+        dir.path().to_path_buf(),
+        4 * WRITE_BEHIND_STEP,
+        vec![],
+    );
+    let log = CommitLog::new(set, max_append(1 << 20), 0, 0);
+    let mut w = log.writer(None).unwrap();
+    while log.written() < 3 * WRITE_BEHIND_MARGIN {
+        log.append(&mut w, 50_000, 1, |b, _| b.fill(3)).unwrap();
+    }
+    log.flush(crate::storage::FlushScope::All).unwrap();
+    // All of it flushed: nothing left to write back.
+    log.write_behind().unwrap();
+    assert_eq!(log.written_back(), 0);
+    assert_eq!(log.flushed(), log.written());
+}
