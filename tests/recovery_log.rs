@@ -94,11 +94,18 @@ fn poisoning_is_logged_once() {
         .open()
         .unwrap();
     store.put(&Message::new("t", "ok"), 0).unwrap();
-    // Every flush from now on fails: whichever thread flushes first (a put's group commit,
-    // the index's flush thread), the next put cannot be made durable.
+    // Every flush fails until the put's own flush has: another thread may flush first (the
+    // prefault thread zero-fills ahead of the writer durably under `Sync`), so failing only
+    // the next flush may miss the put's.
     sim.fail_from(OpKind::Flush, 1, 5);
+    assert!(store.put(&Message::new("t", "x"), 0).is_err());
+    // Flushes work again, but the store stays poisoned: every later put is refused.
+    sim.clear_faults();
     for _ in 0..20 {
-        assert!(store.put(&Message::new("t", "x"), 0).is_err());
+        assert!(matches!(
+            store.put(&Message::new("t", "x"), 0),
+            Err(mqlite::Error::Poisoned)
+        ));
     }
     drop(store);
     let lines = capture_log::lines(Level::Error, &format!("{} poisoned", dir.display()));

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Sender, bounded, select};
+use crossbeam_channel::{Sender, TryRecvError, bounded, select};
 
 use super::Engine;
 use crate::condition::Condition;
@@ -61,19 +61,26 @@ pub(crate) fn start<H: Housekeeping>(
             let mut last_offsets = Instant::now();
             let offsets_state = Condition::default();
             let checkpoint_state = Condition::default();
+            let write_behind_state = Condition::default();
             loop {
-                select! {
-                    recv(stop_rx) -> _ => return,
-                    recv(wake_rx) -> _ => {
-                        if !core.is_poisoned() {
-                            // A hint: a failure here shows in the next flush.
-                            if let Err(e) = core.write_behind() {
-                                ::log::debug!("writing the log back ahead of its flush: {e}");
+                // A wake ready every time round would keep `select!` from ever taking its
+                // timeout: the periodic work below runs once its time has come either way.
+                if Instant::now() < next_tick {
+                    select! {
+                        recv(stop_rx) -> _ => return,
+                        recv(wake_rx) -> _ => {
+                            if !core.is_poisoned() {
+                                // Only a head start for the next flush, which reports any
+                                // failure of the writeback itself.
+                                let _ = write_behind_state
+                                    .track("writing back ahead of the flush", core.write_behind());
                             }
+                            continue;
                         }
-                        continue;
+                        default(next_tick.saturating_duration_since(Instant::now())) => {}
                     }
-                    default(next_tick.saturating_duration_since(Instant::now())) => {}
+                } else if !matches!(stop_rx.try_recv(), Err(TryRecvError::Empty)) {
+                    return;
                 }
                 next_tick = Instant::now() + tick;
                 if core.is_poisoned() {

@@ -485,11 +485,15 @@ impl Engine {
     /// time appends cross a `WRITE_BEHIND_STEP`): the periodic flush, and the one at close,
     /// then find most of it on disk. Makes nothing durable.
     pub(crate) fn write_behind(&self) -> Result<()> {
-        self.log.write_behind()?;
+        // Every file gets its turn; the first failure is reported.
+        let mut result = self.log.write_behind();
         for q in self.all_queues() {
-            q.write_behind()?;
+            let r = q.write_behind();
+            if result.is_ok() {
+                result = r;
+            }
         }
-        Ok(())
+        result
     }
 
     /// Tells group-commit waiters about a flush done outside a wait.

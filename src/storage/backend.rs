@@ -194,6 +194,14 @@ const WRITEBACK_IN_FLIGHT: usize = 4;
 const IDLE_WRITEBACK_PIECE: usize = 64 << 10;
 const IDLE_WRITEBACK_IN_FLIGHT: usize = 16;
 
+/// Whether `e` says the file system does not support the call (`sync_file_range`).
+fn unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
+    )
+}
+
 /// The real backend: files on the local file system.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct FileStorage;
@@ -271,11 +279,7 @@ impl Storage for FileStorage {
             match pieces() {
                 Ok(()) => {}
                 // A file system without `sync_file_range`: the `msync` below does it all.
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
-                    ) => {}
+                Err(e) if unsupported(&e) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -290,8 +294,9 @@ impl Storage for FileStorage {
         len: usize,
     ) -> io::Result<()> {
         // Unmapped first, so that writeback write-protects no page the writer's CPU has in
-        // its TLB (one shootdown for the range, not one per page).
-        mmap::drop_page_tables(map, from, len)?;
+        // its TLB (one shootdown for the range, not one per page). Only an optimisation: it
+        // fails for locked mappings (`mlockall`), and the pages are written back anyway.
+        let _ = mmap::drop_page_tables(map, from, len);
         let file = File::open(path)?;
         let piece = if mmap::in_idle_class() {
             IDLE_WRITEBACK_PIECE
@@ -301,7 +306,12 @@ impl Storage for FileStorage {
         let mut pos = from;
         while pos < from + len {
             let n = (from + len - pos).min(piece);
-            mmap::start_write_back(file.as_raw_fd(), pos as u64, n as u64)?;
+            match mmap::start_write_back(file.as_raw_fd(), pos as u64, n as u64) {
+                Ok(()) => {}
+                // A file system without `sync_file_range`: the flush writes it all.
+                Err(e) if unsupported(&e) => return Ok(()),
+                Err(e) => return Err(e),
+            }
             pos += n;
             // Between pieces, a waking application thread gets the CPU (idle class).
             std::thread::yield_now();

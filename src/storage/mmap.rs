@@ -134,11 +134,15 @@ pub(crate) fn start_write_back(fd: std::os::fd::RawFd, from: u64, len: u64) -> s
 /// afterwards finds no writable entry to write-protect, so it costs one TLB shootdown for the
 /// whole range instead of one interrupt of the writer's CPU per page.
 pub(crate) fn drop_page_tables(map: &MmapRaw, from: usize, len: usize) -> std::io::Result<()> {
+    if from.checked_add(len).is_none_or(|end| end > map.len()) {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    }
     // SAFETY: every `MmapRaw` the file backend makes maps its file `MAP_SHARED`. For a shared
     // file mapping, `MADV_DONTNEED` only removes page-table entries (transferring their dirty
     // bits to the page cache); a later access maps the same page-cache page again, so the
-    // bytes any borrowed slice of the range sees never change. memmap2 checks the range lies
-    // inside the mapping.
+    // bytes any borrowed slice of the range sees never change. The range lies inside the
+    // mapping (checked above; memmap2 checks `from` and `len` only one at a time), so no
+    // other mapping (say, anonymous memory, which the advice would zero) is touched.
     unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, from, len) }
 }
 
@@ -508,11 +512,12 @@ impl Segment {
         }
     }
 
-    /// Starts writing the published bytes of `[from, to)` back to disk, without waiting and
+    /// Starts writing the whole pages of published bytes in `[from, to)` back to disk, without waiting and
     /// without making them durable ([`Segment::flush`] still must): a later flush then finds
     /// them written or in flight. A hint: a backend may do nothing.
     pub(crate) fn start_write_back(&self, from: usize, to: usize) -> Result<()> {
-        let to = to.min(self.published());
+        // Whole pages only: the page the writer is in stays mapped.
+        let to = to.min(self.published()) & !(PAGE as usize - 1);
         if from >= to || self.read_only || self.word_mode.load(Ordering::Relaxed) {
             return Ok(());
         }

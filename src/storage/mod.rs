@@ -6,6 +6,8 @@ pub(crate) mod backend;
 pub(crate) mod fs;
 pub(crate) mod lock;
 pub(crate) mod mmap;
+#[cfg(test)]
+pub(crate) mod page_tables;
 pub(crate) mod segment_set;
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -4,6 +4,7 @@
 use crossbeam_channel::bounded;
 
 use super::{CommitLog, WRITE_BEHIND_MARGIN, WRITE_BEHIND_STEP, max_append};
+use crate::storage::page_tables::pages_mapped;
 use crate::storage::{Fs, PAGE_SIZE, SegmentSet};
 
 #[test]
@@ -62,12 +63,40 @@ fn write_behind_starts_from_the_durable_end() {
     );
     let log = CommitLog::new(set, max_append(1 << 20), 0, 0);
     let mut w = log.writer(None).unwrap();
-    while log.written() < 3 * WRITE_BEHIND_MARGIN {
-        log.append(&mut w, 50_000, 1, |b, _| b.fill(3)).unwrap();
-    }
+    let append_to = |end: u64, w: &mut super::LogWriter| {
+        while log.written() < end {
+            log.append(w, 50_000, 1, |b, _| b.fill(3)).unwrap();
+        }
+    };
+    append_to(3 * WRITE_BEHIND_MARGIN, &mut w);
     log.flush(crate::storage::FlushScope::All).unwrap();
-    // All of it flushed: nothing left to write back.
+    let flushed = log.flushed();
+    // All of it flushed: nothing to write back.
     log.write_behind().unwrap();
     assert_eq!(log.written_back(), 0);
-    assert_eq!(log.flushed(), log.written());
+    append_to(flushed + 4 * WRITE_BEHIND_MARGIN, &mut w);
+    log.write_behind().unwrap();
+    let target = (log.written() - WRITE_BEHIND_MARGIN) & !(PAGE_SIZE - 1);
+    assert_eq!(log.written_back(), target);
+    // What was flushed stays mapped (the writer mapped it); the write-back started at the
+    // durable end: whole pages from there to the target are unmapped.
+    let seg = log.segment_for(0).unwrap();
+    let page = PAGE_SIZE as usize;
+    let mapped = pages_mapped(seg.read(0, log.written() as usize).unwrap());
+    let first_whole = (flushed as usize).div_ceil(page);
+    assert!(
+        mapped[..flushed as usize / page].iter().all(|&m| m),
+        "flushed pages were written back again"
+    );
+    assert!(
+        mapped[first_whole..target as usize / page]
+            .iter()
+            .all(|&m| !m),
+        "pages between the durable end and the target still mapped"
+    );
+    assert!(
+        mapped[target as usize / page..].iter().all(|&m| m),
+        "pages past the target unmapped"
+    );
+    assert_eq!(log.flushed(), flushed);
 }
