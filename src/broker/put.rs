@@ -119,25 +119,25 @@ impl Default for PropBuf {
 impl PropBuf {
     const INLINE: usize = 160;
 
-    fn render<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> PropBuf {
+    fn render<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> PropBuf {
         let mut buf = PropBuf::default();
         // Internal iteration: a chain of adapters folds much faster than it steps.
         pairs.for_each(|(k, v)| {
             let need = k.len() + v.len() + 2;
             if buf.heap.is_empty() && buf.len + need <= PropBuf::INLINE {
                 let out = &mut buf.inline[buf.len..buf.len + need];
-                out[..k.len()].copy_from_slice(k.as_bytes());
+                out[..k.len()].copy_from_slice(k);
                 out[k.len()] = properties::NAME_VALUE_SEPARATOR;
-                out[k.len() + 1..need - 1].copy_from_slice(v.as_bytes());
+                out[k.len() + 1..need - 1].copy_from_slice(v);
                 out[need - 1] = properties::PROPERTY_SEPARATOR;
                 buf.len += need;
             } else {
                 if buf.heap.is_empty() {
                     buf.heap.extend_from_slice(&buf.inline[..buf.len]);
                 }
-                buf.heap.extend_from_slice(k.as_bytes());
+                buf.heap.extend_from_slice(k);
                 buf.heap.push(properties::NAME_VALUE_SEPARATOR);
-                buf.heap.extend_from_slice(v.as_bytes());
+                buf.heap.extend_from_slice(v);
                 buf.heap.push(properties::PROPERTY_SEPARATOR);
             }
         });
@@ -155,8 +155,8 @@ impl PropBuf {
 
 impl<'a> Prepared<'a> {
     /// The properties a record gets: user properties, the extra ones, then TAGS, KEYS and
-    /// UNIQ_KEY.
-    fn pairs(&'a self) -> impl Iterator<Item = (&'a str, &'a str)> + Clone + 'a {
+    /// UNIQ_KEY, as the bytes of their names and values.
+    fn pairs(&'a self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone + 'a {
         let extra = self.opts.extra_properties;
         let user = self
             .msg
@@ -174,11 +174,16 @@ impl<'a> Prepared<'a> {
             .chain(delay)
             .chain(self.msg.tags.as_deref().map(|t| (keys::TAGS, t)))
             .chain(self.keys_joined.as_deref().map(|k| (keys::KEYS, k)))
-            .chain(std::iter::once((keys::UNIQ_KEY, self.msg_id.as_str())))
-            .chain(
-                self.record_crc
-                    .then_some((record::RECORD_CRC_KEY, record::RECORD_CRC_PLACEHOLDER)),
-            )
+            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+            // The id is ASCII by construction: no UTF-8 check on the way.
+            .chain(std::iter::once((
+                keys::UNIQ_KEY.as_bytes(),
+                self.msg_id.as_bytes(),
+            )))
+            .chain(self.record_crc.then_some((
+                record::RECORD_CRC_KEY.as_bytes(),
+                record::RECORD_CRC_PLACEHOLDER.as_bytes(),
+            )))
     }
 
     fn body(&self) -> &'a [u8] {
@@ -429,7 +434,7 @@ impl Broker {
             return Err(Error::InvalidMessage("empty batch".into()));
         };
         let topic = first.topic;
-        if prepared.iter().any(|p| p.topic != topic) {
+        if prepared[1..].iter().any(|p| p.topic != topic) {
             return Err(Error::InvalidMessage("a batch must have one topic".into()));
         }
         let scheduled = topic == SCHEDULE_TOPIC || topic == TIMER_TOPIC;

@@ -130,6 +130,11 @@ impl MessageId {
         std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or_default()
     }
 
+    /// The id's bytes (ASCII), without the check [`MessageId::as_str`] makes.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+
     /// Parses a 32-character hexadecimal id (the form the store generates and accepts as a
     /// message's `UNIQ_KEY`), normalised to uppercase.
     pub fn parse(s: &str) -> Result<MessageId, DecodeError> {

@@ -15,6 +15,7 @@ mod index_catch_up;
 pub(crate) mod layout;
 pub(crate) mod open;
 pub(crate) mod open_read_only;
+mod slots;
 mod space;
 pub(crate) mod verify;
 
@@ -46,13 +47,6 @@ use group_commit::{Durability, GroupCommit};
 
 type QueueMap = HashMap<Arc<str>, Vec<Option<Arc<ConsumeQueue>>>, FxBuildHasher>;
 
-/// Per-queue state of the writer: the next queue offset to assign.
-#[derive(Debug)]
-struct QueueSlot {
-    next_offset: u64,
-    cq: Arc<ConsumeQueue>,
-}
-
 /// Everything appends serialise on.
 #[derive(Debug)]
 pub(crate) struct WriteState {
@@ -60,7 +54,7 @@ pub(crate) struct WriteState {
     /// Creates consume queue files ahead of the writer.
     queue_files: consume_queue::QueueFilesAhead,
     /// The writer's queues by topic (a queue gets its slot at its first append).
-    slots: HashMap<Arc<str>, Vec<Option<QueueSlot>>, FxBuildHasher>,
+    slots: slots::QueueSlots,
     last_store_ts: u64,
 }
 
@@ -365,26 +359,7 @@ impl Engine {
         let mut guard = self.write.lock();
         self.check_space()?;
         let ws = guard.as_mut().ok_or(Error::ReadOnly)?;
-        let slot = match ws
-            .slots
-            .get_mut(topic)
-            .and_then(|v| v.get_mut(queue_id as usize))
-            .and_then(Option::as_mut)
-        {
-            Some(slot) => slot,
-            None => {
-                let cq = resolve()?;
-                let v = ws.slots.entry(cq.topic().clone()).or_default();
-                let idx = queue_id as usize;
-                if v.len() <= idx {
-                    v.resize_with(idx + 1, || None);
-                }
-                v[idx].insert(QueueSlot {
-                    next_offset: cq.max_offset(),
-                    cq,
-                })
-            }
-        };
+        let slot = ws.slots.get_or_insert(topic, queue_id, resolve)?;
         let first_queue_offset = slot.next_offset;
         let last_queue_offset = first_queue_offset + records.len() as u64 - 1;
         slot.cq.reserve(last_queue_offset)?;
