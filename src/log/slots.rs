@@ -107,7 +107,7 @@ mod tests {
         for round in 0..50u64 {
             for (t, topic) in topics.iter().enumerate() {
                 for queue_id in [3u32, 0, 7] {
-                    if (round + t as u64 + u64::from(queue_id)) % 3 == 0 {
+                    if (round + t as u64 + u64::from(queue_id)).is_multiple_of(3) {
                         continue;
                     }
                     let slot = slots
@@ -143,7 +143,10 @@ mod tests {
                     .get_or_insert(topic, queue_id, || panic!("{topic}:{queue_id} lost"))
                     .unwrap();
                 let visits = slot.next_offset / (1 + u64::from(queue_id) * 1000);
-                assert_eq!(slot.next_offset % (1 + u64::from(queue_id) * 1000), 0);
+                assert!(
+                    slot.next_offset
+                        .is_multiple_of(1 + u64::from(queue_id) * 1000)
+                );
                 assert!((33..=34).contains(&visits), "{topic}:{queue_id}: {visits}");
             }
         }
