@@ -152,6 +152,7 @@ impl<'a> Writer<'a> {
         self.pos
     }
 
+    #[inline]
     pub(crate) fn put(&mut self, bytes: &[u8]) {
         self.buf[self.pos..self.pos + bytes.len()].copy_from_slice(bytes);
         self.pos += bytes.len();
