@@ -49,7 +49,9 @@ impl QueueSlots {
         let has = found.is_some_and(|ti| matches!(self.topics[ti].queues.get(idx), Some(Some(_))));
         if !has {
             let cq = resolve()?;
-            let ti = match found {
+            // Keyed by the queue's own topic name (the same text as `topic`; looked up
+            // again so that a topic never gets two entries).
+            let ti = match found.or_else(|| self.by_name.get(&**cq.topic()).copied()) {
                 Some(ti) => ti,
                 None => {
                     self.topics.push(TopicSlots {
