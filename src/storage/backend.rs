@@ -202,6 +202,12 @@ fn unsupported(e: &io::Error) -> bool {
     )
 }
 
+/// How much [`FileStorage::start_write_back`] submits per system call. Larger than the
+/// flush's pieces: W1 (1 M × 100 B) reached its final fdatasync 15-20% sooner with 1 MiB
+/// pieces than with 64 KiB ones (this disk takes fewer, larger requests faster), and at a
+/// tailing consumer's pace the write-back runs only once per 8 MiB appended.
+const WRITE_BEHIND_PIECE: usize = 1 << 20;
+
 /// The real backend: files on the local file system.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct FileStorage;
@@ -298,14 +304,9 @@ impl Storage for FileStorage {
         // fails for locked mappings (`mlockall`), and the pages are written back anyway.
         let _ = mmap::drop_page_tables(map, from, len);
         let file = File::open(path)?;
-        let piece = if mmap::in_idle_class() {
-            IDLE_WRITEBACK_PIECE
-        } else {
-            WRITEBACK_PIECE
-        };
         let mut pos = from;
         while pos < from + len {
-            let n = (from + len - pos).min(piece);
+            let n = (from + len - pos).min(WRITE_BEHIND_PIECE);
             match mmap::start_write_back(file.as_raw_fd(), pos as u64, n as u64) {
                 Ok(()) => {}
                 // A file system without `sync_file_range`: the flush writes it all.
