@@ -273,11 +273,17 @@ impl CommitLog {
     /// writer and is neither flushed nor started yet. Nothing becomes durable here: only
     /// [`CommitLog::flush`] moves the durable end.
     pub(crate) fn write_behind(&self) -> Result<()> {
-        let target = self.written().saturating_sub(WRITE_BEHIND_MARGIN) & !(PAGE_SIZE - 1);
-        let from = self
-            .written_back
-            .load(Ordering::Relaxed)
-            .max(self.flushed());
+        let flushed = self.flushed();
+        // Never past the segment holding the durable end. The pieces written back complete in
+        // any order, and a power cut may keep a later one and lose an earlier one: within a
+        // segment recovery reads that as a torn tail, but valid records at the start of a
+        // later segment past a hole in an earlier one are its evidence of mid-log damage. So
+        // a segment is written back only once the ones before it are durable (a flush writes
+        // segments in order, waiting for each).
+        let segment_end = self.set.base_of(flushed) + self.segment_size;
+        let target = (self.written().saturating_sub(WRITE_BEHIND_MARGIN) & !(PAGE_SIZE - 1))
+            .min(segment_end);
+        let from = self.written_back.load(Ordering::Relaxed).max(flushed);
         if target <= from {
             return Ok(());
         }

@@ -100,3 +100,45 @@ fn write_behind_starts_from_the_durable_end() {
     );
     assert_eq!(log.flushed(), flushed);
 }
+
+#[test]
+fn write_behind_stays_in_the_segment_of_the_durable_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment_size = 4 * WRITE_BEHIND_MARGIN;
+    let set = SegmentSet::new(
+        Fs::default(),
+        dir.path().to_path_buf(),
+        segment_size,
+        vec![],
+    );
+    let log = CommitLog::new(set, max_append(1 << 20), 0, 0);
+    let mut w = log.writer(None).unwrap();
+    // Into the third segment, nothing flushed.
+    while log.written() < 2 * segment_size + 2 * WRITE_BEHIND_MARGIN {
+        log.append(&mut w, 50_000, 1, |b, _| b.fill(5)).unwrap();
+    }
+    log.write_behind().unwrap();
+    assert_eq!(
+        log.written_back(),
+        segment_size,
+        "wrote back past the segment of the durable end"
+    );
+    // The second segment not touched: the pages its writer wrote are all still mapped (its
+    // last 50,000 bytes or so are a blank nobody wrote).
+    let second = log.segment_for(segment_size).unwrap();
+    let bytes = second.read(0, 3 * WRITE_BEHIND_MARGIN as usize).unwrap();
+    assert!(pages_mapped(bytes).iter().all(|&m| m));
+    // Once the first segments are durable, the write-back moves on into the last one.
+    log.flush(crate::storage::FlushScope::All).unwrap();
+    let durable = log.flushed();
+    while log.written() < durable + 2 * WRITE_BEHIND_MARGIN {
+        log.append(&mut w, 50_000, 1, |b, _| b.fill(6)).unwrap();
+    }
+    log.write_behind().unwrap();
+    let target = (log.written() - WRITE_BEHIND_MARGIN) & !(PAGE_SIZE - 1);
+    assert_eq!(
+        log.written_back(),
+        target.min(log.segments().base_of(durable) + segment_size)
+    );
+    assert!(log.written_back() > durable);
+}
