@@ -7,17 +7,17 @@ use super::{CommitLog, WRITE_BEHIND_MARGIN, WRITE_BEHIND_STEP, max_append};
 use crate::storage::page_tables::pages_mapped;
 use crate::storage::{Fs, PAGE_SIZE, SegmentSet};
 
+/// An empty log in `dir` with segments of `segment_size` bytes.
+fn empty_log(dir: &std::path::Path, segment_size: u64) -> CommitLog {
+    let set = SegmentSet::new(Fs::default(), dir.to_path_buf(), segment_size, vec![]);
+    CommitLog::new(set, max_append(1 << 20), 0, 0)
+}
+
 #[test]
 fn appends_wake_each_step_and_write_behind_claims_nothing_durable() {
     let dir = tempfile::tempdir().unwrap();
     let segment_size = 4 * WRITE_BEHIND_STEP;
-    let set = SegmentSet::new(
-        Fs::default(),
-        dir.path().to_path_buf(),
-        segment_size,
-        vec![],
-    );
-    let log = CommitLog::new(set, max_append(1 << 20), 0, 0);
+    let log = empty_log(dir.path(), segment_size);
     let (wake_tx, wake) = bounded(1);
     log.wake_write_behind(wake_tx);
     let mut w = log.writer(None).unwrap();
@@ -55,13 +55,7 @@ fn appends_wake_each_step_and_write_behind_claims_nothing_durable() {
 #[test]
 fn write_behind_starts_from_the_durable_end() {
     let dir = tempfile::tempdir().unwrap();
-    let set = SegmentSet::new(
-        Fs::default(),
-        dir.path().to_path_buf(),
-        4 * WRITE_BEHIND_STEP,
-        vec![],
-    );
-    let log = CommitLog::new(set, max_append(1 << 20), 0, 0);
+    let log = empty_log(dir.path(), 4 * WRITE_BEHIND_STEP);
     let mut w = log.writer(None).unwrap();
     let append_to = |end: u64, w: &mut super::LogWriter| {
         while log.written() < end {
@@ -105,13 +99,7 @@ fn write_behind_starts_from_the_durable_end() {
 fn write_behind_stays_in_the_segment_of_the_durable_end() {
     let dir = tempfile::tempdir().unwrap();
     let segment_size = 4 * WRITE_BEHIND_MARGIN;
-    let set = SegmentSet::new(
-        Fs::default(),
-        dir.path().to_path_buf(),
-        segment_size,
-        vec![],
-    );
-    let log = CommitLog::new(set, max_append(1 << 20), 0, 0);
+    let log = empty_log(dir.path(), segment_size);
     let mut w = log.writer(None).unwrap();
     // Into the third segment, nothing flushed.
     while log.written() < 2 * segment_size + 2 * WRITE_BEHIND_MARGIN {
