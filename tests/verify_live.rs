@@ -48,3 +48,43 @@ fn verify_during_writes_finds_no_damage() {
     assert_eq!(r.records, sent);
     assert!(with_index > 0, "no run saw index entries");
 }
+
+/// A hash slot pointing past the file's entries is reported (after the looks a live writer
+/// would need to count its entry), not taken for an entry being added.
+#[test]
+fn verify_reports_a_slot_past_the_entries() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let p = store.producer("p").unwrap();
+        for i in 0..100 {
+            p.send(Message::new("t", format!("m{i}")).with_keys([format!("K{i}")]))
+                .unwrap();
+        }
+        store.close().unwrap();
+    }
+    let index = std::fs::read_dir(dir.path().join("index"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_file())
+        .expect("an index file");
+    // Hash slot 7 (the header is 40 bytes, slots 4 bytes each) names entry 9,999,999.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&index)
+        .unwrap();
+    f.write_all_at(&9_999_999u32.to_be_bytes(), 40 + 7 * 4)
+        .unwrap();
+    drop(f);
+    let store = Store::open(dir.path()).unwrap();
+    let r = store.verify().unwrap();
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.reason.contains("hash slot 7 points at entry 9999999")),
+        "{:?}",
+        r.problems
+    );
+    store.close().unwrap();
+}
