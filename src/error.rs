@@ -35,7 +35,9 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    /// Another process, or another handle in this process, has the store directory open.
+    /// Another process, or another handle in this process, has the store directory open
+    /// (still, after the open tried again for ~50 ms: a lock released an instant ago may be
+    /// held briefly by a child process being started).
     #[error("store directory {0} is locked by another open store")]
     Locked(PathBuf),
     /// Stored data failed validation somewhere other than the tail of the log.
