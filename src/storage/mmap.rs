@@ -512,9 +512,10 @@ impl Segment {
         }
     }
 
-    /// Starts writing the whole pages of published bytes in `[from, to)` back to disk, without waiting and
-    /// without making them durable ([`Segment::flush`] still must): a later flush then finds
-    /// them written or in flight. A hint: a backend may do nothing.
+    /// Starts writing published bytes back to disk, from the page holding `from` to the last
+    /// page that ends at or before `to`, without waiting and without making them durable
+    /// ([`Segment::flush`] still must): a later flush then finds them written or in flight.
+    /// A hint: a backend may do nothing.
     pub(crate) fn start_write_back(&self, from: usize, to: usize) -> Result<()> {
         // Whole pages only: the page the writer is in stays mapped.
         let to = to.min(self.published()) & !(PAGE as usize - 1);

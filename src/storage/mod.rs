@@ -18,4 +18,4 @@ mod zero_ahead_tests;
 
 pub(crate) use fs::Fs;
 pub(crate) use mmap::{Segment, SegmentWriter, yield_to_application_threads};
-pub(crate) use segment_set::{FlushScope, PAGE_SIZE, SegmentSet};
+pub(crate) use segment_set::{FlushScope, PAGE_SIZE, SegmentSet, WriteBehindMark};

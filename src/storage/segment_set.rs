@@ -8,6 +8,7 @@
 //! (and closing it unmap) files nobody reads.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::RwLock;
@@ -66,6 +67,20 @@ pub(crate) struct SegmentSet {
     dir: PathBuf,
     segment_size: u64,
     segments: RwLock<Vec<Arc<Slot>>>,
+}
+
+/// Where [`SegmentSet::write_behind`] has got to for one set (an absolute offset).
+#[derive(Debug, Default)]
+pub(crate) struct WriteBehindMark(AtomicU64);
+
+impl WriteBehindMark {
+    pub(crate) fn new(at: u64) -> WriteBehindMark {
+        WriteBehindMark(AtomicU64::new(at))
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 impl SegmentSet {
@@ -263,6 +278,26 @@ impl SegmentSet {
     /// ([`Segment::start_write_back`]); [`SegmentSet::flush_range`] still makes them durable.
     pub(crate) fn start_write_back(&self, from: u64, to: u64) -> Result<()> {
         self.each_mapped_in(from, to, |s, start, end| s.start_write_back(start, end))
+    }
+
+    /// Starts writing back, without waiting, the whole pages below `target` (absolute) that
+    /// neither a flush (`flushed`) nor an earlier call through `mark` covered, if they are at
+    /// least `least` bytes, and moves `mark` to the end. Makes nothing durable.
+    pub(crate) fn write_behind(
+        &self,
+        mark: &WriteBehindMark,
+        flushed: u64,
+        target: u64,
+        least: u64,
+    ) -> Result<()> {
+        let target = target & !(PAGE_SIZE - 1);
+        let from = mark.get().max(flushed);
+        if target <= from || target - from < least {
+            return Ok(());
+        }
+        self.start_write_back(from, target)?;
+        mark.0.store(target, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Calls `f` with each mapped segment holding bytes of `[from, to)` (absolute offsets)

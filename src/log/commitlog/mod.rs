@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use crate::error::{Error, Result};
 use crate::format::record::{self, BLANK_LEN, Decoded, RecordView};
 use crate::storage::mmap::{ANNOUNCE_ABOVE, ZeroAhead, zero_ahead_min_gap};
-use crate::storage::{FlushScope, PAGE_SIZE, Segment, SegmentSet, SegmentWriter};
+use crate::storage::{FlushScope, Segment, SegmentSet, SegmentWriter, WriteBehindMark};
 
 pub(crate) use preparer::{Preparer, PreparerConfig};
 
@@ -50,7 +50,7 @@ pub(crate) struct CommitLog {
     flushed_store_ts: AtomicU64,
     flush_lock: Mutex<()>,
     /// Where writing back ahead of the flush has got to ([`CommitLog::write_behind`]).
-    written_back: AtomicU64,
+    written_back: WriteBehindMark,
     /// Woken each time appends cross a [`WRITE_BEHIND_STEP`] boundary, once the flush
     /// thread asked for it (`FlushPolicy::Async`).
     write_behind_wake: OnceLock<Sender<()>>,
@@ -109,7 +109,7 @@ impl CommitLog {
             last_store_ts: AtomicU64::new(last_store_ts),
             flushed_store_ts: AtomicU64::new(last_store_ts),
             flush_lock: Mutex::new(()),
-            written_back: AtomicU64::new(end),
+            written_back: WriteBehindMark::new(end),
             write_behind_wake: OnceLock::new(),
         }
     }
@@ -281,21 +281,18 @@ impl CommitLog {
         // a segment is written back only once the ones before it are durable (a flush writes
         // segments in order, waiting for each).
         let segment_end = self.set.base_of(flushed) + self.segment_size;
-        let target = (self.written().saturating_sub(WRITE_BEHIND_MARGIN) & !(PAGE_SIZE - 1))
+        let target = self
+            .written()
+            .saturating_sub(WRITE_BEHIND_MARGIN)
             .min(segment_end);
-        let from = self.written_back.load(Ordering::Relaxed).max(flushed);
-        if target <= from {
-            return Ok(());
-        }
-        self.set.start_write_back(from, target)?;
-        self.written_back.store(target, Ordering::Relaxed);
-        Ok(())
+        self.set
+            .write_behind(&self.written_back, flushed, target, 0)
     }
 
     /// Where [`CommitLog::write_behind`] has got to.
     #[cfg(test)]
     pub(crate) fn written_back(&self) -> u64 {
-        self.written_back.load(Ordering::Relaxed)
+        self.written_back.get()
     }
 
     /// Flushes every segment's data, whatever the flush bookkeeping says (after recovery).

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::format::cq_unit::{CQ_UNIT_SIZE, CqUnit};
 use crate::rate::RateWindow;
 use crate::storage::mmap::{ZeroAhead, zero_ahead_min_gap};
-use crate::storage::{FlushScope, Fs, PAGE_SIZE, Segment, SegmentSet, SegmentWriter};
+use crate::storage::{FlushScope, Fs, Segment, SegmentSet, SegmentWriter, WriteBehindMark};
 
 const UNIT: u64 = CQ_UNIT_SIZE as u64;
 /// How far behind its writer [`ConsumeQueue::write_behind`] stays (the pages a tailing reader
@@ -46,7 +46,7 @@ pub(crate) struct ConsumeQueue {
     /// Bytes of units known durable, as an absolute byte offset.
     flushed: AtomicU64,
     /// Bytes of units whose writing back was started ([`ConsumeQueue::write_behind`]).
-    written_back: AtomicU64,
+    written_back: WriteBehindMark,
     /// End of the last file, as an absolute byte offset (0 without files).
     capacity_end: AtomicU64,
     /// Held while a file is created (by the writer or by [`QueueFilesAhead`]), so the same
@@ -112,7 +112,7 @@ impl ConsumeQueue {
             max_offset: AtomicU64::new(0),
             max_phys_end: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
-            written_back: AtomicU64::new(0),
+            written_back: WriteBehindMark::default(),
             capacity_end: AtomicU64::new(0),
             creating: Mutex::new(()),
             ahead_requested: AtomicBool::new(false),
@@ -570,18 +570,12 @@ impl ConsumeQueue {
     /// writer that are neither flushed nor started yet (at least `WRITE_BEHIND_LEAST` of
     /// them). Nothing becomes durable here: only a flush moves the durable end.
     pub(crate) fn write_behind(&self) -> Result<()> {
-        let target =
-            (self.max_offset() * UNIT).saturating_sub(WRITE_BEHIND_MARGIN) & !(PAGE_SIZE - 1);
-        let from = self
-            .written_back
-            .load(Ordering::Relaxed)
-            .max(self.flushed.load(Ordering::Acquire));
-        if target < from + WRITE_BEHIND_LEAST {
-            return Ok(());
-        }
-        self.set.start_write_back(from, target)?;
-        self.written_back.store(target, Ordering::Relaxed);
-        Ok(())
+        self.set.write_behind(
+            &self.written_back,
+            self.flushed.load(Ordering::Acquire),
+            (self.max_offset() * UNIT).saturating_sub(WRITE_BEHIND_MARGIN),
+            WRITE_BEHIND_LEAST,
+        )
     }
 
     /// Flushes what `scope` covers of the units written since the last flush. Units lost from

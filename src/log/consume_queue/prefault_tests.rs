@@ -96,7 +96,7 @@ fn units_written_back_early_read_the_same_and_stay_unflushed() {
         }
     }
     cq.write_behind().unwrap();
-    let started = cq.written_back.load(std::sync::atomic::Ordering::Relaxed);
+    let started = cq.written_back.get();
     assert!(started >= n * UNIT - super::WRITE_BEHIND_MARGIN - crate::storage::PAGE_SIZE);
     assert!(started <= n * UNIT - super::WRITE_BEHIND_MARGIN);
     // Nothing claimed durable by it.
